@@ -1,0 +1,3 @@
+from flagstone.cli import app
+
+app()

@@ -1,0 +1,73 @@
+"""Every error Flagstone raises on purpose, in one hierarchy.
+
+``FlagstoneError`` is the root; the CLI prints any of them as one clear line and exits 2.
+
+- ``InputError``: something a user gave us is wrong. It carries where (``path``, ``line``,
+  ``field``), the offending ``value`` and what was expected, so the message can be acted on.
+  - ``RuleError``: a rule file (YAML or one of its expressions).
+  - ``MappingError``: an ingest mapping file.
+- ``UnsupportedError``: a back end cannot run a rule feature. It names the rule, the feature
+  and the engine, so a rule never silently gives different results on different engines.
+- ``StoreError``: the event store is missing, locked or not a Flagstone store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class FlagstoneError(Exception):
+    """Root of all deliberate Flagstone errors."""
+
+
+class InputError(FlagstoneError):
+    """Bad user input, located as precisely as we can."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        value: Any = None,
+    ) -> None:
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.field = field
+        self.value = value
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = self.path + (f":{self.line}" if self.line else "")
+        parts = [where] if where else []
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        prefix = ", ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class RuleError(InputError):
+    """A rule file is invalid."""
+
+
+class MappingError(InputError):
+    """An ingest mapping file is invalid."""
+
+
+class UnsupportedError(FlagstoneError):
+    """A back end cannot express a rule feature."""
+
+    def __init__(self, rule_id: str, feature: str, engine: str) -> None:
+        self.rule_id = rule_id
+        self.feature = feature
+        self.engine = engine
+        super().__init__(f"rule '{rule_id}': {feature} is not supported by the {engine} engine")
+
+
+class StoreError(FlagstoneError):
+    """The event store cannot be used."""

@@ -1,0 +1,138 @@
+"""The event store: one DuckDB file holding events, reference tables, quarantine and alerts.
+
+Every writer goes through a transaction (``Store.transaction``) so that a batch lands whole or not
+at all; DuckDB's write-ahead log makes that hold even when the process is killed mid-batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from flagstone.errors import StoreError
+from flagstone.events import CATALOGUE_COLUMNS, DECIMAL_SQL, ENTITY_COLUMNS, EVENT_COLUMNS, Column
+
+DEFAULT_STORE = "flagstone.duckdb"
+STORE_ENV = "FLAGSTONE_STORE"
+
+
+def _columns(cols: tuple[Column, ...]) -> str:
+    return ",\n  ".join(f"{c.name} {c.sql_type}{' NOT NULL' if c.required else ''}" for c in cols)
+
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events (
+  {_columns(EVENT_COLUMNS)},
+  batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entities (
+  {_columns(ENTITY_COLUMNS)},
+  source VARCHAR NOT NULL,
+  batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS catalogue (
+  {_columns(CATALOGUE_COLUMNS)},
+  source VARCHAR NOT NULL,
+  batch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_batches (
+  batch_id BIGINT PRIMARY KEY,
+  source VARCHAR NOT NULL,
+  target VARCHAR NOT NULL,
+  file VARCHAR NOT NULL,
+  started_at TIMESTAMP NOT NULL,
+  finished_at TIMESTAMP,
+  read BIGINT NOT NULL DEFAULT 0,
+  loaded BIGINT NOT NULL DEFAULT 0,
+  quarantined BIGINT NOT NULL DEFAULT 0,
+  duplicates BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+  batch_id BIGINT NOT NULL,
+  source VARCHAR NOT NULL,
+  file VARCHAR NOT NULL,
+  record BIGINT NOT NULL,
+  field VARCHAR,
+  value VARCHAR,
+  reason VARCHAR NOT NULL,
+  raw VARCHAR
+);
+CREATE TABLE IF NOT EXISTS identities (
+  pseudonym VARCHAR PRIMARY KEY,
+  nonce BLOB NOT NULL,
+  ciphertext BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scans (
+  scan_id BIGINT PRIMARY KEY,
+  started_at TIMESTAMP NOT NULL,
+  finished_at TIMESTAMP,
+  rules JSON NOT NULL,
+  alerts BIGINT
+);
+CREATE TABLE IF NOT EXISTS alerts (
+  alert_id VARCHAR PRIMARY KEY,
+  scan_id BIGINT NOT NULL,
+  rule_id VARCHAR NOT NULL,
+  rule_version INTEGER NOT NULL,
+  severity VARCHAR NOT NULL,
+  group_key VARCHAR NOT NULL,
+  first_ts TIMESTAMP NOT NULL,
+  last_ts TIMESTAMP NOT NULL,
+  fire_source VARCHAR NOT NULL,
+  fire_event_id VARCHAR NOT NULL,
+  evidence_sources VARCHAR[] NOT NULL,
+  evidence VARCHAR[] NOT NULL,
+  "values" JSON NOT NULL,
+  reason VARCHAR NOT NULL
+);
+"""
+
+assert DECIMAL_SQL in SCHEMA
+
+
+def resolve_store_path(path: str | Path | None) -> Path:
+    """``--store`` wins, then ``$FLAGSTONE_STORE``, then ``./flagstone.duckdb``."""
+    return Path(path or os.environ.get(STORE_ENV) or DEFAULT_STORE)
+
+
+class Store:
+    """A Flagstone event store in one DuckDB file."""
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+        self.path = resolve_store_path(path)
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no such store; run `flagstone ingest` first")
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: cannot open store: {exc}") from exc
+        if not read_only:
+            self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All-or-nothing: commit on success, roll back on any exception."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def next_id(self, table: str, column: str) -> int:
+        row = self.con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()
+        return int(row[0]) if row else 1
