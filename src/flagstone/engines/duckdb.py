@@ -1,0 +1,232 @@
+"""The DuckDB engine: each rule becomes one SQL statement over the events table.
+
+Window rules use a frame that is exact under ties: events are numbered per group in
+``(ts, event_id, source)`` order (``seq``); a RANGE frame over ``ts`` finds how many events fall in
+``(t - W, t]``; from that the first ``seq`` in the window follows, and a ROWS frame whose start
+varies per row (``back`` rows before the current one) computes every aggregate over exactly the
+events up to and including the current one. See ``docs/rules.md`` for the cost.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from flagstone.engines.base import Engine
+from flagstone.rules import ir
+from flagstone.rules.finding import Finding
+from flagstone.engines.sql import to_sql, walk
+
+ORDER = "ts, event_id, source"
+
+
+def _ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=not name.isidentifier()).sql("duckdb")
+
+
+def _entity_roles(*exprs: ir.Expr) -> list[str]:
+    roles = {n.role for e in exprs for n in walk(e) if isinstance(n, ir.EntityField)}
+    return sorted(roles)
+
+
+def _entity_join(role: str, entities: str) -> str:
+    # Latest load of an entity wins, so a re-loaded profile cannot duplicate events.
+    return (
+        f"LEFT JOIN (SELECT * FROM {entities} QUALIFY row_number() OVER "
+        f"(PARTITION BY entity ORDER BY batch_id DESC) = 1) AS {role}_entity "
+        f"ON {role}_entity.entity = e.{role}"
+    )
+
+
+def _event_leaf(node: ir.Expr) -> exp.Expression:
+    """Leaves as seen from the raw events table ``e`` joined with entity profiles."""
+    if isinstance(node, ir.Field):
+        return exp.column(node.name, table="e")
+    if isinstance(node, ir.Attr):
+        path = exp.Literal.string('$."' + node.name.replace('"', '\\"') + '"')
+        return exp.Anonymous(this="json_extract_string", expressions=[exp.column("attrs", table="e"), path])
+    if isinstance(node, ir.EntityField):
+        return exp.column(node.name, table=f"{node.role}_entity")
+    raise TypeError(f"{node!r} is not available on events")
+
+
+def _sql(node: ir.Expr, leaf: Any = _event_leaf) -> str:
+    return to_sql(node, leaf).sql(dialect="duckdb")
+
+
+def _from_events(events: str, entities: str, roles: list[str]) -> str:
+    joins = " ".join(_entity_join(r, entities) for r in roles)
+    return f"FROM {events} AS e {joins}"
+
+
+def compile_rule(rule: ir.Rule, *, events: str = "events", entities: str = "entities") -> str:
+    """The SQL statement for one rule, pretty-printed (golden files keep these)."""
+    if isinstance(rule, ir.ConditionRule):
+        raw = _condition_sql(rule, events, entities)
+    else:
+        raw = _window_sql(rule, events, entities)
+    return sqlglot.transpile(raw, read="duckdb", write="duckdb", pretty=True)[0]
+
+
+def _group_select(rule: ir.Rule) -> tuple[str, str, str]:
+    cols = ", ".join(f"e.{g} AS group_{g}" for g in rule.group_by)
+    not_null = " AND ".join(f"e.{g} IS NOT NULL" for g in rule.group_by)
+    partition = ", ".join(f"group_{g}" for g in rule.group_by)
+    return cols, not_null, partition
+
+
+def _condition_sql(rule: ir.ConditionRule, events: str, entities: str) -> str:
+    cols, not_null, partition = _group_select(rule)
+    shown = [_shown_leaf(name) for name in rule.shown_fields]
+    shown_cols = "".join(f", {_sql(node)} AS {_ident('value_' + name)}" for name, node in zip(rule.shown_fields, shown, strict=True))
+    roles = _entity_roles(rule.match, rule.condition)
+    return f"""
+WITH matched AS (
+  SELECT e.source, e.event_id, e.ts, {cols}{shown_cols},
+    coalesce({_sql(rule.condition)}, FALSE) AS hit
+  {_from_events(events, entities, roles)}
+  WHERE coalesce({_sql(rule.match)}, FALSE) AND {not_null}
+), tested AS (
+  SELECT *, lag(hit, 1, FALSE) OVER (PARTITION BY {partition} ORDER BY {ORDER}) AS was_hit
+  FROM matched
+)
+SELECT * EXCLUDE (hit, was_hit), ts AS first_ts, [source] AS evidence_sources, [event_id] AS evidence
+FROM tested
+WHERE hit AND NOT was_hit
+"""
+
+
+def _shown_leaf(name: str) -> ir.Expr:
+    return ir.Attr(name.removeprefix("attrs.")) if name.startswith("attrs.") else ir.Field(name)
+
+
+def _window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
+    cols, not_null, partition = _group_select(rule)
+    having_roles = _entity_roles(rule.having)
+    roles = sorted(set(_entity_roles(rule.match, *[a.arg for _, a in rule.aggregates if a.arg]) + having_roles))
+    arg_cols = "".join(
+        f", {_sql(agg.arg)} AS {_ident('arg_' + name)}" for name, agg in rule.aggregates if agg.arg is not None
+    )
+    # Entity attributes used in `having` are constant per group (the role is grouped on).
+    having_entity = sorted(
+        {(n.role, n.name) for n in walk(rule.having) if isinstance(n, ir.EntityField)}
+    )
+    entity_cols = "".join(f", {role}_entity.{name} AS {role}__{name}" for role, name in having_entity)
+
+    def having_leaf(node: ir.Expr) -> exp.Expression:
+        if isinstance(node, ir.AggregateRef):
+            return exp.column(f"agg_{node.name}")
+        if isinstance(node, ir.Field):
+            return exp.column(f"group_{node.name}")
+        if isinstance(node, ir.EntityField):
+            return exp.column(f"{node.role}__{node.name}")
+        raise TypeError(f"{node!r} cannot appear in having")
+
+    aggs = ", ".join(f"{_aggregate_sql(name, agg)} AS agg_{name}" for name, agg in rule.aggregates)
+    # The RANGE frame is (t - W, t]: timestamps are whole microseconds, so W - 1us PRECEDING.
+    reach = f"INTERVAL '{rule.window_us - 1} microseconds'"
+    return f"""
+WITH matched AS (
+  SELECT e.source, e.event_id, e.ts, {cols}{arg_cols}{entity_cols}
+  {_from_events(events, entities, roles)}
+  WHERE coalesce({_sql(rule.match)}, FALSE) AND {not_null}
+), numbered AS (
+  SELECT *,
+    row_number() OVER (PARTITION BY {partition} ORDER BY {ORDER}) AS seq,
+    count(*) OVER (PARTITION BY {partition} ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+      - count(*) OVER (PARTITION BY {partition} ORDER BY ts RANGE BETWEEN {reach} PRECEDING AND CURRENT ROW)
+      + 1 AS window_first_seq
+  FROM matched
+), measured AS (
+  SELECT *, {aggs}
+  FROM (SELECT *, seq - window_first_seq AS back FROM numbered)
+  WINDOW w AS (PARTITION BY {partition} ORDER BY seq ROWS BETWEEN back PRECEDING AND CURRENT ROW)
+), tested AS (
+  SELECT *, coalesce({_sql(rule.having, having_leaf)}, FALSE) AS hit FROM measured
+), fired AS (
+  SELECT * FROM (
+    SELECT *, lag(hit, 1, FALSE) OVER (PARTITION BY {partition} ORDER BY seq) AS was_hit FROM tested
+  ) WHERE hit AND NOT was_hit
+)
+SELECT {", ".join(f"f.group_{g}" for g in rule.group_by)}, f.source, f.event_id, f.ts,
+  {", ".join(f"f.agg_{name}" for name, _ in rule.aggregates)},
+  min(m.ts) AS first_ts,
+  list(m.source ORDER BY m.seq) AS evidence_sources,
+  list(m.event_id ORDER BY m.seq) AS evidence
+FROM fired AS f
+JOIN numbered AS m
+  ON {" AND ".join(f"m.group_{g} = f.group_{g}" for g in rule.group_by)}
+  AND m.seq BETWEEN f.window_first_seq AND f.seq
+GROUP BY ALL
+"""
+
+
+def _aggregate_sql(name: str, agg: ir.Aggregate) -> str:
+    """One aggregate over the window ``w``."""
+    arg = _ident(f"arg_{name}")
+    if agg.function == "count":
+        return "count(*) OVER w" if agg.arg is None else f"count({arg}) OVER w"
+    if agg.function == "count_distinct":
+        return f"count(DISTINCT {arg}) OVER w"
+    if agg.function == "avg":
+        # sum / count as a float, the same on every engine (DuckDB's own avg may differ in the last bit).
+        return f"(CAST(sum({arg}) OVER w AS DOUBLE) / count({arg}) OVER w)"
+    return f"{agg.function}({arg}) OVER w"
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, events: str = "events", entities: str = "entities"):
+        self.con = con
+        self.events = events
+        self.entities = entities
+
+    def compile(self, rule: ir.Rule) -> str:
+        return compile_rule(rule, events=self.events, entities=self.entities)
+
+    def execute(self, rule: ir.Rule) -> list[Finding]:
+        sql = self.compile(rule)
+        try:
+            cursor = self.con.execute(sql)
+        except duckdb.Error as exc:
+            raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
+        names = [d[0] for d in cursor.description]
+        return [_finding(rule, dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+
+
+def _finding(rule: ir.Rule, row: dict[str, Any]) -> Finding:
+    if isinstance(rule, ir.ConditionRule):
+        values = tuple((name, _plain(row[f"value_{name}"])) for name in rule.shown_fields)
+    else:
+        values = tuple((name, _plain(row[f"agg_{name}"])) for name, _ in rule.aggregates)
+    last: datetime = row["ts"]
+    return Finding(
+        rule_id=rule.meta.id,
+        rule_version=rule.meta.version,
+        group=tuple((g, row[f"group_{g}"]) for g in rule.group_by),
+        fire=(row["source"], row["event_id"]),
+        first_ts=row["first_ts"],
+        last_ts=last,
+        evidence=tuple(zip(row["evidence_sources"], row["evidence"], strict=True)),
+        values=values,
+    )
+
+
+def _plain(value: Any) -> Any:
+    # DuckDB returns JSON columns as text; everything else is already a Python value.
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+__all__ = ["Decimal", "DuckDBEngine", "compile_rule"]

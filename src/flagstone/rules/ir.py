@@ -1,0 +1,194 @@
+"""The rule intermediate form: small, typed, engine-neutral.
+
+A rule file is parsed once into these nodes; each back end (DuckDB today; Spark and the real-time
+scorer later) maps node types to its own constructs, and the pure-Python oracle evaluates them
+directly. Nothing here knows about SQL.
+
+Semantics shared by every back end (``docs/rules.md`` says the same for users):
+
+- Only events for which ``match`` is true take part; events with a NULL in any ``group_by`` field
+  are left out. A group's events are ordered by ``(ts, event_id, source)``.
+- The window of event *e* at time *t* holds the group's matched events *e'* with
+  ``t - W < ts(e') <= t`` that are not after *e* in that order (ties in time: by ``event_id``).
+- A rule's test (``condition`` or ``having``) is evaluated at every matched event; NULL counts as
+  false. The rule fires at an event where the test holds and did not hold at the group's previous
+  matched event: one alert per group per episode, re-armed when the test stops holding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal as TypingLiteral
+
+ValueType = TypingLiteral["string", "number", "boolean", "timestamp", "null"]
+Value = Decimal | int | float | str | bool | None
+
+COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
+ARITHMETIC = ("+", "-", "*", "/")
+AGGREGATE_FUNCTIONS = ("count", "sum", "avg", "max", "min", "count_distinct")
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: Value
+
+
+@dataclass(frozen=True)
+class Field:
+    """A canonical event column, e.g. ``amount``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A key of the event's ``attrs`` JSON object, read as text (``attrs.mcc``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class EntityField:
+    """A reference-table attribute of the event's actor or counterparty (``actor.pep``)."""
+
+    role: TypingLiteral["actor", "counterparty"]
+    name: str
+
+
+@dataclass(frozen=True)
+class AggregateRef:
+    """The value of one of the rule's named aggregates, usable only in ``having``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Negate:
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Logical:
+    op: TypingLiteral["and", "or"]
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str  # one of COMPARISONS
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """``/`` yields a float; division by zero yields NULL on every engine."""
+
+    op: str  # one of ARITHMETIC
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class InList:
+    operand: Expr
+    values: tuple[Literal, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class IsNull:
+    operand: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Like:
+    """SQL LIKE: ``%`` any run of characters, ``_`` one character, no escape character."""
+
+    operand: Expr
+    pattern: str
+    negated: bool = False
+
+
+Expr = (
+    Literal
+    | Field
+    | Attr
+    | EntityField
+    | AggregateRef
+    | Not
+    | Negate
+    | Logical
+    | Compare
+    | Arithmetic
+    | InList
+    | IsNull
+    | Like
+)
+
+TRUE = Literal(True)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """``count(*)`` has ``arg=None``; every other aggregate ignores NULL inputs like SQL does.
+
+    ``avg`` is ``sum / count`` as a float; ``sum``/``max``/``min`` of no non-NULL input is NULL.
+    """
+
+    function: str  # one of AGGREGATE_FUNCTIONS
+    arg: Expr | None
+
+
+@dataclass(frozen=True)
+class RuleMeta:
+    id: str
+    version: int
+    title: str
+    description: str
+    severity: str
+    legal_basis: str
+    owner: str
+    rationale: str
+    kind: str  # as written in the file: condition | window | basket
+    path: str
+    reason: str | None = None
+    params: tuple[tuple[str, Value], ...] = ()
+
+
+@dataclass(frozen=True)
+class ConditionRule:
+    """Fires on single events: ``condition`` is evaluated on each matched event alone."""
+
+    meta: RuleMeta
+    match: Expr
+    group_by: tuple[str, ...]
+    condition: Expr
+    # Event fields shown in the alert's values (those the rule reads).
+    shown_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """Sliding-window aggregates per group, tested by ``having``. Baskets compile to this."""
+
+    meta: RuleMeta
+    match: Expr
+    group_by: tuple[str, ...]
+    window_us: int
+    aggregates: tuple[tuple[str, Aggregate], ...]
+    having: Expr
+    window_text: str = field(default="")
+
+
+Rule = ConditionRule | WindowRule
+
+SEVERITIES = ("low", "medium", "high", "critical")

@@ -1,0 +1,219 @@
+"""A deliberately plain Python evaluator of rule semantics: the oracle the SQL engines must match.
+
+It favours obviousness over speed (every window is recomputed from scratch). Three-valued logic
+and numeric typing follow SQL: NULL propagates, comparisons with NULL are NULL, a NULL test is
+false; decimals stay exact, ``/`` and ``avg`` give floats, and a decimal meeting a float becomes a
+float. The engines are tested against this module on random events and rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from decimal import Decimal, localcontext
+from typing import Any
+
+from flagstone.rules import ir
+from flagstone.rules.finding import Finding
+
+Event = Mapping[str, Any]
+Entities = Mapping[str, Mapping[str, Any]]
+
+
+def order_key(event: Event) -> tuple[Any, str, str]:
+    return (event["ts"], event["event_id"], event["source"])
+
+
+def _numbers(a: Any, b: Any) -> tuple[Any, Any]:
+    if isinstance(a, float) or isinstance(b, float):
+        return float(a), float(b)
+    return a, b
+
+
+def _compare(op: str, a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    if not isinstance(a, str | bool):
+        a, b = _numbers(a, b)
+    return {
+        "=": a == b,
+        "!=": a != b,
+        "<": a < b,
+        "<=": a <= b,
+        ">": a > b,
+        ">=": a >= b,
+    }[op]
+
+
+def _arith(op: str, a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    if op == "/":
+        return None if b == 0 else float(a) / float(b)
+    a, b = _numbers(a, b)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return {"+": a + b, "-": a - b, "*": a * b}[op]
+
+
+def like_regex(pattern: str) -> re.Pattern[str]:
+    parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern]
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _attr(event: Event, name: str) -> str | None:
+    attrs = event.get("attrs")
+    if isinstance(attrs, str):
+        attrs = json.loads(attrs)
+    if not attrs or name not in attrs or attrs[name] is None:
+        return None
+    value = attrs[name]
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Context:
+    """Where leaf names get their values: one event, the entities table, and aggregate results."""
+
+    def __init__(self, event: Event, entities: Entities, aggregates: Mapping[str, Any] | None = None) -> None:
+        self.event = event
+        self.entities = entities
+        self.aggregates = aggregates or {}
+
+
+def evaluate(node: ir.Expr, ctx: Context) -> Any:
+    if isinstance(node, ir.Literal):
+        return node.value
+    if isinstance(node, ir.Field):
+        return ctx.event.get(node.name)
+    if isinstance(node, ir.Attr):
+        return _attr(ctx.event, node.name)
+    if isinstance(node, ir.EntityField):
+        key = ctx.event.get(node.role)
+        return ctx.entities.get(key, {}).get(node.name) if key is not None else None
+    if isinstance(node, ir.AggregateRef):
+        return ctx.aggregates[node.name]
+    if isinstance(node, ir.Not):
+        v = evaluate(node.operand, ctx)
+        return None if v is None else not v
+    if isinstance(node, ir.Negate):
+        v = evaluate(node.operand, ctx)
+        return None if v is None else -v
+    if isinstance(node, ir.Logical):
+        a, b = evaluate(node.left, ctx), evaluate(node.right, ctx)
+        if node.op == "and":
+            if a is False or b is False:
+                return False
+            return None if a is None or b is None else True
+        if a is True or b is True:
+            return True
+        return None if a is None or b is None else False
+    if isinstance(node, ir.Compare):
+        return _compare(node.op, evaluate(node.left, ctx), evaluate(node.right, ctx))
+    if isinstance(node, ir.Arithmetic):
+        return _arith(node.op, evaluate(node.left, ctx), evaluate(node.right, ctx))
+    if isinstance(node, ir.InList):
+        v = evaluate(node.operand, ctx)
+        if v is None:
+            return None
+        found = any(_compare("=", v, lit.value) for lit in node.values)
+        return found != node.negated
+    if isinstance(node, ir.IsNull):
+        return (evaluate(node.operand, ctx) is None) != node.negated
+    if isinstance(node, ir.Like):
+        v = evaluate(node.operand, ctx)
+        if v is None:
+            return None
+        return bool(like_regex(node.pattern).fullmatch(v)) != node.negated
+    raise TypeError(f"unknown node {node!r}")
+
+
+def _aggregate(agg: ir.Aggregate, window: list[Event], entities: Entities) -> Any:
+    if agg.arg is None:
+        return len(window)
+    values = [v for e in window if (v := evaluate(agg.arg, Context(e, entities))) is not None]
+    fn = agg.function
+    if fn == "count":
+        return len(values)
+    if fn == "count_distinct":
+        return len(set(values))
+    if not values:
+        return None
+    if fn == "max":
+        return max(values)
+    if fn == "min":
+        return min(values)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        total = sum(values[1:], values[0])
+    if fn == "sum":
+        return total
+    return float(total) / len(values)  # avg
+
+
+def run_rule(rule: ir.Rule, events: Iterable[Event], entities: Entities | None = None) -> list[Finding]:
+    """Every finding of ``rule`` over ``events``, by the definitions in ``flagstone.rules.ir``."""
+    entities = entities or {}
+    groups: dict[tuple[Any, ...], list[Event]] = defaultdict(list)
+    for event in events:
+        key = tuple(event.get(g) for g in rule.group_by)
+        if None in key or evaluate(rule.match, Context(event, entities)) is not True:
+            continue
+        groups[key].append(event)
+
+    findings: list[Finding] = []
+    test = _condition_test if isinstance(rule, ir.ConditionRule) else _window_test
+    for key in sorted(groups):
+        seq = sorted(groups[key], key=order_key)
+        was_hit = False
+        for i, event in enumerate(seq):
+            hit, evidence, values = test(rule, seq, i, entities)  # type: ignore[operator]
+            if hit and not was_hit:
+                findings.append(
+                    Finding(
+                        rule_id=rule.meta.id,
+                        rule_version=rule.meta.version,
+                        group=tuple(zip(rule.group_by, key, strict=True)),
+                        fire=(event["source"], event["event_id"]),
+                        first_ts=evidence[0]["ts"],
+                        last_ts=event["ts"],
+                        evidence=tuple((e["source"], e["event_id"]) for e in evidence),
+                        values=tuple(values.items()),
+                    )
+                )
+            was_hit = hit
+    return findings
+
+
+Test = Callable[[ir.Rule, list[Event], int, Entities], tuple[bool, list[Event], dict[str, Any]]]
+
+
+def _condition_test(
+    rule: ir.ConditionRule, seq: list[Event], i: int, entities: Entities
+) -> tuple[bool, list[Event], dict[str, Any]]:
+    event = seq[i]
+    ctx = Context(event, entities)
+    values = {name: evaluate(_shown(name), ctx) for name in rule.shown_fields}
+    return evaluate(rule.condition, ctx) is True, [event], values
+
+
+def _shown(name: str) -> ir.Expr:
+    return ir.Attr(name.removeprefix("attrs.")) if name.startswith("attrs.") else ir.Field(name)
+
+
+def _window_test(
+    rule: ir.WindowRule, seq: list[Event], i: int, entities: Entities
+) -> tuple[bool, list[Event], dict[str, Any]]:
+    event = seq[i]
+    start = event["ts"] - timedelta(microseconds=rule.window_us)
+    window = [e for e in seq[: i + 1] if e["ts"] > start]
+    values = {name: _aggregate(agg, window, entities) for name, agg in rule.aggregates}
+    hit = evaluate(rule.having, Context(event, entities, values)) is True
+    return hit, window, values
+
+
+__all__ = ["Decimal", "evaluate", "order_key", "run_rule"]
