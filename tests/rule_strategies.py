@@ -82,7 +82,8 @@ text_test = st.one_of(
 def numeric_test(draw: st.DrawFn) -> str:
     left = draw(num_field)
     if draw(st.booleans()):
-        left = f"{left} {draw(st.sampled_from(['+', '-', '*', '/']))} {draw(st.sampled_from([*['amount', 'quantity'], '2', '0.5']))}"
+        op = draw(st.sampled_from(["+", "-", "*", "/"]))
+        left = f"{left} {op} {draw(st.sampled_from(['amount', 'quantity', '2', '0.5']))}"
     op = draw(st.sampled_from(["=", "!=", "<", "<=", ">", ">="]))
     return f"{left} {op} {draw(number)}"
 

@@ -8,13 +8,13 @@ from typing import Any
 import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings, target
+from rule_strategies import entities, events, rules
 
 from flagstone.engines import DuckDBEngine
 from flagstone.events import EVENT_COLUMNS
 from flagstone.rules import load_rules
 from flagstone.rules.oracle import run_rule
 from flagstone.store import SCHEMA
-from rule_strategies import entities, events, rules
 
 COLS = [c.name for c in EVENT_COLUMNS]
 

@@ -19,9 +19,9 @@ import sqlglot
 from sqlglot import exp
 
 from flagstone.engines.base import Engine
+from flagstone.engines.sql import to_sql, walk
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
-from flagstone.engines.sql import to_sql, walk
 
 ORDER = "ts, event_id, source"
 
@@ -84,7 +84,9 @@ def _group_select(rule: ir.Rule) -> tuple[str, str, str]:
 def _condition_sql(rule: ir.ConditionRule, events: str, entities: str) -> str:
     cols, not_null, partition = _group_select(rule)
     shown = [_shown_leaf(name) for name in rule.shown_fields]
-    shown_cols = "".join(f", {_sql(node)} AS {_ident('value_' + name)}" for name, node in zip(rule.shown_fields, shown, strict=True))
+    shown_cols = "".join(
+        f", {_sql(node)} AS {_ident('value_' + name)}" for name, node in zip(rule.shown_fields, shown, strict=True)
+    )
     roles = _entity_roles(rule.match, rule.condition)
     return f"""
 WITH matched AS (

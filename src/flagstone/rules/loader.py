@@ -122,17 +122,9 @@ def load_rules(
             )
         seen[rule.meta.id] = str(path)
         rules.append(rule)
-    for rid, values in deployment.items():
+    for rid in deployment:
         if rid not in seen:
             raise RuleError(f"parameters given for unknown rule '{rid}'", path=params_file, field=rid)
-        known = dict(rules[list(seen).index(rid)].meta.params)
-        for name in values:
-            if name not in known:
-                raise RuleError(
-                    f"rule '{rid}' has no parameter '{name}' (it has: {', '.join(known) or 'none'})",
-                    path=params_file,
-                    field=f"{rid}.{name}",
-                )
     return RuleSet(tuple(rules))
 
 
@@ -259,6 +251,14 @@ def _params(r: _RuleReader) -> dict[str, ir.Value]:
     raw = r.data.get("params") or {}
     if not isinstance(raw, dict):
         raise r.error("params", "params must be a mapping of name: value", raw)
+    for name in r.overrides:
+        if name not in raw:
+            rid = r.data.get("id")
+            raise RuleError(
+                f"rule '{rid}' has no parameter '{name}' (it has: {', '.join(map(str, raw)) or 'none'})",
+                field=f"{rid}.{name}",
+                value=r.overrides[name],
+            )
     params: dict[str, ir.Value] = {}
     for name, value in {**raw, **r.overrides}.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):

@@ -1,0 +1,184 @@
+"""Alerts: findings made explainable (reason, values, severity) and stored; export for reviewers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flagstone.errors import InputError
+from flagstone.rules import ir
+from flagstone.rules.finding import Finding
+from flagstone.store import Store
+
+ALERT_COLUMNS = (
+    "alert_id",
+    "scan_id",
+    "rule_id",
+    "rule_version",
+    "severity",
+    "group_key",
+    "first_ts",
+    "last_ts",
+    "fire_source",
+    "fire_event_id",
+    "evidence_sources",
+    "evidence",
+    "values",
+    "reason",
+)
+
+
+def alert_id(f: Finding) -> str:
+    """Stable across re-scans: the same rule version firing at the same event is the same alert."""
+    key = "\x1f".join([f.rule_id, str(f.rule_version), f.group_key, *f.fire])
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def format_value(value: Any) -> str:
+    """Numbers the way a reviewer reads them: 38,250.00 for money, 4 for counts."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "none"}[value]
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, Decimal | float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def json_value(value: Any) -> Any:
+    """Exact decimals survive JSON as text; everything else as its JSON self."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def computed_text(values: Mapping[str, Any]) -> str:
+    """``count=4, sum=38,250.00`` — the numbers behind an alert, in one line."""
+    return ", ".join(f"{k}={format_value(v)}" for k, v in values.items())
+
+
+def reason_for(rule: ir.Rule, f: Finding) -> str:
+    values = f.values_dict
+    names: dict[str, str] = {k: format_value(v) for k, v in values.items()}
+    names.update({k: format_value(v) for k, v in rule.meta.params})
+    names["group"] = f.group_key
+    if isinstance(rule, ir.WindowRule):
+        names["window"] = rule.window_text
+    if rule.meta.reason:
+        fields = {name for _, name, _, _ in string.Formatter().parse(rule.meta.reason) if name}
+        return rule.meta.reason.format(**{k: names.get(k, "?") for k in fields})
+    where = f" within {rule.window_text}" if isinstance(rule, ir.WindowRule) else ""
+    return f"{rule.meta.title}: {computed_text(values)}{where}"
+
+
+def alert_rows(rule: ir.Rule, findings: Iterable[Finding], scan_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "alert_id": alert_id(f),
+            "scan_id": scan_id,
+            "rule_id": f.rule_id,
+            "rule_version": f.rule_version,
+            "severity": rule.meta.severity,
+            "group_key": f.group_key,
+            "first_ts": f.first_ts,
+            "last_ts": f.last_ts,
+            "fire_source": f.fire[0],
+            "fire_event_id": f.fire[1],
+            "evidence_sources": [s for s, _ in f.evidence],
+            "evidence": [e for _, e in f.evidence],
+            "values": json.dumps({k: json_value(v) for k, v in f.values}),
+            "reason": reason_for(rule, f),
+        }
+        for f in findings
+    ]
+
+
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("alert_id", pa.string()),
+        ("scan_id", pa.int64()),
+        ("rule_id", pa.string()),
+        ("rule_version", pa.int32()),
+        ("severity", pa.string()),
+        ("group_key", pa.string()),
+        ("first_ts", pa.timestamp("us")),
+        ("last_ts", pa.timestamp("us")),
+        ("fire_source", pa.string()),
+        ("fire_event_id", pa.string()),
+        ("evidence_sources", pa.list_(pa.string())),
+        ("evidence", pa.list_(pa.string())),
+        ("values", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+def insert_alerts(store: Store, rows: list[dict[str, Any]]) -> int:
+    """Insert alerts not already stored (by alert_id); returns how many were new."""
+    if not rows:
+        return 0
+    table = pa.Table.from_pylist(rows, schema=_ARROW_SCHEMA)
+    con = store.con
+    con.register("new_alerts", table)
+    try:
+        before = con.execute("SELECT count(*) FROM alerts").fetchone()
+        con.execute(
+            f"INSERT INTO alerts SELECT {', '.join(_q(c) for c in ALERT_COLUMNS)} FROM new_alerts n "
+            "WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.alert_id = n.alert_id)"
+        )
+        after = con.execute("SELECT count(*) FROM alerts").fetchone()
+    finally:
+        con.unregister("new_alerts")
+    return int(after[0]) - int(before[0])  # type: ignore[index]
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def export_alerts(
+    store: Store,
+    fmt: str,
+    out: Path | None,
+    *,
+    rule_id: str | None = None,
+    stdout: IO[str] | None = None,
+) -> int:
+    """Write the stored alerts as JSON lines (file or stdout) or Parquet; returns the count."""
+    where = "WHERE rule_id = ?" if rule_id else ""
+    args = [rule_id] if rule_id else []
+    query = f"SELECT * FROM alerts {where} ORDER BY first_ts, rule_id, alert_id"
+    if fmt == "parquet":
+        if out is None:
+            raise InputError("--format parquet needs --out FILE", field="--out")
+        table = store.con.execute(query, args).fetch_arrow_table()
+        pq.write_table(table, out)
+        return table.num_rows
+    if fmt != "jsonl":
+        raise InputError(f"unknown format {fmt!r} (jsonl or parquet)", field="--format", value=fmt)
+    cursor = store.con.execute(query, args)
+    names = [d[0] for d in cursor.description]
+    handle: IO[str] = open(out, "w", encoding="utf-8") if out else (stdout or open("/dev/stdout", "w"))  # noqa: SIM115
+    n = 0
+    try:
+        while batch := cursor.fetchmany(1000):
+            for row in batch:
+                record = dict(zip(names, row, strict=True))
+                record["values"] = json.loads(record["values"])
+                handle.write(json.dumps(record, default=json_value) + "\n")
+                n += 1
+    finally:
+        if out:
+            handle.close()
+    return n

@@ -1,0 +1,81 @@
+"""Shared fixtures. ``runner`` runs one rule on every engine, so each semantics test is written once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from flagstone.engines import DuckDBEngine  # noqa: E402
+from flagstone.events import EVENT_COLUMNS  # noqa: E402
+from flagstone.rules import load_rules  # noqa: E402
+from flagstone.rules.finding import Finding  # noqa: E402
+from flagstone.rules.ir import Rule  # noqa: E402
+from flagstone.rules.oracle import run_rule  # noqa: E402
+from flagstone.store import SCHEMA  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+T0 = datetime(2024, 1, 1)
+EVENT_COLS = [c.name for c in EVENT_COLUMNS]
+
+
+def ev(event_id: str, hours: float = 0, **fields: Any) -> dict[str, Any]:
+    """A canonical event with sensible defaults; ``hours`` after T0."""
+    base: dict[str, Any] = {c: None for c in EVENT_COLS}
+    base.update(source="s", event_id=event_id, ts=T0 + timedelta(hours=hours), kind="x", actor="a", currency="EUR")
+    for k, v in fields.items():
+        if k in ("amount", "quantity") and v is not None:
+            v = Decimal(str(v))
+        if k == "attrs" and isinstance(v, dict):
+            v = json.dumps(v)
+        base[k] = v
+    return base
+
+
+def write_rule(tmp: Path, **body: Any) -> Rule:
+    doc = {"id": "t.rule", "version": 1, "title": "test rule", "severity": "low", **body}
+    path = tmp / f"{doc['id']}.yaml"
+    path.write_text(json.dumps(doc))
+    return load_rules([path]).rules[0]
+
+
+def load_duckdb(con: duckdb.DuckDBPyConnection, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]]) -> None:
+    con.execute("DELETE FROM events; DELETE FROM entities")
+    if events:
+        con.executemany(
+            f"INSERT INTO events ({', '.join(EVENT_COLS)}, batch_id) VALUES ({', '.join('?' * len(EVENT_COLS))}, 1)",
+            [[e[c] for c in EVENT_COLS] for e in events],
+        )
+    for name, ent in entities.items():
+        con.execute(
+            "INSERT INTO entities (entity, pep, monthly_income, country, source, batch_id) "
+            "VALUES (?, ?, ?, ?, 't', 1)",
+            [name, ent.get("pep"), ent.get("monthly_income"), ent.get("country")],
+        )
+
+
+Runner = Callable[[Rule, list[dict[str, Any]], dict[str, dict[str, Any]] | None], list[Finding]]
+
+
+@pytest.fixture(params=["oracle", "duckdb"])
+def runner(request: pytest.FixtureRequest) -> Runner:
+    """Run a rule on one engine; every engine must give the same findings."""
+    if request.param == "oracle":
+        return lambda rule, events, entities=None: run_rule(rule, events, entities or {})
+    con = duckdb.connect()
+    con.execute(SCHEMA)
+
+    def run(rule: Rule, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]] | None = None) -> list[Finding]:
+        load_duckdb(con, events, entities or {})
+        return sorted(DuckDBEngine(con).run(rule), key=lambda f: (f.group, f.last_ts, f.fire))
+
+    return run
