@@ -132,15 +132,15 @@ def insert_alerts(store: Store, rows: list[dict[str, Any]]) -> int:
     con = store.con
     con.register("new_alerts", table)
     try:
-        before = con.execute("SELECT count(*) FROM alerts").fetchone()
+        before = int(store.scalar("SELECT count(*) FROM alerts"))  # type: ignore[arg-type]
         con.execute(
             f"INSERT INTO alerts SELECT {', '.join(_q(c) for c in ALERT_COLUMNS)} FROM new_alerts n "
             "WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.alert_id = n.alert_id)"
         )
-        after = con.execute("SELECT count(*) FROM alerts").fetchone()
+        after = int(store.scalar("SELECT count(*) FROM alerts"))  # type: ignore[arg-type]
     finally:
         con.unregister("new_alerts")
-    return int(after[0]) - int(before[0])  # type: ignore[index]
+    return after - before
 
 
 def _q(name: str) -> str:
@@ -162,7 +162,7 @@ def export_alerts(
     if fmt == "parquet":
         if out is None:
             raise InputError("--format parquet needs --out FILE", field="--out")
-        table = store.con.execute(query, args).fetch_arrow_table()
+        table = store.con.execute(query, args).to_arrow_table()
         pq.write_table(table, out)
         return table.num_rows
     if fmt != "jsonl":

@@ -133,6 +133,10 @@ class Store:
             raise
         self.con.execute("COMMIT")
 
+    def scalar(self, sql: str, params: list[object] | None = None) -> object:
+        """The one value a query returns (fetching it whole, so no result is left open)."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
+
     def next_id(self, table: str, column: str) -> int:
-        row = self.con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()
-        return int(row[0]) if row else 1
+        return int(self.scalar(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}"))  # type: ignore[arg-type]
