@@ -162,7 +162,7 @@ def export_alerts(
     if fmt == "parquet":
         if out is None:
             raise InputError("--format parquet needs --out FILE", field="--out")
-        table = store.con.execute(query, args).to_arrow_table()
+        table = store.con.sql(query, params=args).to_arrow_table()
         pq.write_table(table, out)
         return table.num_rows
     if fmt != "jsonl":
