@@ -1,0 +1,49 @@
+"""Documentation is part of the product: every field, rule key, kind and command is documented."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO
+from flagstone.cli import app
+from flagstone.events import CATALOGUE_COLUMNS, ENTITY_COLUMNS, EVENT_COLUMNS
+from flagstone.rules.ir import AGGREGATE_FUNCTIONS
+from flagstone.rules.loader import COMMON_KEYS, KIND_KEYS
+
+EVENTS_MD = (REPO / "docs" / "events.md").read_text()
+RULES_MD = (REPO / "docs" / "rules.md").read_text()
+README = (REPO / "README.md").read_text()
+COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("col", EVENT_COLUMNS + ENTITY_COLUMNS + CATALOGUE_COLUMNS, ids=lambda c: c.name)
+def test_every_column_is_documented_with_its_type(col: object) -> None:
+    row = f"| `{col.name}` | {col.sql_type} |"  # type: ignore[attr-defined]
+    assert row in EVENTS_MD
+
+
+def test_every_rule_key_and_kind_is_documented() -> None:
+    for key in [*COMMON_KEYS, *(k for keys in KIND_KEYS.values() for k in keys)]:
+        assert f"| `{key}` |" in RULES_MD, key
+    for kind in KIND_KEYS:
+        assert f"### `{kind}`" in RULES_MD, kind
+    for fn in AGGREGATE_FUNCTIONS:
+        assert re.search(rf"`{fn}\(", RULES_MD), fn
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_is_in_the_readme_and_has_help(command: str) -> None:
+    assert f"flagstone {command}" in README
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert len(result.output) > 200
+
+
+def test_readme_starts_with_the_two_setup_commands() -> None:
+    blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", README, re.S)
+    assert blocks, "README has no command block"
+    first = [line.split("#")[0].strip() for line in blocks[0].strip().splitlines()]
+    assert first == ["make demo", "make test"]
