@@ -15,13 +15,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from flagstone.engines import DuckDBEngine  # noqa: E402
-from flagstone.events import EVENT_COLUMNS  # noqa: E402
-from flagstone.rules import load_rules  # noqa: E402
-from flagstone.rules.finding import Finding  # noqa: E402
-from flagstone.rules.ir import Rule  # noqa: E402
-from flagstone.rules.oracle import run_rule  # noqa: E402
-from flagstone.store import SCHEMA  # noqa: E402
+from flagstone.engines import DuckDBEngine
+from flagstone.events import EVENT_COLUMNS
+from flagstone.rules import load_rules
+from flagstone.rules.finding import Finding
+from flagstone.rules.ir import Rule
+from flagstone.rules.oracle import run_rule
+from flagstone.store import SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 1, 1)
@@ -48,7 +48,9 @@ def write_rule(tmp: Path, **body: Any) -> Rule:
     return load_rules([path]).rules[0]
 
 
-def load_duckdb(con: duckdb.DuckDBPyConnection, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]]) -> None:
+def load_duckdb(
+    con: duckdb.DuckDBPyConnection, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]]
+) -> None:
     con.execute("DELETE FROM events; DELETE FROM entities")
     if events:
         con.executemany(
@@ -74,7 +76,9 @@ def runner(request: pytest.FixtureRequest) -> Runner:
     con = duckdb.connect()
     con.execute(SCHEMA)
 
-    def run(rule: Rule, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]] | None = None) -> list[Finding]:
+    def run(
+        rule: Rule, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]] | None = None
+    ) -> list[Finding]:
         load_duckdb(con, events, entities or {})
         return sorted(DuckDBEngine(con).run(rule), key=lambda f: (f.group, f.last_ts, f.fire))
 

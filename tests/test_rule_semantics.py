@@ -99,7 +99,10 @@ def test_having_with_entity_attribute(runner: Runner, tmp_path: Path) -> None:
         aggregates={"spent": "sum(amount)"},
         having="spent > 3 * actor.monthly_income",
     )
-    entities = {"a": {"pep": True, "monthly_income": Decimal("1000")}, "b": {"pep": False, "monthly_income": Decimal(1)}}
+    entities = {
+        "a": {"pep": True, "monthly_income": Decimal("1000")},
+        "b": {"pep": False, "monthly_income": Decimal(1)},
+    }
     events = [
         ev("e1", 0, amount=2000),
         ev("e2", 24, amount=1000),  # 3000: not above 3x

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO, ev, load_duckdb
 from typer.testing import CliRunner
 
-from conftest import REPO, ev, load_duckdb
 from flagstone.cli import app
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store

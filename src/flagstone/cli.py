@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -107,7 +107,7 @@ def scan(
         out.print(line, highlight=False)
 
 
-class AlertFormat(str, Enum):
+class AlertFormat(StrEnum):
     jsonl = "jsonl"
     parquet = "parquet"
 
