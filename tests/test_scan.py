@@ -92,6 +92,9 @@ def test_cli_reports_rule_errors_with_location(tmp_path: Path) -> None:
     assert f"{bad}:6" in result.output and "condition" in result.output
 
 
-def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["alerts", "--store", str(tmp_path / "none.duckdb")])
+@pytest.mark.parametrize("command", [["alerts"], ["scan", "--rules", str(AML)]])
+def test_missing_store_is_a_clear_error(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "none.duckdb"
+    result = CliRunner().invoke(app, [*command, "--store", str(missing)])
     assert result.exit_code == 2 and "no such store" in result.output
+    assert not missing.exists()

@@ -101,7 +101,7 @@ def scan(
     from flagstone.store import Store
 
     ruleset = load_rules(rules, params_file=params, overrides=set_ or [])
-    with Store(store) as st:
+    with Store(store, create=False) as st:
         result = scan_store(st, ruleset, progress=True)
     for line in result.summary_lines():
         out.print(line, highlight=False)

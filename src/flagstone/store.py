@@ -102,9 +102,9 @@ def resolve_store_path(path: str | Path | None) -> Path:
 class Store:
     """A Flagstone event store in one DuckDB file."""
 
-    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False, create: bool = True) -> None:
         self.path = resolve_store_path(path)
-        if read_only and not self.path.exists():
+        if (read_only or not create) and not self.path.exists():
             raise StoreError(f"{self.path}: no such store; run `flagstone ingest` first")
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
