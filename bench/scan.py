@@ -57,7 +57,7 @@ def main() -> None:
                 result = ingest_file(store, path, data / f"{name}.yaml", progress=False)
                 print(f"  {result.summary()}")
             ingest_s = time.perf_counter() - t
-            n = int(store.scalar("SELECT count(*) FROM events"))  # type: ignore[arg-type]
+            n = int(store.scalar("SELECT count(*) FROM events"))
             print(f"ingest: {n:,} events in {ingest_s:.1f}s = {n / ingest_s:,.0f} events/s; "
                   f"peak RSS {peak_mib():,.0f} MiB")
 

@@ -132,12 +132,12 @@ def insert_alerts(store: Store, rows: list[dict[str, Any]]) -> int:
     con = store.con
     con.register("new_alerts", table)
     try:
-        before = int(store.scalar("SELECT count(*) FROM alerts"))  # type: ignore[arg-type]
+        before = int(store.scalar("SELECT count(*) FROM alerts"))
         con.execute(
             f"INSERT INTO alerts SELECT {', '.join(_q(c) for c in ALERT_COLUMNS)} FROM new_alerts n "
             "WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.alert_id = n.alert_id)"
         )
-        after = int(store.scalar("SELECT count(*) FROM alerts"))  # type: ignore[arg-type]
+        after = int(store.scalar("SELECT count(*) FROM alerts"))
     finally:
         con.unregister("new_alerts")
     return after - before

@@ -58,7 +58,7 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
     con.execute(
         "INSERT INTO scans (scan_id, started_at, rules) VALUES (?, ?, ?)", [scan_id, _now(), json.dumps(rules_meta)]
     )
-    events = int(store.scalar("SELECT count(*) FROM events"))  # type: ignore[arg-type]
+    events = int(store.scalar("SELECT count(*) FROM events"))
     result = ScanResult(scan_id=scan_id, events=events)
     engine = DuckDBEngine(con)
     started = time.perf_counter()

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -133,10 +134,10 @@ class Store:
             raise
         self.con.execute("COMMIT")
 
-    def scalar(self, sql: str, params: list[object] | None = None) -> object:
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         """The one value a query returns (fetching it whole, so no result is left open)."""
         rows = self.con.execute(sql, params or []).fetchall()
         return rows[0][0] if rows else None
 
     def next_id(self, table: str, column: str) -> int:
-        return int(self.scalar(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}"))  # type: ignore[arg-type]
+        return int(self.scalar(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}"))

@@ -57,7 +57,7 @@ def to_sql(node: ir.Expr, leaf: Leaf) -> exp.Expression:
         cls = exp.And if node.op == "and" else exp.Or
         return exp.Paren(this=cls(this=go(node.left), expression=go(node.right)))
     if isinstance(node, ir.Compare):
-        return _COMPARE[node.op](this=go(node.left), expression=go(node.right))
+        return _COMPARE[node.op](this=go(node.left), expression=go(node.right))  # type: ignore[return-value]
     if isinstance(node, ir.Arithmetic):
         left, right = go(node.left), go(node.right)
         if node.op == "/":
@@ -65,7 +65,7 @@ def to_sql(node: ir.Expr, leaf: Leaf) -> exp.Expression:
             divisor = exp.Nullif(this=right, expression=exp.Literal.number("0"))
             result: exp.Expression = exp.Div(this=exp.cast(left, "DOUBLE"), expression=divisor)
         else:
-            result = _ARITH[node.op](this=left, expression=right)
+            result = _ARITH[node.op](this=left, expression=right)  # type: ignore[assignment]
         return exp.Paren(this=result)
     if isinstance(node, ir.InList):
         test: exp.Expression = exp.In(this=go(node.operand), expressions=[go(v) for v in node.values])

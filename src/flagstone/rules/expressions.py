@@ -8,7 +8,8 @@ line and field rather than at scan time on one engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from decimal import Decimal, InvalidOperation
 
 import sqlglot
@@ -37,10 +38,10 @@ class Scope:
     line: int | None
     field: str
     params: dict[str, ir.Value]
-    aggregates: dict[str, ir.ValueType] = field(default_factory=dict)
+    aggregates: dict[str, ir.ValueType] = dc_field(default_factory=dict)
     # In ``having`` only values constant per group may appear: these fields and roles.
     group_only: tuple[str, ...] | None = None
-    fields_read: set[str] = field(default_factory=set)
+    fields_read: set[str] = dc_field(default_factory=set)
 
     def error(self, message: str, value: object = None) -> RuleError:
         return RuleError(message, path=self.path, line=self.line, field=self.field, value=value)
@@ -71,7 +72,7 @@ def parse_text(text: str, scope: Scope) -> exp.Expression:
         raise scope.error(f"cannot parse expression {text!r}: {exc.errors[0]['description']}", text) from exc
     if tree is None:
         raise scope.error("empty expression", text)
-    return tree
+    return tree  # type: ignore[return-value]
 
 
 def to_predicate(text: str, scope: Scope) -> ir.Expr:
@@ -152,7 +153,7 @@ def convert(node: exp.Expression, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
             converted, typ = convert(inner, scope)
             assert isinstance(converted, ir.IsNull | ir.InList | ir.Like)
             return _negated(converted), typ
-        operand, typ = convert(inner, scope)
+        operand, typ = convert(inner, scope)  # type: ignore[arg-type]
         if typ not in ("boolean", "null"):
             raise scope.error(f"NOT needs true or false, but {inner.sql()!r} is a {typ}", inner.sql())
         return ir.Not(operand), "boolean"
@@ -190,12 +191,12 @@ def convert(node: exp.Expression, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
             raise scope.error("IN needs a list of values, e.g. kind in ('a', 'b')", node.sql())
         values: list[ir.Literal] = []
         for item in node.expressions:
-            lit, lt = convert(item, scope)
-            if not isinstance(lit, ir.Literal) or lit.value is None:
+            value, lt = convert(item, scope)
+            if not isinstance(value, ir.Literal) or value.value is None:
                 raise scope.error(f"IN lists hold constants, not {item.sql()!r}", item.sql())
             if not _same_type(typ, lt):
                 raise scope.error(f"IN list value {item.sql()} is a {lt}, not a {typ}", item.sql())
-            values.append(lit)
+            values.append(value)
         return ir.InList(operand, tuple(values)), "boolean"
     if isinstance(node, exp.Is):
         if not isinstance(node.expression, exp.Null):

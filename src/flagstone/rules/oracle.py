@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal, localcontext
 from typing import Any
@@ -166,12 +166,14 @@ def run_rule(rule: ir.Rule, events: Iterable[Event], entities: Entities | None =
         groups[key].append(event)
 
     findings: list[Finding] = []
-    test = _condition_test if isinstance(rule, ir.ConditionRule) else _window_test
     for key in sorted(groups):
         seq = sorted(groups[key], key=order_key)
         was_hit = False
         for i, event in enumerate(seq):
-            hit, evidence, values = test(rule, seq, i, entities)  # type: ignore[operator]
+            if isinstance(rule, ir.ConditionRule):
+                hit, evidence, values = _condition_test(rule, seq, i, entities)
+            else:
+                hit, evidence, values = _window_test(rule, seq, i, entities)
             if hit and not was_hit:
                 findings.append(
                     Finding(
@@ -187,9 +189,6 @@ def run_rule(rule: ir.Rule, events: Iterable[Event], entities: Entities | None =
                 )
             was_hit = hit
     return findings
-
-
-Test = Callable[[ir.Rule, list[Event], int, Entities], tuple[bool, list[Event], dict[str, Any]]]
 
 
 def _condition_test(
