@@ -68,6 +68,8 @@ def test_good_rule_loads(tmp_path: Path) -> None:
         ("kind = 'cash_deposit'", "kind = 'a' and amount", 9, "match", "must be true or false"),
         ("reason: \"{n} deposits", "reason: \"{count} deposits", 15, "reason", "{count}"),
         ("title: Test", "title: Test\ncolour: red", 4, "colour", "unknown key"),
+        ("kind = 'cash_deposit'", "attrs.Religious_Group = 'x'", 9, "match", "protected attribute"),
+        ("kind = 'cash_deposit'", "attrs.trade_union = 'x'", 9, "match", "protected attribute"),
     ],
 )
 def test_errors_name_file_line_and_field(

@@ -17,6 +17,7 @@ from sqlglot import exp
 
 from flagstone.errors import RuleError
 from flagstone.events import ENTITY_FIELDS, EVENT_FIELDS
+from flagstone.protected import PROTECTED_REFUSAL, protected_match
 from flagstone.rules import ir
 
 _EVENT_TYPES: dict[str, ir.ValueType] = {
@@ -254,6 +255,8 @@ def _column(node: exp.Column, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
         hint = " (aggregates: " + ", ".join(scope.aggregates) + ")" if scope.aggregates else ""
         raise scope.error(f"unknown field '{name}'{hint}", text)
     if table == "attrs":
+        if (stem := protected_match(name)) is not None:
+            raise scope.error(f"attrs.{name} looks like a protected attribute ('{stem}'): {PROTECTED_REFUSAL}", text)
         if scope.group_only is not None:
             raise scope.error("attrs differ between the events of a window; not allowed in having", text)
         scope.fields_read.add(f"attrs.{name}")
