@@ -1,0 +1,142 @@
+"""The whole pipeline on demo data in one command: ``python -m flagstone.demo --out demo-out``.
+
+generate -> ingest (catalogue and customer records first) -> scan with every shipped pack ->
+evaluate against the planted labels -> HTML report.
+
+The default size, 5 million events (90 days of a mid-sized bank, shop and transit operator), took
+about 40 seconds end to end on two cores (generate 7 s, ingest 27 s, scan 3 s, report 1 s) and
+needs about 0.7 GB of disk in the output folder. It plants 120 suspicious scenarios and 60 decoys per
+rule, enough that precision and recall mean something. ``--events 300000`` runs in under 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+
+from flagstone.errors import FlagstoneError, InputError
+from flagstone.evaluate import RuleScore, evaluate_store, render_scores
+
+DEMO_EVENTS = 5_000_000
+PACKS = ("aml", "precursors", "transit", "pep")
+STORE_NAME = "flagstone.duckdb"
+REPORT_NAME = "report.html"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    data_dir: Path
+    store: Path
+    report: Path
+    alerts: int
+    scores: list[RuleScore]
+    seconds: float
+
+
+def find_packs(start: Path | None = None) -> Path:
+    """The shipped ``packs`` folder: in the working directory, or at the root of this checkout."""
+    here = Path(__file__).resolve()
+    candidates = [(start or Path.cwd()) / "packs", *(p / "packs" for p in here.parents)]
+    for folder in candidates:
+        if all((folder / pack).is_dir() for pack in PACKS):
+            return folder
+    raise InputError(
+        "cannot find the rule packs (a 'packs' folder with " + ", ".join(PACKS) + "); run the demo from "
+        "the repository root",
+        path=candidates[0],
+    )
+
+
+def _fresh_store(path: Path) -> None:
+    """A demo starts from an empty store; only the demo's own files in its own folder are removed."""
+    for suffix in ("", ".wal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def run_demo(
+    out: Path,
+    *,
+    events: int = DEMO_EVENTS,
+    seed: int = 1,
+    progress: bool = True,
+    console: Console | None = None,
+) -> DemoResult:
+    from flagstone.generate import generate_demo
+    from flagstone.ingest import ingest_file
+    from flagstone.report import write_report
+    from flagstone.rules import load_rules
+    from flagstone.scan import scan_store
+    from flagstone.store import Store
+
+    console = console or Console(quiet=not progress)
+    began = time.perf_counter()
+    out = Path(out)
+    packs = find_packs()
+
+    console.rule("[bold]1/5 generate demo data")
+    info = generate_demo(out / "data", events=events, seed=seed, progress=progress)
+    console.print(info.summary(), highlight=False)
+
+    store_path = out / STORE_NAME
+    _fresh_store(store_path)
+    with Store(store_path) as store:
+        console.rule("[bold]2/5 ingest")
+        for data, mapping in info.ingest_order():
+            console.print(ingest_file(store, data, mapping, progress=progress).summary(), highlight=False)
+
+        console.rule("[bold]3/5 scan")
+        ruleset = load_rules([packs / p for p in PACKS])
+        for line in scan_store(store, ruleset, progress=progress).summary_lines():
+            console.print(line, highlight=False)
+
+        console.rule("[bold]4/5 evaluate against the planted scenarios")
+        scores = evaluate_store(store, info.files["labels"])
+        console.print(render_scores(scores))
+
+        console.rule("[bold]5/5 report")
+        report = write_report(store, out / REPORT_NAME, labels=info.files["labels"])
+        row = store.con.execute("SELECT count(*) FROM alerts").fetchone()
+        alerts = int(row[0]) if row else 0
+
+    result = DemoResult(info.out_dir, store_path, report, alerts, scores, time.perf_counter() - began)
+    console.print(
+        Panel.fit(
+            f"[bold]alerts:[/]  {alerts:,} (from {info.events:,} events)\n"
+            f"[bold]report:[/]  {report}\n"
+            f"[bold]store:[/]   {store_path}\n"
+            f"[bold]data:[/]    {info.out_dir} (exports, mappings, labels.csv)\n\n"
+            f"open the report in a browser (works offline), or explore the store:\n"
+            f"  flagstone alerts --store {store_path} --rule aml.structuring\n"
+            f"  flagstone evaluate --store {store_path} --labels {info.files['labels']}",
+            title=f"demo finished in {result.seconds:.0f} s",
+            border_style="green",
+        ),
+        highlight=False,
+    )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flagstone.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
+    parser.add_argument("--events", type=int, default=DEMO_EVENTS, help=f"events to generate ({DEMO_EVENTS:,})")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        run_demo(args.out, events=args.events, seed=args.seed, progress=not args.quiet, console=console)
+    except FlagstoneError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

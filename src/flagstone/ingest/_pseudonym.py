@@ -1,0 +1,141 @@
+"""Pseudonyms for identifiers, and the encrypted table that can undo them.
+
+One master key, kept outside the store (``$FLAGSTONE_KEY``, ``$FLAGSTONE_KEY_FILE`` or
+``<store>.key``), is stretched with HKDF into two independent keys: one for the HMAC that makes
+pseudonyms, one for AES-GCM that encrypts the real values into ``identities``. Whoever holds only
+the store sees pseudonyms; joins still work because the same value always gives the same pseudonym.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from flagstone.errors import InputError
+
+KEY_ENV = "FLAGSTONE_KEY"
+KEY_FILE_ENV = "FLAGSTONE_KEY_FILE"
+MIN_KEY_BYTES = 16
+
+PREFIX = "p_"
+# 20 hex digits = 80 bits. Among a billion distinct identifiers the chance that any two share a
+# pseudonym is about n²/2⁸¹ ≈ 4·10⁻⁷; ids stay short enough to read in an alert.
+HEX_DIGITS = 20
+
+_BLOCK = 64  # SHA-256 block size, for the HMAC pads
+
+
+def key_file_for(store_path: str | Path) -> Path:
+    return Path(os.environ.get(KEY_FILE_ENV) or f"{store_path}.key")
+
+
+def load_master_key(store_path: str | Path) -> bytes:
+    """The master key from ``$FLAGSTONE_KEY``, else from the key file (created 0600 on first use)."""
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return _decode_key(env.strip(), f"${KEY_ENV}")
+    path = key_file_for(store_path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key_file(path)
+    except OSError as exc:
+        raise InputError(f"cannot create key file: {exc}", path=path) from exc
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        fh.write(os.urandom(32).hex() + "\n")
+        fh.flush()
+        os.fsync(fd)
+    return _read_key_file(path)
+
+
+def _read_key_file(path: Path) -> bytes:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InputError(
+            f"key file is accessible by other users (mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`",
+            path=path,
+        )
+    return _decode_key(path.read_text(encoding="ascii").strip(), str(path))
+
+
+def _decode_key(text: str, origin: str) -> bytes:
+    try:
+        if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
+            key = bytes.fromhex(text)
+        else:
+            key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < MIN_KEY_BYTES:
+        raise InputError(
+            f"{origin}: expected a key of at least {MIN_KEY_BYTES} bytes written as hex or base64 "
+            "(e.g. the output of `openssl rand -hex 32`)"
+        )
+    return key
+
+
+def _derive(master: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master)
+
+
+class Pseudonymiser:
+    """Keyed, stable pseudonyms (HMAC-SHA256) and encryption of the values behind them."""
+
+    def __init__(self, master_key: bytes) -> None:
+        self._mac_key = _derive(master_key, b"flagstone/pseudonym/hmac-sha256/v1")
+        self._aead = AESGCM(_derive(master_key, b"flagstone/identity/aes-256-gcm/v1"))
+
+    @classmethod
+    def for_store(cls, store_path: str | Path) -> Pseudonymiser:
+        return cls(load_master_key(store_path))
+
+    def pseudonymise(self, value: str) -> str:
+        digest = hmac.new(self._mac_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+        return PREFIX + digest[:HEX_DIGITS]
+
+    def encrypt(self, pseudonym: str, value: str) -> tuple[bytes, bytes]:
+        """(nonce, ciphertext); the pseudonym is authenticated with it so rows cannot be swapped."""
+        nonces, ciphertexts = self.encrypt_many([pseudonym], [value])
+        return nonces[0], ciphertexts[0]
+
+    def encrypt_many(self, pseudonyms: list[str], values: list[str]) -> tuple[list[bytes], list[bytes]]:
+        # Random 96-bit nonces are safe for far more than 2^32 identities per key would ever need;
+        # drawing them in one call halves the cost per value.
+        pool = os.urandom(12 * len(values))
+        nonces = [pool[12 * i : 12 * i + 12] for i in range(len(values))]
+        encrypt = self._aead.encrypt
+        ciphertexts = [
+            encrypt(n, v.encode("utf-8"), p.encode("ascii")) for n, p, v in zip(nonces, pseudonyms, values, strict=True)
+        ]
+        return nonces, ciphertexts
+
+    def _decrypt(self, pseudonym: str, nonce: bytes, ciphertext: bytes) -> str:
+        # Only the round-trip test uses this; re-identification is a later, audited feature.
+        return self._aead.decrypt(nonce, ciphertext, pseudonym.encode("ascii")).decode("utf-8")
+
+    # -- the same HMAC in DuckDB SQL, so a whole batch is pseudonymised without a Python loop --
+
+    def sql_params(self) -> dict[str, bytes]:
+        """Bind these as ``$fs_ipad`` and ``$fs_opad`` for :meth:`sql`."""
+        key = self._mac_key.ljust(_BLOCK, b"\0")
+        return {
+            "fs_ipad": bytes(b ^ 0x36 for b in key),
+            "fs_opad": bytes(b ^ 0x5C for b in key),
+        }
+
+    @staticmethod
+    def sql(text_expr: str) -> str:
+        """SQL for the pseudonym of a VARCHAR expression (NULL stays NULL): HMAC = H(opad ‖ H(ipad ‖ m))."""
+        inner = f"unhex(sha256($fs_ipad::BLOB || encode({text_expr})))"
+        return f"('{PREFIX}' || left(sha256($fs_opad::BLOB || {inner}), {HEX_DIGITS}))"
