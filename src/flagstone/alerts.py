@@ -57,7 +57,7 @@ def format_value(value: Any) -> str:
 def json_value(value: Any) -> Any:
     """Exact decimals survive JSON as text; everything else as its JSON self."""
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+        return format(value.normalize(), "f")
     if isinstance(value, datetime):
         return value.isoformat()
     return value

@@ -9,13 +9,16 @@ with hundreds of evidence timelines quick to open; printing (or ``report.html#al
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from plotly.offline import get_plotlyjs
 
+from flagstone.alerts import format_value
 from flagstone.evaluate import RuleScore, evaluate_store
 from flagstone.report import _figures
 from flagstone.report._data import AlertView, ReportData, load
@@ -110,7 +113,13 @@ def _badge(severity: str) -> str:
     return f'<span class="sev" style="background:{colour}">{escape(severity)}</span>'
 
 
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
 def _value(v: Any) -> str:
+    # Exact decimals arrive as JSON text ("27891.62"); show them like every other number.
+    if isinstance(v, str) and _NUMBER.match(v):
+        return format_value(Decimal(v))
     if isinstance(v, float):
         return f"{v:,.2f}"
     if isinstance(v, list | dict):
