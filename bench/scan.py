@@ -33,6 +33,15 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def timed_sort(store: Store, columns: str) -> float:
+    """Seconds for one materialised ``ORDER BY actor, ts`` of the events table."""
+    t = time.perf_counter()
+    store.con.execute(f"CREATE OR REPLACE TEMP TABLE bench_sorted AS SELECT {columns} FROM events ORDER BY actor, ts")
+    elapsed = time.perf_counter() - t
+    store.con.execute("DROP TABLE bench_sorted")
+    return elapsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -61,11 +70,11 @@ def main() -> None:
             print(f"ingest: {n:,} events in {ingest_s:.1f}s = {n / ingest_s:,.0f} events/s; "
                   f"peak RSS {peak_mib():,.0f} MiB")
 
-            t = time.perf_counter()
-            store.con.execute("CREATE OR REPLACE TEMP TABLE bench_sorted AS SELECT * FROM events ORDER BY actor, ts")
-            sort_s = time.perf_counter() - t
-            store.con.execute("DROP TABLE bench_sorted")
-            print(f"sort: ORDER BY actor, ts of {n:,} events in {sort_s:.2f}s")
+            sort_s = timed_sort(store, "*")
+            print(f"sort: SELECT * ... ORDER BY actor, ts of {n:,} events in {sort_s:.2f}s")
+            # A stricter yardstick too: sorting only the columns a rule needs to order a group.
+            keys_s = timed_sort(store, "actor, ts, event_id, source")
+            print(f"sort: SELECT actor, ts, event_id, source ... ORDER BY actor, ts in {keys_s:.2f}s")
 
             rules = load_rules(PACKS)
             t = time.perf_counter()
@@ -76,6 +85,7 @@ def main() -> None:
             print(f"scan: {len(rules)} rules over {n:,} events in {scan_s:.1f}s = {n / scan_s:,.0f} events/s; "
                   f"peak RSS {peak_mib():,.0f} MiB")
             print(f"ratio scan / sort = {scan_s / sort_s:.2f} (goal <= 3)")
+            print(f"ratio scan / key-only sort = {scan_s / keys_s:.2f}")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
