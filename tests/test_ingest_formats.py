@@ -53,12 +53,19 @@ fields:
 
 
 def test_local_times_convert_to_utc_across_dst(store: Store) -> None:
-    data = "id,t\nwinter,2024-01-15 12:00:00\nsummer,2024-07-01 12:00:00\nday_after_switch,2024-03-31 12:00\n"
+    data = (
+        "id,t\nwinter,2024-01-15 12:00:00\nsummer,2024-07-01 12:00:00\nday_after_switch,2024-03-31 12:00\n"
+        "before_switch,2024-03-31 01:59:59\nin_gap,2024-03-31 02:30\nin_overlap,2024-10-27 02:30\n"
+    )
     ingest(store, "t.csv", data, TS_MAPPING.format(tz="Europe/Stockholm", fmt="iso"))
     assert ts_of(store) == {
         "winter": "2024-01-15 11:00:00.000000",
         "summer": "2024-07-01 10:00:00.000000",
         "day_after_switch": "2024-03-31 10:00:00.000000",
+        "before_switch": "2024-03-31 00:59:59.000000",
+        # As documented: times in the spring gap or the autumn overlap are read as standard time.
+        "in_gap": "2024-03-31 01:30:00.000000",
+        "in_overlap": "2024-10-27 01:30:00.000000",
     }
 
 

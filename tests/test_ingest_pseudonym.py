@@ -113,10 +113,11 @@ def test_pseudonym_is_hmac_sha256_with_derived_key_and_sql_agrees() -> None:
     assert p.pseudonymise("Zoë") == expected
     values = ["Zoë", "ACC-1", "", "x" * 300]
     con = duckdb.connect()
-    rows = con.execute(
-        f"SELECT {Pseudonymiser.sql('v')} FROM unnest($vals) AS t(v)", {**p.sql_params(), "vals": values}
-    ).fetchall()
+    with p.bound(con):
+        rows = con.execute(f"SELECT {Pseudonymiser.sql('v')} FROM unnest($vals) AS t(v)", {"vals": values}).fetchall()
     assert [r[0] for r in rows] == [p.pseudonymise(v) for v in values]
+    # The pads do not outlive the ingest.
+    assert con.execute("SELECT getvariable('flagstone_hmac_ipad')").fetchall() == [(None,)]
 
 
 def test_identities_round_trip_and_each_pseudonym_is_stored_once(

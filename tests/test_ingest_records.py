@@ -183,7 +183,7 @@ def test_wrong_column_count_is_quarantined_with_exact_record_number(store: Store
     r = ingest(store, HEADER + "\n".join(rows) + "\n", batch_size=2)
     assert (r.read, r.loaded, r.quarantined) == (7, 5, 2)
     q = quarantine(store)
-    assert [(rec, field) for rec, field, *_ in q] == [(4, None), (6, "ts")]
+    assert [(rec, field) for rec, field, *_ in q] == [(4, "record"), (6, "ts")]
     assert "expected 8 columns" in q[0][3] and q[0][4] == rows[3]
     assert_reconciles(store, r)
 
@@ -234,6 +234,8 @@ def test_missing_column_is_an_input_error_naming_it(store: Store) -> None:
         ingest(store, "TXN_ID;BOOKED\nT1;x\n")
     assert "TYPE" in str(err.value) and "m.yaml" in str(err.value)
     assert store.con.execute("SELECT count(*) FROM ingest_batches").fetchone() == (0,)
+    with pytest.raises(InputError, match=r"set csv\.delimiter"):
+        ingest(store, HEADER + "T1;x;x;x;x;x;x;x\n", MAPPING.replace('delimiter: ";", ', ""))
 
 
 def test_header_only_and_empty_files(store: Store) -> None:

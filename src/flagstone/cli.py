@@ -77,7 +77,7 @@ def ingest(
     with Store(store) as st:
         for f in files:
             result = ingest_file(st, f, mapping, batch_size=batch_size, progress=not quiet)
-            out.print(result.summary(), highlight=False)
+            out.print(result.summary(), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -104,7 +104,7 @@ def scan(
     with Store(store, create=False) as st:
         result = scan_store(st, ruleset, progress=True)
     for line in result.summary_lines():
-        out.print(line, highlight=False)
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 class AlertFormat(StrEnum):

@@ -17,6 +17,7 @@ pseudonyms are ready before the main query runs. Nothing here loops over records
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from flagstone.events import CURRENCIES, DECIMAL_SQL, EVENT_FIELDS, Column
 from flagstone.ingest._identities import PSEUDONYMS
@@ -152,8 +153,6 @@ def _ts_value(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping) ->
 
 
 def _micros(day: str) -> int:
-    from datetime import datetime
-
     return int((datetime.fromisoformat(day) - datetime(1970, 1, 1)).total_seconds()) * 1_000_000
 
 

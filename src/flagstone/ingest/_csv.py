@@ -240,7 +240,7 @@ class CsvSource(Source):
         if len(row) != width:
             return Reject(
                 rec,
-                None,
+                "record",
                 None,
                 f"expected {width} columns ({', '.join(self.names)}), found {len(row)}; "
                 "check the delimiter and quoting",

@@ -30,7 +30,16 @@ from flagstone.ingest._csv import CsvSource, NeedsExactReader
 from flagstone.ingest._identities import Identities
 from flagstone.ingest._mapping import Mapping, load_mapping
 from flagstone.ingest._pseudonym import Pseudonymiser
-from flagstone.ingest._sources import BATCH_VIEW, REC, JsonLinesSource, ParquetSource, Reject, Source
+from flagstone.ingest._sources import (
+    BATCH_VIEW,
+    REC,
+    JsonLinesSource,
+    ParquetSource,
+    Reject,
+    Source,
+    query_arrow,
+    quote_str,
+)
 from flagstone.store import Store
 
 # A real (not temp) table, created and dropped inside the ingest's transaction: DuckDB writes large
@@ -105,7 +114,7 @@ def ingest_file(
     source.require_columns({c: s.line for c, s in m.source_columns().items()}, m.path)
     pseudonymiser = Pseudonymiser.for_store(store.path)
 
-    with store.transaction() as con, _progress_bar(path, source, progress) as tick:
+    with pseudonymiser.bound(store.con), store.transaction() as con, _progress_bar(path, source, progress) as tick:
         batch_id = store.next_id("ingest_batches", "batch_id")
         loader = _Loader(con, m, source, Identities(con, pseudonymiser), build(m, source, fmt), batch_id, str(path))
         try:
@@ -180,26 +189,23 @@ class _Loader:
 
     def _convert(self, table: pa.Table) -> None:
         """Stage a batch's records, bad ones included, then quarantine the bad ones with their raw text."""
-        con = self.con
         records = table.column(REC)
         first, last = records[0].as_py(), records[-1].as_py()
-        con.register(BATCH_VIEW, table)
-        try:
-            if self.conv.personal_sql:
-                self.identities.prepare(self.conv.personal_sql)
-            n = _count(con.execute(f"INSERT INTO {STAGE} {self.conv.rows_sql}"))
-            # Records ascend, so the range check only reads this batch's part of the stage.
-            this_batch = f"s.{REC} BETWEEN {first} AND {last} AND s.{ERR} IS NOT NULL"
-            bad = _count(con.execute(f"SELECT count(*) FROM {STAGE} s WHERE {this_batch}"))
-            if bad:
-                con.execute(
-                    f"INSERT INTO quarantine SELECT $batch, $source, $file, s.{REC}, s.{ERR}.field, "
-                    f"s.{ERR}.value, s.{ERR}.reason, {self.source.raw_sql('b')} "
-                    f"FROM {STAGE} s JOIN {BATCH_VIEW} b ON b.{REC} = s.{REC} WHERE {this_batch}",
-                    {"batch": self.batch_id, "source": self.m.source, "file": self.file},
-                )
-        finally:
-            con.unregister(BATCH_VIEW)
+        if self.conv.personal_sql:
+            self.identities.add(table, BATCH_VIEW, self.conv.personal_sql)
+        [(n,)] = query_arrow(self.con, table, BATCH_VIEW, f"INSERT INTO {STAGE} {self.conv.rows_sql}")
+        # Records ascend, so the range check only reads this batch's part of the stage.
+        this_batch = f"s.{REC} BETWEEN {first} AND {last} AND s.{ERR} IS NOT NULL"
+        bad = _count(self.con.execute(f"SELECT count(*) FROM {STAGE} s WHERE {this_batch}"))
+        if bad:
+            query_arrow(
+                self.con,
+                table,
+                BATCH_VIEW,
+                f"INSERT INTO quarantine SELECT {self.batch_id}, {quote_str(self.m.source)}, {quote_str(self.file)}, "
+                f"s.{REC}, s.{ERR}.field, s.{ERR}.value, s.{ERR}.reason, {self.source.raw_sql('b')} "
+                f"FROM {STAGE} s JOIN {BATCH_VIEW} b ON b.{REC} = s.{REC} WHERE {this_batch}",
+            )
         self.result.quarantined += bad
         self.staged += n - bad
 
@@ -215,22 +221,20 @@ class _Loader:
                 "raw": pa.array([r.raw for r in rejects], pa.string()),
             }
         )
-        self.con.register("__fs_rejects", rows)
-        try:
-            self.con.execute(
-                "INSERT INTO quarantine SELECT $batch, $source, $file, record, field, value, reason, raw "
-                "FROM __fs_rejects",
-                {"batch": self.batch_id, "source": self.m.source, "file": self.file},
-            )
-        finally:
-            self.con.unregister("__fs_rejects")
+        query_arrow(
+            self.con,
+            rows,
+            "r",
+            f"INSERT INTO quarantine SELECT {self.batch_id}, {quote_str(self.m.source)}, {quote_str(self.file)}, "
+            "record, field, value, reason, raw FROM r",
+        )
         self.result.quarantined += len(rejects)
 
     def finish(self) -> None:
         """Insert the staged records that are new: first in the file with their key, absent from the store.
 
         Only the keys are compared (the rare duplicates are collected into a small table), so the
-        rows themselves stream from the stage to the target in file order, without a sort.
+        rows themselves stream from the stage to the target without a sort or a wide hash table.
         """
         con = self.con
         key = f'"{self.m.key_field}"'

@@ -15,8 +15,11 @@ import hmac
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -126,16 +129,28 @@ class Pseudonymiser:
 
     # -- the same HMAC in DuckDB SQL, so a whole batch is pseudonymised without a Python loop --
 
-    def sql_params(self) -> dict[str, bytes]:
-        """Bind these as ``$fs_ipad`` and ``$fs_opad`` for :meth:`sql`."""
+    @contextmanager
+    def bound(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """Make :meth:`sql` usable on ``con``: the HMAC pads live in session variables meanwhile.
+
+        Variables rather than query parameters, because queries over Arrow batches cannot take
+        parameters; they are never written to the store and are reset afterwards.
+        """
         key = self._mac_key.ljust(_BLOCK, b"\0")
-        return {
-            "fs_ipad": bytes(b ^ 0x36 for b in key),
-            "fs_opad": bytes(b ^ 0x5C for b in key),
-        }
+        con.execute(f"SET VARIABLE {_IPAD} = $pad", {"pad": bytes(b ^ 0x36 for b in key)})
+        con.execute(f"SET VARIABLE {_OPAD} = $pad", {"pad": bytes(b ^ 0x5C for b in key)})
+        try:
+            yield
+        finally:
+            con.execute(f"RESET VARIABLE {_IPAD}")
+            con.execute(f"RESET VARIABLE {_OPAD}")
 
     @staticmethod
     def sql(text_expr: str) -> str:
         """SQL for the pseudonym of a VARCHAR expression (NULL stays NULL): HMAC = H(opad ‖ H(ipad ‖ m))."""
-        inner = f"unhex(sha256($fs_ipad::BLOB || encode({text_expr})))"
-        return f"('{PREFIX}' || left(sha256($fs_opad::BLOB || {inner}), {HEX_DIGITS}))"
+        inner = f"unhex(sha256(getvariable('{_IPAD}') || encode({text_expr})))"
+        return f"('{PREFIX}' || left(sha256(getvariable('{_OPAD}') || {inner}), {HEX_DIGITS}))"
+
+
+_IPAD = "flagstone_hmac_ipad"
+_OPAD = "flagstone_hmac_opad"

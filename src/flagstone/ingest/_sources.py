@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -102,9 +104,14 @@ class Source(ABC):
             return
         for col, line in wanted.items():
             if col not in names:
+                hint = ""
+                if len(names) == 1:
+                    found = [d for d in (";", "\t", "|", ",") if d in names[0]]
+                    hint = f"; the header looks delimited by {found[0]!r}: set csv.delimiter" if found else ""
                 raise InputError(
-                    f"the mapping reads column '{col}', which {self.path} does not have; its columns are: "
-                    + ", ".join(names),
+                    f"the mapping reads column '{col}', which {self.path.name} does not have; its columns are: "
+                    + ", ".join(names)
+                    + hint,
                     path=mapping_path,
                     line=line,
                     value=col,
@@ -155,6 +162,16 @@ def decode_utf8(
         keep = pa.array([i not in bad for i in range(clean.num_rows)])
         clean = clean.filter(keep)
     return clean, [bad[i] for i in sorted(bad)]
+
+
+def query_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, name: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` with ``table`` visible as ``name``; all result rows.
+
+    Not con.register(): inside a transaction a registered view keeps its data alive until commit,
+    which would hold a whole file in memory.
+    """
+    relation = con.from_arrow(table).query(name, sql)
+    return relation.fetchall() if relation is not None else []
 
 
 def record_numbers(first: int, n: int) -> pa.Array:
