@@ -12,6 +12,8 @@ rule, enough that precision and recall mean something. ``--events 300000`` runs 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,10 +103,10 @@ def run_demo(
 
         console.rule("[bold]5/5 report")
         report = write_report(store, out / REPORT_NAME, labels=info.files["labels"])
-        row = store.con.execute("SELECT count(*) FROM alerts").fetchone()
-        alerts = int(row[0]) if row else 0
+        alerts = int(store.scalar("SELECT count(*) FROM alerts"))
 
     result = DemoResult(info.out_dir, store_path, report, alerts, scores, time.perf_counter() - began)
+    cli = _cli_path()
     console.print(
         Panel.fit(
             f"[bold]alerts:[/]  {alerts:,} (from {info.events:,} events)\n"
@@ -112,8 +114,8 @@ def run_demo(
             f"[bold]store:[/]   {store_path}\n"
             f"[bold]data:[/]    {info.out_dir} (exports, mappings, labels.csv)\n\n"
             f"open the report in a browser (works offline), or explore the store:\n"
-            f"  flagstone alerts --store {store_path} --rule aml.structuring\n"
-            f"  flagstone evaluate --store {store_path} --labels {info.files['labels']}",
+            f"  {cli} alerts --store {store_path} --rule aml.structuring\n"
+            f"  {cli} evaluate --store {store_path} --labels {info.files['labels']}",
             title=f"demo finished in {result.seconds:.0f} s",
             border_style="green",
         ),
@@ -140,3 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _cli_path() -> str:
+    """How to call the CLI from here: the venv's script when it is not on PATH (as after `make demo`)."""
+    script = Path(sys.executable).parent / "flagstone"
+    if shutil.which("flagstone") == str(script) or not script.exists():
+        return "flagstone"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
