@@ -63,3 +63,11 @@ def test_find_packs_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert find_packs(ROOT) == ROOT / "packs"
     monkeypatch.chdir(tmp_path)
     assert find_packs() == ROOT / "packs"  # found next to the package in a source checkout
+
+
+def test_main_prints_where_the_results_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flagstone.demo import main
+
+    assert main(["--out", str(tmp_path / "d"), "--events", "20000", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "report.html" in printed and "flagstone.duckdb" in printed and "flagstone alerts" in printed

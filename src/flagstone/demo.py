@@ -124,6 +124,17 @@ def run_demo(
     return result
 
 
+def _cli_path() -> str:
+    """How to call the CLI from here: the venv's script when it is not on PATH (as after `make demo`)."""
+    script = Path(sys.executable).parent / "flagstone"
+    if shutil.which("flagstone") == str(script) or not script.exists():
+        return "flagstone"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flagstone.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
@@ -143,13 +154,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-def _cli_path() -> str:
-    """How to call the CLI from here: the venv's script when it is not on PATH (as after `make demo`)."""
-    script = Path(sys.executable).parent / "flagstone"
-    if shutil.which("flagstone") == str(script) or not script.exists():
-        return "flagstone"
-    try:
-        return str(script.relative_to(Path.cwd()))
-    except ValueError:
-        return str(script)
