@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.panel import Panel
 
 from flagstone.errors import FlagstoneError, InputError
 from flagstone.evaluate import RuleScore, evaluate_store, render_scores
@@ -107,20 +106,18 @@ def run_demo(
 
     result = DemoResult(info.out_dir, store_path, report, alerts, scores, time.perf_counter() - began)
     cli = _cli_path()
-    console.print(
-        Panel.fit(
-            f"[bold]alerts:[/]  {alerts:,} (from {info.events:,} events)\n"
-            f"[bold]report:[/]  {report}\n"
-            f"[bold]store:[/]   {store_path}\n"
-            f"[bold]data:[/]    {info.out_dir} (exports, mappings, labels.csv)\n\n"
-            f"open the report in a browser (works offline), or explore the store:\n"
-            f"  {cli} alerts --store {store_path} --rule aml.structuring\n"
-            f"  {cli} evaluate --store {store_path} --labels {info.files['labels']}",
-            title=f"demo finished in {result.seconds:.0f} s",
-            border_style="green",
-        ),
-        highlight=False,
-    )
+    # Plain lines, never wrapped, so the paths can be copied as they are.
+    console.rule(f"[bold green]demo finished in {result.seconds:.0f} s")
+    for line in (
+        f"alerts:  {alerts:,} (from {info.events:,} events)",
+        f"report:  {report}",
+        f"store:   {store_path}",
+        f"data:    {info.out_dir} (exports, mappings, labels.csv)",
+        "open the report in a browser (works offline), or explore the store:",
+        f"  {cli} alerts --store {store_path} --rule aml.structuring",
+        f"  {cli} evaluate --store {store_path} --labels {info.files['labels']}",
+    ):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
     return result
 
 
