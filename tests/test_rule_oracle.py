@@ -7,16 +7,14 @@ from typing import Any
 
 import duckdb
 import pytest
+from conftest import load_duckdb
 from hypothesis import HealthCheck, given, settings, target
 from rule_strategies import entities, events, rules
 
 from flagstone.engines import DuckDBEngine
-from flagstone.events import EVENT_COLUMNS
 from flagstone.rules import load_rules
 from flagstone.rules.oracle import run_rule
 from flagstone.store import SCHEMA
-
-COLS = [c.name for c in EVENT_COLUMNS]
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +22,6 @@ def con() -> duckdb.DuckDBPyConnection:
     c = duckdb.connect()
     c.execute(SCHEMA)
     return c
-
-
-def load(con: duckdb.DuckDBPyConnection, evs: list[dict[str, Any]], ents: dict[str, dict[str, Any]]) -> None:
-    con.execute("DELETE FROM events; DELETE FROM entities")
-    if evs:
-        con.executemany(
-            f"INSERT INTO events ({', '.join(COLS)}, batch_id) VALUES ({', '.join('?' * len(COLS))}, 1)",
-            [[e[c] for c in COLS] for e in evs],
-        )
-    for name, ent in ents.items():
-        con.execute(
-            "INSERT INTO entities (entity, pep, monthly_income, country, source, batch_id) VALUES (?, ?, ?, ?, 't', 1)",
-            [name, ent["pep"], ent["monthly_income"], ent["country"]],
-        )
 
 
 def rule_from(text: str, tmp: Path) -> Any:
@@ -56,7 +40,7 @@ def canonical(findings: list[Any]) -> list[Any]:
 def test_duckdb_equals_oracle(con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, rule_text: str,
                               evs: list[dict[str, Any]], ents: dict[str, dict[str, Any]]) -> None:
     rule = rule_from(rule_text, tmp_path_factory.getbasetemp() / "oracle")
-    load(con, evs, ents)
+    load_duckdb(con, evs, ents)
     expected = canonical(run_rule(rule, evs, ents))
     # Steer the search towards rules that fire, where the semantics are exercised.
     target(float(min(len(expected), 5)))
