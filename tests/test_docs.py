@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from flagstone.cli import app
 from flagstone.events import CATALOGUE_COLUMNS, ENTITY_COLUMNS, EVENT_COLUMNS
 from flagstone.rules.ir import AGGREGATE_FUNCTIONS
-from flagstone.rules.loader import COMMON_KEYS, KIND_KEYS
+from flagstone.rules.loader import KINDS
+from flagstone.rules.reader import COMMON_KEYS
 
 EVENTS_MD = (REPO / "docs" / "events.md").read_text()
 RULES_MD = (REPO / "docs" / "rules.md").read_text()
@@ -26,9 +27,9 @@ def test_every_column_is_documented_with_its_type(col: object) -> None:
 
 
 def test_every_rule_key_and_kind_is_documented() -> None:
-    for key in [*COMMON_KEYS, *(k for keys in KIND_KEYS.values() for k in keys)]:
+    for key in [*COMMON_KEYS, *(k for kind in KINDS.values() for k in kind.keys)]:
         assert f"| `{key}` |" in RULES_MD, key
-    for kind in KIND_KEYS:
+    for kind in KINDS:
         assert f"### `{kind}`" in RULES_MD, kind
     for fn in AGGREGATE_FUNCTIONS:
         assert re.search(rf"`{fn}\(", RULES_MD), fn

@@ -1,0 +1,179 @@
+"""Reading one rule document: the shared parts every kind needs, and the kind registry's types.
+
+A rule kind is a ``Kind``: the keys it adds to a rule file and a ``build`` function that turns the
+already-parsed common parts (``Common``) into its intermediate-form rule. New kinds live in their
+own module and are listed once in ``flagstone.rules.loader.KINDS``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from flagstone._yaml import LocatedYaml
+from flagstone.errors import RuleError
+from flagstone.events import EVENT_FIELDS
+from flagstone.rules import ir
+from flagstone.rules.expressions import Scope
+
+COMMON_KEYS = {
+    "id": "unique rule id, e.g. aml.structuring",
+    "version": "whole number, raised on every change",
+    "title": "one line",
+    "description": "what the rule finds",
+    "rationale": "why the pattern indicates the crime",
+    "severity": "low | medium | high | critical",
+    "legal_basis": "the law or guidance the rule serves",
+    "owner": "team responsible for the rule",
+    "kind": "the rule kind (see docs/rules.md)",
+    "params": "named thresholds, used as $name, overridable per deployment",
+    "match": "which events the rule looks at (expression); default: all",
+    "group_by": "fields whose values make a group; default [actor]",
+    "reason": "one-sentence explanation with {placeholders}",
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*(us|ms|s|m|h|d|w)\s*$")
+_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+_UNIT_US["w"] = 7 * _UNIT_US["d"]
+
+
+def parse_duration(text: Any) -> int:
+    """``7d`` -> microseconds. Units: us, ms, s, m, h, d, w."""
+    m = _DURATION.match(str(text))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 30m, 24h, 7d")
+    return int(m.group(1)) * _UNIT_US[m.group(2)]
+
+
+
+def param_value(value: Any) -> ir.Value:
+    # YAML floats become exact decimals: a threshold of 0.1 must mean 0.1 on every engine.
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value  # type: ignore[no-any-return]
+
+
+
+class RuleReader:
+    """Reads one rule document; knows where each key was, for errors."""
+
+    def __init__(self, doc: LocatedYaml, overrides: dict[str, Any]) -> None:
+        self.doc = doc
+        self.path = str(doc.path)
+        if not isinstance(doc.data, dict):
+            raise RuleError("a rule file holds one mapping of keys (id, version, kind, ...)", path=self.path)
+        self.data: dict[str, Any] = doc.data
+        self.overrides = overrides
+
+    def error(self, key: str, message: str, value: Any = None) -> RuleError:
+        return RuleError(message, path=self.path, line=self.doc.line(*key.split(".")), field=key, value=value)
+
+    def scope(self, key: str, params: dict[str, ir.Value], **kw: Any) -> Scope:
+        return Scope(path=self.path, line=self.doc.line(key), field=key, params=params, **kw)
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.error(key, f"'{key}' is required")
+        if isinstance(value, dict | list):
+            raise self.error(key, f"'{key}' must be text", value)
+        return str(value).strip()
+
+    def resolve(self, key: str, params: dict[str, ir.Value]) -> Any:
+        """A value that may be written as $param."""
+        value = self.data.get(key)
+        if isinstance(value, str) and value.strip().startswith("$"):
+            name = value.strip()[1:]
+            if name not in params:
+                raise self.error(key, f"unknown parameter ${name}", value)
+            return params[name]
+        return value
+
+
+@dataclass(frozen=True)
+class Common:
+    """What every rule has, parsed: its reader (for errors), metadata, match, groups, parameters."""
+
+    reader: RuleReader
+    meta: ir.RuleMeta
+    match: ir.Expr
+    group_by: tuple[str, ...]
+    params: dict[str, ir.Value]
+    match_scope: Scope
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A rule kind: its own keys (name -> meaning) and how to build its rule.
+
+    ``build`` returns the rule and the names its ``reason`` template may use (besides parameters
+    and ``{group}``).
+    """
+
+    keys: dict[str, str]
+    build: Callable[[Common], tuple[ir.Rule, set[str]]]
+
+
+def read_params(r: RuleReader) -> dict[str, ir.Value]:
+    raw = r.data.get("params") or {}
+    if not isinstance(raw, dict):
+        raise r.error("params", "params must be a mapping of name: value", raw)
+    for name in r.overrides:
+        if name not in raw:
+            rid = r.data.get("id")
+            raise RuleError(
+                f"rule '{rid}' has no parameter '{name}' (it has: {', '.join(map(str, raw)) or 'none'})",
+                field=f"{rid}.{name}",
+                value=r.overrides[name],
+            )
+    params: dict[str, ir.Value] = {}
+    for name, value in {**raw, **r.overrides}.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+            raise r.error(f"params.{name}", f"bad parameter name {name!r}", name)
+        if isinstance(value, dict | list) or value is None:
+            raise r.error(f"params.{name}", f"parameter {name} must be a number, text or true/false", value)
+        params[str(name)] = param_value(value)
+    return params
+
+
+
+def read_group_by(r: RuleReader) -> tuple[str, ...]:
+    raw = r.data.get("group_by", ["actor"])
+    fields = [raw] if isinstance(raw, str) else raw
+    if not isinstance(fields, list) or not fields:
+        raise r.error("group_by", "group_by must be a list of fields, e.g. [actor]", raw)
+    for f in fields:
+        col = EVENT_FIELDS.get(str(f))
+        if col is None or col.type != "string" or f in ("event_id",):
+            allowed = ", ".join(c.name for c in EVENT_FIELDS.values() if c.type == "string" and c.name != "event_id")
+            raise r.error("group_by", f"cannot group by '{f}' (text fields: {allowed})", f)
+    return tuple(str(f) for f in fields)
+
+
+
+def read_window(r: RuleReader, params: dict[str, ir.Value]) -> tuple[str, int]:
+    value = r.resolve("window", params)
+    if value is None:
+        raise r.error("window", "'window' is required, e.g. window: 7d")
+    try:
+        return str(value).strip(), parse_duration(value)
+    except ValueError as exc:
+        raise r.error("window", str(exc), value) from exc
+
+
+
+def check_reason(r: RuleReader, names: set[str]) -> None:
+    template = r.data.get("reason")
+    if template is None:
+        return
+    try:
+        used = [f for _, f, _, _ in string.Formatter().parse(str(template)) if f is not None]
+    except ValueError as exc:
+        raise r.error("reason", f"bad reason template: {exc}", template) from exc
+    for name in used:
+        if name not in names:
+            raise r.error("reason", f"reason uses {{{name}}}, which the rule does not compute "
+                          f"(available: {', '.join(sorted(names))})", template)
