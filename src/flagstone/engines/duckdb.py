@@ -10,6 +10,7 @@ events up to and including the current one. See ``docs/rules.md`` for the cost.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from sqlglot import exp
 
 from flagstone.engines.base import Engine
 from flagstone.engines.sql import to_sql, walk
+from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
 
@@ -67,10 +69,10 @@ def _from_events(events: str, entities: str, roles: list[str]) -> str:
 
 def compile_rule(rule: ir.Rule, *, events: str = "events", entities: str = "entities") -> str:
     """The SQL statement for one rule, pretty-printed (golden files keep these)."""
-    if isinstance(rule, ir.ConditionRule):
-        raw = _condition_sql(rule, events, entities)
-    else:
-        raw = _window_sql(rule, events, entities)
+    build = SQL_BUILDERS.get(type(rule))
+    if build is None:
+        raise UnsupportedError(rule.meta.id, f"the {rule.meta.kind} rule kind", "duckdb")
+    raw = build(rule, events, entities)
     return sqlglot.transpile(raw, read="duckdb", write="duckdb", pretty=True)[0]
 
 
@@ -157,7 +159,7 @@ WITH matched AS (
   ) WHERE hit AND NOT was_hit
 )
 SELECT {", ".join(f"f.group_{g}" for g in rule.group_by)}, f.source, f.event_id, f.ts,
-  {", ".join(f"f.agg_{name}" for name, _ in rule.aggregates)},
+  {", ".join(f"f.agg_{name} AS value_{name}" for name, _ in rule.aggregates)},
   min(m.ts) AS first_ts,
   list(m.source ORDER BY m.seq) AS evidence_sources,
   list(m.event_id ORDER BY m.seq) AS evidence
@@ -182,6 +184,13 @@ def _aggregate_sql(name: str, agg: ir.Aggregate) -> str:
     return f"{agg.function}({arg}) OVER w"
 
 
+# Each rule kind's statement builder: (rule, events table, entities table) -> SQL text.
+SQL_BUILDERS: dict[type, Callable[[Any, str, str], str]] = {
+    ir.ConditionRule: _condition_sql,
+    ir.WindowRule: _window_sql,
+}
+
+
 class DuckDBEngine(Engine):
     name = "duckdb"
 
@@ -204,10 +213,9 @@ class DuckDBEngine(Engine):
 
 
 def _finding(rule: ir.Rule, row: dict[str, Any]) -> Finding:
-    if isinstance(rule, ir.ConditionRule):
-        values = tuple((name, _plain(row[f"value_{name}"])) for name in rule.shown_fields)
-    else:
-        values = tuple((name, _plain(row[f"agg_{name}"])) for name, _ in rule.aggregates)
+    """Every kind's statement returns the same columns: group_<field>..., source, event_id (the
+    firing event), ts (its time), first_ts, evidence_sources, evidence and value_<name>..."""
+    values = tuple((name, _plain(row[f"value_{name}"])) for name in rule.value_names)
     last: datetime = row["ts"]
     return Finding(
         rule_id=rule.meta.id,

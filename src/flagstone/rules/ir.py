@@ -175,6 +175,11 @@ class ConditionRule:
     # Event fields shown in the alert's values (those the rule reads).
     shown_fields: tuple[str, ...] = ()
 
+    @property
+    def value_names(self) -> tuple[str, ...]:
+        """Names of the values each finding carries, in order (every engine returns these)."""
+        return self.shown_fields
+
 
 @dataclass(frozen=True)
 class WindowRule:
@@ -187,6 +192,10 @@ class WindowRule:
     aggregates: tuple[tuple[str, Aggregate], ...]
     having: Expr
     window_text: str = field(default="")
+
+    @property
+    def value_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.aggregates)
 
 
 Rule = ConditionRule | WindowRule

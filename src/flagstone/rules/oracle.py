@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal, localcontext
 from typing import Any
@@ -157,7 +157,11 @@ def _aggregate(agg: ir.Aggregate, window: list[Event], entities: Entities) -> An
 
 def run_rule(rule: ir.Rule, events: Iterable[Event], entities: Entities | None = None) -> list[Finding]:
     """Every finding of ``rule`` over ``events``, by the definitions in ``flagstone.rules.ir``."""
-    entities = entities or {}
+    return RUNNERS[type(rule)](rule, list(events), entities or {})
+
+
+def run_episodes(rule: ir.ConditionRule | ir.WindowRule, events: list[Event], entities: Entities) -> list[Finding]:
+    """Condition and window rules: a test at every matched event, one finding per episode."""
     groups: dict[tuple[Any, ...], list[Event]] = defaultdict(list)
     for event in events:
         key = tuple(event.get(g) for g in rule.group_by)
@@ -215,4 +219,10 @@ def _window_test(
     return hit, window, values
 
 
-__all__ = ["Decimal", "evaluate", "order_key", "run_rule"]
+# Each rule kind's evaluator. A new kind adds its plain-Python definition here.
+RUNNERS: dict[type, Callable[[Any, list[Event], Entities], list[Finding]]] = {
+    ir.ConditionRule: run_episodes,
+    ir.WindowRule: run_episodes,
+}
+
+__all__ = ["RUNNERS", "Decimal", "evaluate", "order_key", "run_rule"]

@@ -59,8 +59,8 @@ SELECT
   f.source,
   f.event_id,
   f.ts,
-  f.agg_movements,
-  f.agg_total,
+  f.agg_movements AS value_movements,
+  f.agg_total AS value_total,
   MIN(m.ts) AS first_ts,
   ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence

@@ -58,9 +58,9 @@ SELECT
   f.source,
   f.event_id,
   f.ts,
-  f.agg_counterparties,
-  f.agg_transfers,
-  f.agg_total,
+  f.agg_counterparties AS value_counterparties,
+  f.agg_transfers AS value_transfers,
+  f.agg_total AS value_total,
   MIN(m.ts) AS first_ts,
   ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence

@@ -69,8 +69,8 @@ SELECT
   f.source,
   f.event_id,
   f.ts,
-  f.agg_deposits,
-  f.agg_total,
+  f.agg_deposits AS value_deposits,
+  f.agg_total AS value_total,
   MIN(m.ts) AS first_ts,
   ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence

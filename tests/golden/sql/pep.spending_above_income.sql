@@ -74,8 +74,8 @@ SELECT
   f.source,
   f.event_id,
   f.ts,
-  f.agg_spent,
-  f.agg_payments,
+  f.agg_spent AS value_spent,
+  f.agg_payments AS value_payments,
   MIN(m.ts) AS first_ts,
   ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence

@@ -82,8 +82,8 @@ SELECT
   f.source,
   f.event_id,
   f.ts,
-  f.agg_distinct,
-  f.agg_events,
+  f.agg_distinct AS value_distinct,
+  f.agg_events AS value_events,
   MIN(m.ts) AS first_ts,
   ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence

@@ -56,8 +56,8 @@ SELECT
   f.source,
   f.event_id,
   f.ts,
-  f.agg_vehicles,
-  f.agg_taps,
+  f.agg_vehicles AS value_vehicles,
+  f.agg_taps AS value_taps,
   MIN(m.ts) AS first_ts,
   ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence
