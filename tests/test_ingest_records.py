@@ -259,3 +259,17 @@ def test_public_names() -> None:
 
     assert {"ingest_file", "IngestResult", "load_mapping", "Mapping", "Pseudonymiser"} <= set(ingest_pkg.__all__)
     assert all(hasattr(ingest_pkg, name) for name in ingest_pkg.__all__)
+
+
+def test_round_is_explicit_and_only_on_request(store: Store) -> None:
+    rows = HEADER + "r1;01.03.2024 10:00;TRF;A1;1234,567891;EUR;;\n" + "r2;01.03.2024 10:00;TRF;A1;0,125;EUR;;\n"
+    r = ingest(store, rows)
+    assert (r.loaded, r.quarantined) == (1, 1)
+    assert "set `round`" in quarantine(store)[0][3]
+
+    rounded = MAPPING.replace("  amount: AMOUNT", "  amount: {column: AMOUNT, round: 2}")
+    rounded = rounded.replace("source: bank", "source: bank2")
+    r = ingest(store, rows, mapping=rounded)
+    assert (r.loaded, r.quarantined) == (2, 0)
+    got = dict(store.con.execute("SELECT event_id, amount FROM events WHERE source = 'bank2'").fetchall())
+    assert got == {"r1": Decimal("1234.57"), "r2": Decimal("0.13")}

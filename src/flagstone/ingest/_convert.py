@@ -161,6 +161,9 @@ def _value_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping) 
     if spec.type == "timestamp":
         return _ts_value(i, spec, p, mapping)
     if spec.type == "decimal":
+        if spec.round is not None:
+            # Sources with more precision than the store keeps say so in the mapping: round, explicitly.
+            return f"try_cast(round(try_cast({t} AS DECIMAL(38,12)), {spec.round}) AS {DECIMAL_SQL})"
         return f"try_cast({t} AS {DECIMAL_SQL})"
     if spec.type == "boolean":
         whens = " ".join(f"WHEN {quote_str(k)} THEN {'true' if v else 'false'}" for k, v in BOOLEAN_TEXT.items())
@@ -215,10 +218,11 @@ def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file
             f"{t} IS NOT NULL AND {v} IS NULL",
             f"CASE WHEN isfinite(try_cast({t} AS DOUBLE)) THEN {too_big} ELSE {not_number} END",
         )
-        when(
-            f"{v} IS NOT NULL AND try_cast({t} AS DECIMAL(38,12)) <> {v}",
-            _reason(spec, "more than 4 decimal places; DECIMAL(18,4) would round it"),
-        )
+        if spec.round is None:
+            when(
+                f"{v} IS NOT NULL AND try_cast({t} AS DECIMAL(38,12)) <> {v}",
+                _reason(spec, "more than 4 decimal places; DECIMAL(18,4) would round it (or set `round`)"),
+            )
         if spec.name == "quantity":
             when(f"{v} < 0", _reason(spec, "negative quantity; expected 0 or more"))
     elif spec.type == "boolean":

@@ -72,6 +72,7 @@ FIELD_KEYS = (
     "key",
     "decimal",
     "thousands",
+    "round",
 )
 ATTR_KEYS = ("column", "value", "map", "unmapped")
 
@@ -107,6 +108,7 @@ class FieldSpec:
     lookup: bool = False
     decimal: str | None = None
     thousands: str | None = None
+    round: int | None = None
     personal: bool = False
     line: int | None = None
 
@@ -413,8 +415,13 @@ def _field(r: _Reader, col: Column, data: Any, target: str, personal: bool) -> F
                 raise r.fail(f"`{key}` only applies to timestamp fields, not {col.type} '{col.name}'", *keys, key)
     if col.type == "decimal":
         spec.update(_number_format(r, d, *keys))
+        if "round" in d:
+            places = d["round"]
+            if isinstance(places, bool) or not isinstance(places, int) or not 0 <= places <= 4:
+                raise r.fail(f"expected a whole number of decimal places from 0 to 4, got {places!r}", *keys, "round")
+            spec["round"] = places
     else:
-        for key in ("decimal", "thousands"):
+        for key in ("decimal", "thousands", "round"):
             if key in d:
                 raise r.fail(f"`{key}` only applies to number fields, not {col.type} '{col.name}'", *keys, key)
     if "lookup" in d or "key" in d:
