@@ -23,7 +23,7 @@ app = typer.Typer(
     help=(
         "Find crime-indicative patterns in event data, explain every alert, keep identities "
         "pseudonymised. Typical flow: generate (or bring your data) -> ingest -> scan -> alerts / "
-        "evaluate / report."
+        "evaluate / report; backtest replays rules and threshold sweeps against labels."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -135,10 +135,17 @@ def alerts(
 @app.command()
 @_friendly
 def evaluate(
-    labels: Annotated[Path, typer.Option("--labels", help="labels.csv as written by `flagstone generate`.")],
+    labels: Annotated[
+        Path,
+        typer.Option(
+            "--labels",
+            help="Labels CSV: per scenario (labels.csv of `flagstone generate`) or per pattern "
+            "(pattern_id,typology,source,event_id); see docs/backtest.md.",
+        ),
+    ],
     store: StoreOpt = None,
 ) -> None:
-    """Per-rule precision and recall of the stored alerts against labelled scenarios."""
+    """Per-rule precision and recall of the stored alerts against labelled scenarios or patterns."""
     from flagstone.evaluate import evaluate_store, render_scores
     from flagstone.store import Store
 
@@ -146,6 +153,53 @@ def evaluate(
         scores = evaluate_store(st, labels)
     out.print(render_scores(scores))
 
+
+@app.command()
+@_friendly
+def backtest(
+    rules: Annotated[
+        list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")
+    ],
+    labels: Annotated[
+        Path, typer.Option("--labels", help="Labels CSV, per scenario or per pattern (see docs/backtest.md).")
+    ],
+    store: StoreOpt = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep", help="Run one rule for each threshold value: RULE_ID.PARAM=LO:HI:STEP (repeatable)."
+        ),
+    ] = None,
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Self-contained HTML file with the sweep plots.")
+    ] = Path("backtest.html"),
+    params: Annotated[
+        Path | None, typer.Option("--params", help="YAML of per-deployment thresholds: {rule_id: {param: value}}.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one threshold: RULE_ID.PARAM=VALUE (repeatable)."),
+    ] = None,
+) -> None:
+    """Replay rules over the stored events and score them against labels, without storing alerts.
+
+    Per rule: alerts, alerts per 1,000 stored events, precision and recall (docs/backtest.md).
+
+    --sweep repeats them for every threshold value: tables here, above-/below-the-line plots in --out.
+    """
+    from flagstone.backtest import render_backtest, run_backtest
+    from flagstone.report import write_backtest_report
+    from flagstone.store import Store
+
+    with Store(store, read_only=True) as st:
+        result = run_backtest(
+            st, rules, labels, sweeps=sweep or [], params_file=params, overrides=set_ or [], progress=True
+        )
+    for table in render_backtest(result):
+        out.print(table)
+    path = write_backtest_report(result, out_path)
+    out.print(f"backtest of {result.events:,} events in {result.seconds:.1f}s; plots written to {path}",
+              highlight=False, soft_wrap=True)
 
 @app.command()
 @_friendly
