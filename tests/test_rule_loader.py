@@ -60,7 +60,7 @@ def test_good_rule_loads(tmp_path: Path) -> None:
         ("  total: sum(amount)", "  total: sum(kind)", 13, "aggregates.total", "needs a number"),
         ("window: 7d", "window: 7 parsecs", 10, "window", "not a duration"),
         ("severity: high", "severity: dire", 4, "severity", "one of"),
-        ("kind: window", "kind: graph", 5, "kind", "unknown rule kind"),
+        ("kind: window", "kind: telepathy", 5, "kind", "unknown rule kind"),
         ("version: 2", "version: two", 2, "version", "whole number"),
         ("(1 - $band)", "(1 - $bandwidth)", 9, "match", "unknown parameter $bandwidth"),
         ("kind = 'cash_deposit'", "knd = 'cash_deposit'", 9, "match", "unknown field 'knd'"),
