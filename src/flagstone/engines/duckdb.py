@@ -20,12 +20,16 @@ import sqlglot
 from sqlglot import exp
 
 from flagstone.engines.base import Engine
+from flagstone.engines.duckdb_deviation import deviation_sql
+from flagstone.engines.duckdb_dormancy import dormancy_sql
+from flagstone.engines.duckdb_graph import graph_sql
+from flagstone.engines.duckdb_sequence import sequence_sql
+from flagstone.engines.duckdb_steps import ORDER
+from flagstone.engines.duckdb_steps import event_leaf as _event_leaf
 from flagstone.engines.sql import to_sql, walk
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
-
-ORDER = "ts, event_id, source"
 
 
 def _ident(name: str) -> str:
@@ -44,18 +48,6 @@ def _entity_join(role: str, entities: str) -> str:
         f"(PARTITION BY entity ORDER BY batch_id DESC) = 1) AS {role}_entity "
         f"ON {role}_entity.entity = e.{role}"
     )
-
-
-def _event_leaf(node: ir.Expr) -> exp.Expression:
-    """Leaves as seen from the raw events table ``e`` joined with entity profiles."""
-    if isinstance(node, ir.Field):
-        return exp.column(node.name, table="e")
-    if isinstance(node, ir.Attr):
-        path = exp.Literal.string('$."' + node.name.replace('"', '\\"') + '"')
-        return exp.Anonymous(this="json_extract_string", expressions=[exp.column("attrs", table="e"), path])
-    if isinstance(node, ir.EntityField):
-        return exp.column(node.name, table=f"{node.role}_entity")
-    raise TypeError(f"{node!r} is not available on events")
 
 
 def _sql(node: ir.Expr, leaf: Any = _event_leaf) -> str:
@@ -188,6 +180,10 @@ def _aggregate_sql(name: str, agg: ir.Aggregate) -> str:
 SQL_BUILDERS: dict[type, Callable[[Any, str, str], str]] = {
     ir.ConditionRule: _condition_sql,
     ir.WindowRule: _window_sql,
+    ir.GraphRule: graph_sql,
+    ir.SequenceRule: sequence_sql,
+    ir.DeviationRule: deviation_sql,
+    ir.DormancyRule: dormancy_sql,
 }
 
 

@@ -198,6 +198,11 @@ class WindowRule:
         return tuple(name for name, _ in self.aggregates)
 
 
-Rule = ConditionRule | WindowRule
+from flagstone.rules.ir_deviation import DeviationRule  # noqa: E402 - its module reads this one
+from flagstone.rules.ir_dormancy import DormancyRule  # noqa: E402 - likewise
+from flagstone.rules.ir_graph import GraphRule  # noqa: E402 - its module reads this one
+from flagstone.rules.ir_sequence import SequenceRule  # noqa: E402 - likewise
+
+Rule = ConditionRule | WindowRule | GraphRule | SequenceRule | DeviationRule | DormancyRule
 
 SEVERITIES = ("low", "medium", "high", "critical")

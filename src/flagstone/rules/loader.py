@@ -12,7 +12,7 @@ import yaml
 
 from flagstone._yaml import LocatedYaml, load_located
 from flagstone.errors import RuleError
-from flagstone.rules import ir, kinds_basic
+from flagstone.rules import ir, kinds_basic, kinds_deviation, kinds_dormancy, kinds_graph, kinds_sequence
 from flagstone.rules.expressions import to_predicate
 from flagstone.rules.reader import (
     COMMON_KEYS,
@@ -30,6 +30,10 @@ KINDS: dict[str, Kind] = {
     "condition": kinds_basic.CONDITION,
     "window": kinds_basic.WINDOW,
     "basket": kinds_basic.BASKET,
+    "graph": kinds_graph.GRAPH,
+    "sequence": kinds_sequence.SEQUENCE,
+    "deviation": kinds_deviation.DEVIATION,
+    "dormancy": kinds_dormancy.DORMANCY,
 }
 REQUIRED = ("id", "version", "title", "severity", "kind")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")

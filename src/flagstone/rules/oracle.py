@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal, localcontext
@@ -162,37 +161,12 @@ def run_rule(rule: ir.Rule, events: Iterable[Event], entities: Entities | None =
 
 def run_episodes(rule: ir.ConditionRule | ir.WindowRule, events: list[Event], entities: Entities) -> list[Finding]:
     """Condition and window rules: a test at every matched event, one finding per episode."""
-    groups: dict[tuple[Any, ...], list[Event]] = defaultdict(list)
-    for event in events:
-        key = tuple(event.get(g) for g in rule.group_by)
-        if None in key or evaluate(rule.match, Context(event, entities)) is not True:
-            continue
-        groups[key].append(event)
+    # Imported here: oracle_steps builds on this module's evaluator.
+    from flagstone.rules.oracle_steps import run_tests
 
-    findings: list[Finding] = []
-    for key in sorted(groups):
-        seq = sorted(groups[key], key=order_key)
-        was_hit = False
-        for i, event in enumerate(seq):
-            if isinstance(rule, ir.ConditionRule):
-                hit, evidence, values = _condition_test(rule, seq, i, entities)
-            else:
-                hit, evidence, values = _window_test(rule, seq, i, entities)
-            if hit and not was_hit:
-                findings.append(
-                    Finding(
-                        rule_id=rule.meta.id,
-                        rule_version=rule.meta.version,
-                        group=tuple(zip(rule.group_by, key, strict=True)),
-                        fire=(event["source"], event["event_id"]),
-                        first_ts=evidence[0]["ts"],
-                        last_ts=event["ts"],
-                        evidence=tuple((e["source"], e["event_id"]) for e in evidence),
-                        values=tuple(values.items()),
-                    )
-                )
-            was_hit = hit
-    return findings
+    if isinstance(rule, ir.ConditionRule):
+        return run_tests(rule, events, entities, lambda seq, i: _condition_test(rule, seq, i, entities))
+    return run_tests(rule, events, entities, lambda seq, i: _window_test(rule, seq, i, entities))
 
 
 def _condition_test(
@@ -224,5 +198,29 @@ RUNNERS: dict[type, Callable[[Any, list[Event], Entities], list[Finding]]] = {
     ir.ConditionRule: run_episodes,
     ir.WindowRule: run_episodes,
 }
+
+
+def _register_graph() -> None:
+    # Imported late: the graph oracle builds on this module's evaluator.
+    from flagstone.rules.oracle_graph import run_graph
+
+    RUNNERS[ir.GraphRule] = run_graph
+
+
+_register_graph()
+
+
+def _register_history_kinds() -> None:
+    # Imported late for the same reason: these oracles build on this module's evaluator.
+    from flagstone.rules.oracle_deviation import run_deviation
+    from flagstone.rules.oracle_dormancy import run_dormancy
+    from flagstone.rules.oracle_sequence import run_sequence
+
+    RUNNERS[ir.SequenceRule] = run_sequence
+    RUNNERS[ir.DeviationRule] = run_deviation
+    RUNNERS[ir.DormancyRule] = run_dormancy
+
+
+_register_history_kinds()
 
 __all__ = ["RUNNERS", "Decimal", "evaluate", "order_key", "run_rule"]

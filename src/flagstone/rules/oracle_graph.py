@@ -1,0 +1,131 @@
+"""Plain-Python definition of the ``graph`` kind (fan-out, fan-in, cycles): the oracle for engines.
+
+Brute force on purpose: windows are recomputed per edge and cycles are enumerated by depth-first
+search, then reduced to one finding per (first sender, closing transfer) as ``docs/rules.md`` says.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from flagstone.rules.finding import Finding
+from flagstone.rules.ir_graph import GraphRule
+from flagstone.rules.oracle import Context, Entities, Event, evaluate, order_key
+
+
+def edges(rule: GraphRule, events: list[Event], entities: Entities) -> list[Event]:
+    """Matched transfers with an actor, a different counterparty and a positive amount, in order."""
+    out = [
+        e
+        for e in events
+        if evaluate(rule.match, Context(e, entities)) is True
+        and e.get("actor") is not None
+        and e.get("counterparty") is not None
+        and e["actor"] != e["counterparty"]
+        and e.get("amount") is not None
+        and e["amount"] > 0
+    ]
+    return sorted(out, key=order_key)
+
+
+def _key(e: Event) -> tuple[str, str]:
+    return (e["source"], e["event_id"])
+
+
+def run_graph(rule: GraphRule, events: list[Event], entities: Entities) -> list[Finding]:
+    es = edges(rule, events, entities)
+    return _cycles(rule, es) if rule.typology == "cycle" else _fans(rule, es)
+
+
+def _fans(rule: GraphRule, es: list[Event]) -> list[Finding]:
+    anchor = rule.group_by[0]
+    other = "actor" if anchor == "counterparty" else "counterparty"
+    by_anchor: dict[str, list[Event]] = defaultdict(list)
+    for e in es:
+        by_anchor[e[anchor]].append(e)
+    findings: list[Finding] = []
+    for account in sorted(by_anchor):
+        seq = by_anchor[account]
+        was_hit = False
+        for i, e in enumerate(seq):
+            start = e["ts"] - timedelta(microseconds=rule.window_us)
+            window = [w for w in seq[: i + 1] if w["ts"] > start]
+            distinct = len({w[other] for w in window})
+            hit = distinct >= rule.min_counterparties
+            if hit and not was_hit:
+                total = sum((w["amount"] for w in window), Decimal(0))
+                values = (("counterparties", distinct), ("transfers", len(window)), ("total", total))
+                findings.append(_finding(rule, account, window, values))
+            was_hit = hit
+    return findings
+
+
+def _finding(rule: GraphRule, account: str, path: list[Event], values: tuple[tuple[str, Any], ...]) -> Finding:
+    return Finding(
+        rule_id=rule.meta.id,
+        rule_version=rule.meta.version,
+        group=((rule.group_by[0], account),),
+        fire=_key(path[-1]),
+        first_ts=path[0]["ts"],
+        last_ts=path[-1]["ts"],
+        evidence=tuple(_key(e) for e in path),
+        values=values,
+    )
+
+
+def _usable(rule: GraphRule, es: list[Event]) -> list[Event]:
+    if rule.max_degree is None:
+        return es
+    sent: dict[str, int] = defaultdict(int)
+    for e in es:
+        sent[e["actor"]] += 1
+    return [e for e in es if sent[e["actor"]] <= rule.max_degree and sent[e["counterparty"]] <= rule.max_degree]
+
+
+def _within_tolerance(rule: GraphRule, first: Event, e: Event) -> bool:
+    if rule.amount_tolerance is None:
+        return True
+    return bool(abs(e["amount"] - first["amount"]) <= rule.amount_tolerance * first["amount"])
+
+
+def _cycles(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
+    es = _usable(rule, all_edges)
+    reach = timedelta(microseconds=rule.window_us)
+    found: list[list[int]] = []  # each cycle as positions in ``es``
+
+    def extend(path: list[int], accounts: list[str]) -> None:
+        first, last = es[path[0]], path[-1]
+        for j in range(last + 1, len(es)):
+            e = es[j]
+            if e["actor"] != accounts[-1] or e["ts"] - first["ts"] >= reach or not _within_tolerance(rule, first, e):
+                continue
+            if e["counterparty"] == accounts[0]:
+                if len(path) + 1 >= rule.min_length:
+                    found.append([*path, j])
+            elif e["counterparty"] not in accounts and len(path) + 1 < rule.max_length:
+                extend([*path, j], [*accounts, e["counterparty"]])
+
+    for i, e in enumerate(es):
+        extend([i], [e["actor"], e["counterparty"]])
+
+    # One finding per (first sender, closing transfer): the shortest cycle, then the latest hops.
+    best: dict[tuple[str, int], list[int]] = {}
+    for path in found:
+        key = (es[path[0]]["actor"], path[-1])
+        if key not in best or _preference(path) < _preference(best[key]):
+            best[key] = path
+    findings = []
+    for (account, _), path in sorted(best.items()):
+        hops = [es[p] for p in path]
+        amounts = [h["amount"] for h in hops]
+        total = sum(amounts[1:], amounts[0])
+        values = (("length", len(hops)), ("total", total), ("min_amount", min(amounts)), ("max_amount", max(amounts)))
+        findings.append(_finding(rule, account, hops, values))
+    return findings
+
+
+def _preference(path: list[int]) -> tuple[int, ...]:
+    return (len(path), *(-p for p in path))

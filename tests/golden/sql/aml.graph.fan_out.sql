@@ -1,0 +1,89 @@
+WITH matched AS (
+  SELECT
+    e.source,
+    e.event_id,
+    e.ts,
+    e.actor AS group_actor,
+    e.counterparty AS arg_counterparties,
+    e.amount AS arg_total
+  FROM events AS e
+  WHERE
+    COALESCE(
+      (
+        (
+          (
+            (
+              e.kind = 'transfer' AND NOT (
+                e.actor IS NULL
+              )
+            )
+            AND NOT (
+              e.counterparty IS NULL
+            )
+          )
+          AND e.actor <> e.counterparty
+        )
+        AND e.amount > 0
+      ),
+      FALSE
+    )
+    AND NOT e.actor IS NULL
+), numbered AS (
+  SELECT
+    *,
+    ROW_NUMBER() OVER (PARTITION BY group_actor ORDER BY ts, event_id, source) AS seq,
+    COUNT(*) OVER (
+      PARTITION BY group_actor
+      ORDER BY ts
+      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) - COUNT(*) OVER (
+      PARTITION BY group_actor
+      ORDER BY ts
+      RANGE BETWEEN INTERVAL '1814399999999' MICROSECONDS PRECEDING AND CURRENT ROW
+    ) + 1 AS window_first_seq
+  FROM matched
+), measured AS (
+  SELECT
+    *,
+    COUNT(DISTINCT arg_counterparties) OVER w AS agg_counterparties,
+    COUNT(*) OVER w AS agg_transfers,
+    SUM(arg_total) OVER w AS agg_total
+  FROM (
+    SELECT
+      *,
+      seq - window_first_seq AS back
+    FROM numbered
+  )
+  WINDOW w AS (PARTITION BY group_actor ORDER BY seq ROWS BETWEEN back PRECEDING AND CURRENT ROW)
+), tested AS (
+  SELECT
+    *,
+    COALESCE(agg_counterparties >= 8, FALSE) AS hit
+  FROM measured
+), fired AS (
+  SELECT
+    *
+  FROM (
+    SELECT
+      *,
+      LAG(hit, 1, FALSE) OVER (PARTITION BY group_actor ORDER BY seq) AS was_hit
+    FROM tested
+  )
+  WHERE
+    hit AND NOT was_hit
+)
+SELECT
+  f.group_actor,
+  f.source,
+  f.event_id,
+  f.ts,
+  f.agg_counterparties AS value_counterparties,
+  f.agg_transfers AS value_transfers,
+  f.agg_total AS value_total,
+  MIN(m.ts) AS first_ts,
+  ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
+  ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence
+FROM fired AS f
+JOIN numbered AS m
+  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.seq
+GROUP BY ALL
