@@ -45,11 +45,10 @@ def lower_fan(rule: GraphRule) -> ir.WindowRule:
     )
 
 
-def graph_sql(rule: GraphRule, events: str, entities: str) -> str:
-    from flagstone.engines.duckdb import SQL_BUILDERS, _entity_join, _entity_roles, _event_leaf
+def edge_ctes(rule: GraphRule, events: str, entities: str) -> str:
+    """``WITH raw AS (...), edges AS (...)``: the usable edges, each with its rank ``rnk`` in order."""
+    from flagstone.engines.duckdb import _entity_join, _entity_roles, _event_leaf
 
-    if rule.typology != "cycle":
-        return SQL_BUILDERS[ir.WindowRule](lower_fan(rule), events, entities)
     match = to_sql(edge_predicate(rule), _event_leaf).sql(dialect="duckdb")
     joins = " ".join(_entity_join(r, entities) for r in _entity_roles(rule.match))
     degree = ""
@@ -57,13 +56,6 @@ def graph_sql(rule: GraphRule, events: str, entities: str) -> str:
         degree = f"""
     WHERE actor NOT IN (SELECT actor FROM raw GROUP BY actor HAVING count(*) > {rule.max_degree})
       AND counterparty NOT IN (SELECT actor FROM raw GROUP BY actor HAVING count(*) > {rule.max_degree})"""
-    top = rule.max_length - 1
-    paths = "".join(f",\n{_path(rule, j)}" for j in range(1, top + 1))
-    closings = "\nUNION ALL\n".join(_closing(rule, n) for n in range(rule.min_length, rule.max_length + 1))
-    ranks = ", ".join(f"r{i} DESC" for i in range(1, MAX_CYCLE))
-    # Paths are materialised hop by hop so that each join pairs one path with the next edges only
-    # (an inlined chain lets the planner join e1 with a later hop on time alone, a range join that
-    # explodes).
     return f"""
 WITH raw AS (
   SELECT e.source, e.event_id, e.ts, e.actor, e.counterparty, e.amount
@@ -71,7 +63,26 @@ WITH raw AS (
   WHERE coalesce({match}, FALSE)
 ), edges AS MATERIALIZED (
   SELECT *, row_number() OVER (ORDER BY {ORDER}) AS rnk FROM raw{degree}
-){paths}, cycles AS (
+)"""
+
+
+def graph_sql(rule: GraphRule, events: str, entities: str) -> str:
+    from flagstone.engines.duckdb import SQL_BUILDERS
+
+    if rule.typology in ("scatter_gather", "gather_scatter"):
+        from flagstone.engines.duckdb_scatter import two_hop_sql
+
+        return two_hop_sql(rule, events, entities)
+    if rule.typology != "cycle":
+        return SQL_BUILDERS[ir.WindowRule](lower_fan(rule), events, entities)
+    top = rule.max_length - 1
+    paths = "".join(f",\n{_path(rule, j)}" for j in range(1, top + 1))
+    closings = "\nUNION ALL\n".join(_closing(rule, n) for n in range(rule.min_length, rule.max_length + 1))
+    ranks = ", ".join(f"r{i} DESC" for i in range(1, MAX_CYCLE))
+    # Paths are materialised hop by hop so that each join pairs one path with the next edges only
+    # (an inlined chain lets the planner join e1 with a later hop on time alone, a range join that
+    # explodes).
+    return f"""{edge_ctes(rule, events, entities)}{paths}, cycles AS (
 {closings}
 ), chosen AS (
   SELECT *, row_number() OVER (PARTITION BY group_actor, closing ORDER BY value_length, {ranks}) AS pick

@@ -8,11 +8,13 @@ from typing import Literal
 
 from flagstone.rules import ir
 
-Typology = Literal["fan_out", "fan_in", "cycle"]
-TYPOLOGIES: tuple[Typology, ...] = ("fan_out", "fan_in", "cycle")
+Typology = Literal["fan_out", "fan_in", "cycle", "scatter_gather", "gather_scatter"]
+TYPOLOGIES: tuple[Typology, ...] = ("fan_out", "fan_in", "cycle", "scatter_gather", "gather_scatter")
 MAX_CYCLE = 6
 FAN_VALUES = ("counterparties", "transfers", "total")
 CYCLE_VALUES = ("length", "total", "min_amount", "max_amount")
+SCATTER_VALUES = ("intermediaries", "transfers", "total")
+GATHER_VALUES = ("sources", "destinations", "transfers", "total")
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,8 @@ class GraphRule:
     """A typology over the transfer graph within a time window ``window_us``.
 
     ``group_by`` is the anchor account's field: ``actor`` for fan-out and cycles (the cycle's first
-    sender), ``counterparty`` for fan-in.
+    sender), ``counterparty`` for fan-in, ``(actor, counterparty)`` = (source, destination) for
+    scatter-gather, ``actor`` (the hub, sender of the second hops) for gather-scatter.
     """
 
     meta: ir.RuleMeta
@@ -37,4 +40,8 @@ class GraphRule:
 
     @property
     def value_names(self) -> tuple[str, ...]:
+        if self.typology == "scatter_gather":
+            return SCATTER_VALUES
+        if self.typology == "gather_scatter":
+            return GATHER_VALUES
         return CYCLE_VALUES if self.typology == "cycle" else FAN_VALUES

@@ -45,7 +45,9 @@ def build_graph(c: Common) -> tuple[ir.Rule, set[str]]:
         if isinstance(raw, bool) or not isinstance(raw, int | Decimal) or raw < 0:
             raise r.error("amount_tolerance", "amount_tolerance must be a number >= 0, e.g. 0.2", raw)
         tolerance = Decimal(raw)
-    group_by = ("counterparty",) if typology == "fan_in" else ("actor",)
+    group_by: tuple[str, ...] = ("counterparty",) if typology == "fan_in" else ("actor",)
+    if typology == "scatter_gather":
+        group_by = ("actor", "counterparty")  # (source, destination)
     rule = GraphRule(
         c.meta, c.match, group_by, typology, window_us, k, min_len, max_len, tolerance, max_degree, window_text
     )
@@ -54,13 +56,13 @@ def build_graph(c: Common) -> tuple[ir.Rule, set[str]]:
 
 GRAPH = Kind(
     {
-        "typology": "fan_out | fan_in | cycle",
+        "typology": "fan_out | fan_in | cycle | scatter_gather | gather_scatter",
         "window": "length W within which the whole pattern happens, e.g. 30d",
-        "min_counterparties": "fan_out / fan_in: distinct counterparties needed (k); default 2",
+        "min_counterparties": "distinct accounts k that the typology counts (see docs/rules.md); default 2",
         "min_length": "cycle: fewest hops (2 to 6); default 2",
         "max_length": "cycle: most hops (2 to 6); default 6",
-        "amount_tolerance": "cycle: every hop within ± this fraction of the first hop's amount; default any",
-        "max_degree": "cycle: leave out accounts that send more than this many transfers in all; default none",
+        "amount_tolerance": "cycle and two-hop typologies: hops within ± this fraction of the first hop's; default any",
+        "max_degree": "cycle and two-hop typologies: leave out accounts sending more than this many; default none",
     },
     build_graph,
 )

@@ -37,6 +37,10 @@ def _key(e: Event) -> tuple[str, str]:
 
 def run_graph(rule: GraphRule, events: list[Event], entities: Entities) -> list[Finding]:
     es = edges(rule, events, entities)
+    if rule.typology in ("scatter_gather", "gather_scatter"):
+        from flagstone.rules.oracle_scatter import two_hop  # imports this module's helpers
+
+        return two_hop(rule, es)
     return _cycles(rule, es) if rule.typology == "cycle" else _fans(rule, es)
 
 
