@@ -65,6 +65,14 @@ def load_duckdb(
         )
 
 
+@pytest.fixture(scope="module")
+def con() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the store schema, shared by one module's property tests."""
+    c = duckdb.connect()
+    c.execute(SCHEMA)
+    return c
+
+
 Runner = Callable[[Rule, list[dict[str, Any]], dict[str, dict[str, Any]] | None], list[Finding]]
 
 

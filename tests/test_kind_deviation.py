@@ -14,7 +14,6 @@ from kind_strategies import check_equal, kind_events, rule_text
 from rule_strategies import entities, predicate
 
 from flagstone.errors import RuleError
-from flagstone.store import SCHEMA
 
 TESTS = [
     "z >= 1", "z >= 0", "z > 2.5", "true", "value >= median", "z < 0", "value > median",
@@ -39,13 +38,6 @@ def deviation_rule(draw: st.DrawFn) -> str:
         min_history=draw(st.integers(1, 3)),
         having=f" {draw(st.sampled_from(['and', 'or']))} ".join(f"({t})" for t in tests),
     )
-
-
-@pytest.fixture(scope="module")
-def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    c.execute(SCHEMA)
-    return c
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,7 +14,6 @@ from kind_strategies import check_equal, kind_events, rule_text
 from rule_strategies import entities, predicate
 
 from flagstone.errors import RuleError
-from flagstone.store import SCHEMA
 
 TESTS = ["total >= 5", "total > 0", "events >= 2", "dormant_days > 0.1", "total is null", "kind = 'y'",
          "total >= 2 * dormant_days", "actor.country = 'SE'", "true"]
@@ -32,13 +31,6 @@ def dormancy_rule(draw: st.DrawFn) -> str:
         value=draw(st.sampled_from(["amount", "quantity", "amount * quantity"])),
         having=f" {draw(st.sampled_from(['and', 'or']))} ".join(f"({t})" for t in tests),
     )
-
-
-@pytest.fixture(scope="module")
-def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    c.execute(SCHEMA)
-    return c
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

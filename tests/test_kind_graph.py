@@ -16,14 +16,6 @@ from flagstone.engines import DuckDBEngine
 from flagstone.errors import RuleError
 from flagstone.rules import load_rules
 from flagstone.rules.oracle import run_rule
-from flagstone.store import SCHEMA
-
-
-@pytest.fixture(scope="module")
-def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    c.execute(SCHEMA)
-    return c
 
 
 def _canonical(findings: list[Any]) -> list[Any]:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
 from conftest import Runner, ev, load_duckdb, write_rule
 from graph_strategies import flows, scatter_rules
 from hypothesis import HealthCheck, given, settings, target
@@ -15,14 +14,6 @@ from hypothesis import HealthCheck, given, settings, target
 from flagstone.engines import DuckDBEngine
 from flagstone.rules import load_rules
 from flagstone.rules.oracle import run_rule
-from flagstone.store import SCHEMA
-
-
-@pytest.fixture(scope="module")
-def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    c.execute(SCHEMA)
-    return c
 
 
 def _canonical(findings: list[Any]) -> list[Any]:

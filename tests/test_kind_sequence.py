@@ -14,7 +14,6 @@ from kind_strategies import check_equal, kind_events, rule_text
 from rule_strategies import entities, predicate
 
 from flagstone.errors import RuleError
-from flagstone.store import SCHEMA
 
 LINKS = [
     "amount >= 0.9 * a.amount",
@@ -44,13 +43,6 @@ def sequence_rule(draw: st.DrawFn) -> str:
         then=f" {draw(st.sampled_from(['and', 'or']))} ".join(f"({x})" for x in links),
         within=draw(st.sampled_from(["1h", "2h", "3h", "6h", "90m", "1us"])),
     )
-
-
-@pytest.fixture(scope="module")
-def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    c.execute(SCHEMA)
-    return c
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
 from conftest import load_duckdb
 from hypothesis import HealthCheck, given, settings, target
 from rule_strategies import entities, events, rules
@@ -14,14 +13,6 @@ from rule_strategies import entities, events, rules
 from flagstone.engines import DuckDBEngine
 from flagstone.rules import load_rules
 from flagstone.rules.oracle import run_rule
-from flagstone.store import SCHEMA
-
-
-@pytest.fixture(scope="module")
-def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    c.execute(SCHEMA)
-    return c
 
 
 def rule_from(text: str, tmp: Path) -> Any:
