@@ -40,6 +40,14 @@ StoreOpt = Annotated[
         show_default=False,
     ),
 ]
+# Per-deployment thresholds, shared by every command that runs rules.
+ParamsOpt = Annotated[
+    Path | None, typer.Option("--params", help="YAML of per-deployment thresholds: {rule_id: {param: value}}.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override one threshold: RULE_ID.PARAM=VALUE (repeatable)."),
+]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -87,13 +95,8 @@ def scan(
         list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")
     ],
     store: StoreOpt = None,
-    params: Annotated[
-        Path | None, typer.Option("--params", help="YAML of per-deployment thresholds: {rule_id: {param: value}}.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override one threshold: RULE_ID.PARAM=VALUE (repeatable)."),
-    ] = None,
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Run rules over the stored events and write their alerts into the store."""
     from flagstone.rules import load_rules
@@ -173,13 +176,8 @@ def backtest(
     out_path: Annotated[
         Path, typer.Option("--out", help="Self-contained HTML file with the sweep plots.")
     ] = Path("backtest.html"),
-    params: Annotated[
-        Path | None, typer.Option("--params", help="YAML of per-deployment thresholds: {rule_id: {param: value}}.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override one threshold: RULE_ID.PARAM=VALUE (repeatable)."),
-    ] = None,
+    params: ParamsOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Replay rules over the stored events and score them against labels, without storing alerts.
 
