@@ -65,6 +65,27 @@ def load_duckdb(
         )
 
 
+def engines_agree(
+    con: duckdb.DuckDBPyConnection,
+    rule_path: Path,
+    rule_text: str,
+    events: list[dict[str, Any]],
+    entities: dict[str, dict[str, Any]] | None = None,
+) -> int:
+    """Write and load one rule, run it on the oracle and on DuckDB over ``events``: the findings must
+    be the same (in any order). Returns how many there were, for ``hypothesis.target``."""
+    rule_path.write_text(rule_text)
+    rule = load_rules([rule_path]).rules[0]
+    load_duckdb(con, events, entities or {})
+    expected = sorted(run_rule(rule, events, entities or {}), key=_finding_order)
+    assert sorted(DuckDBEngine(con).run(rule), key=_finding_order) == expected
+    return len(expected)
+
+
+def _finding_order(f: Finding) -> tuple[Any, ...]:
+    return (f.group, f.fire, f.evidence)
+
+
 @pytest.fixture(scope="module")
 def con() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the store schema, shared by one module's property tests."""

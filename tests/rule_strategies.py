@@ -124,6 +124,7 @@ def window_rule(draw: st.DrawFn) -> str:
         window=f"{draw(st.integers(1, 10))}h",
         aggregates=aggs,
         having=having,
+        evidence=draw(st.sampled_from(["window", "window", "episode"])),
     )
 
 
@@ -137,6 +138,7 @@ def basket_rule(draw: st.DrawFn) -> str:
         window=f"{draw(st.integers(1, 12))}h",
         categories=cats,
         min_distinct=draw(st.integers(1, len(cats))),
+        evidence=draw(st.sampled_from(["window", "episode"])),
     )
 
 

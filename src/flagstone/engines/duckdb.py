@@ -9,6 +9,7 @@ events up to and including the current one. See ``docs/rules.md`` for the cost.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -23,6 +24,7 @@ from flagstone.engines.base import Engine
 from flagstone.engines.duckdb_deviation import deviation_sql
 from flagstone.engines.duckdb_dormancy import dormancy_sql
 from flagstone.engines.duckdb_graph import graph_sql
+from flagstone.engines.duckdb_profiles import PRECOMPUTED, counts_query, entity_joins
 from flagstone.engines.duckdb_sequence import sequence_sql
 from flagstone.engines.duckdb_steps import ORDER
 from flagstone.engines.duckdb_steps import event_leaf as _event_leaf
@@ -36,27 +38,12 @@ def _ident(name: str) -> str:
     return exp.to_identifier(name, quoted=not name.isidentifier()).sql("duckdb")
 
 
-def _entity_roles(*exprs: ir.Expr) -> list[str]:
-    roles = {n.role for e in exprs for n in walk(e) if isinstance(n, ir.EntityField)}
-    return sorted(roles)
-
-
-def _entity_join(role: str, entities: str) -> str:
-    # Latest load of an entity wins, so a re-loaded profile cannot duplicate events.
-    return (
-        f"LEFT JOIN (SELECT * FROM {entities} QUALIFY row_number() OVER "
-        f"(PARTITION BY entity ORDER BY batch_id DESC) = 1) AS {role}_entity "
-        f"ON {role}_entity.entity = e.{role}"
-    )
-
-
 def _sql(node: ir.Expr, leaf: Any = _event_leaf) -> str:
     return to_sql(node, leaf).sql(dialect="duckdb")
 
 
-def _from_events(events: str, entities: str, roles: list[str]) -> str:
-    joins = " ".join(_entity_join(r, entities) for r in roles)
-    return f"FROM {events} AS e {joins}"
+def _from_events(events: str, entities: str, *exprs: ir.Expr) -> str:
+    return f"FROM {events} AS e {entity_joins(events, entities, *exprs)}"
 
 
 def compile_rule(rule: ir.Rule, *, events: str = "events", entities: str = "entities") -> str:
@@ -81,13 +68,12 @@ def _condition_sql(rule: ir.ConditionRule, events: str, entities: str) -> str:
     shown_cols = "".join(
         f", {_sql(node)} AS {_ident('value_' + name)}" for name, node in zip(rule.shown_fields, shown, strict=True)
     )
-    roles = _entity_roles(rule.match, rule.condition)
     return f"""
 WITH matched AS (
   SELECT e.source, e.event_id, e.ts, {cols}{shown_cols},
     coalesce({_sql(rule.condition)}, FALSE) AS hit
-  {_from_events(events, entities, roles)}
-  WHERE coalesce({_sql(rule.match)}, FALSE) AND {not_null}
+  {_from_events(events, entities, rule.match, rule.condition)}
+  WHERE ({_sql(rule.match)}) AND {not_null}
 ), tested AS (
   SELECT *, lag(hit, 1, FALSE) OVER (PARTITION BY {partition} ORDER BY {ORDER}) AS was_hit
   FROM matched
@@ -104,16 +90,15 @@ def _shown_leaf(name: str) -> ir.Expr:
 
 def _window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
     cols, not_null, partition = _group_select(rule)
-    having_roles = _entity_roles(rule.having)
-    roles = sorted(set(_entity_roles(rule.match, *[a.arg for _, a in rule.aggregates if a.arg]) + having_roles))
+    row_exprs = (rule.match, rule.having, *(a.arg for _, a in rule.aggregates if a.arg is not None))
     arg_cols = "".join(
         f", {_sql(agg.arg)} AS {_ident('arg_' + name)}" for name, agg in rule.aggregates if agg.arg is not None
     )
     # Entity attributes used in `having` are constant per group (the role is grouped on).
     having_entity = sorted(
-        {(n.role, n.name) for n in walk(rule.having) if isinstance(n, ir.EntityField)}
+        {n for n in walk(rule.having) if isinstance(n, ir.EntityField)}, key=lambda n: (n.role, n.name)
     )
-    entity_cols = "".join(f", {role}_entity.{name} AS {role}__{name}" for role, name in having_entity)
+    entity_cols = "".join(f", {_sql(n)} AS {n.role}__{n.name}" for n in having_entity)
 
     def having_leaf(node: ir.Expr) -> exp.Expression:
         if isinstance(node, ir.AggregateRef):
@@ -125,13 +110,29 @@ def _window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
         raise TypeError(f"{node!r} cannot appear in having")
 
     aggs = ", ".join(f"{_aggregate_sql(name, agg)} AS agg_{name}" for name, agg in rule.aggregates)
+    last_seq = "seq"  # the evidence ends at the firing event ...
+    values = ", ".join(f"f.agg_{name} AS value_{name}" for name, _ in rule.aggregates)
+    if rule.evidence == "episode":
+        # ... or at the episode's last event: the one before the next miss, else the group's last.
+        last_seq = (
+            f"coalesce(min(CASE WHEN NOT hit THEN seq END) OVER (PARTITION BY {partition} ORDER BY seq "
+            f"ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) - 1, max(seq) OVER (PARTITION BY {partition}))"
+        )
+        values = ", ".join(f"{_evidence_aggregate_sql(name, agg)} AS value_{name}" for name, agg in rule.aggregates)
+    # Groups whose windows never hold enough events cannot fire: skip their (costly) aggregates.
+    candidates = ""
+    if (least := _fewest_events(rule)) > 1:
+        candidates = (
+            f" WHERE ({partition}) IN (SELECT ({partition}) FROM numbered "
+            f"WHERE seq - window_first_seq + 1 >= {least})"
+        )
     # The RANGE frame is (t - W, t]: timestamps are whole microseconds, so W - 1us PRECEDING.
     reach = f"INTERVAL '{rule.window_us - 1} microseconds'"
     return f"""
 WITH matched AS (
   SELECT e.source, e.event_id, e.ts, {cols}{arg_cols}{entity_cols}
-  {_from_events(events, entities, roles)}
-  WHERE coalesce({_sql(rule.match)}, FALSE) AND {not_null}
+  {_from_events(events, entities, *row_exprs)}
+  WHERE ({_sql(rule.match)}) AND {not_null}
 ), numbered AS (
   SELECT *,
     row_number() OVER (PARTITION BY {partition} ORDER BY {ORDER}) AS seq,
@@ -141,26 +142,54 @@ WITH matched AS (
   FROM matched
 ), measured AS (
   SELECT *, {aggs}
-  FROM (SELECT *, seq - window_first_seq AS back FROM numbered)
+  FROM (SELECT *, seq - window_first_seq AS back FROM numbered{candidates})
   WINDOW w AS (PARTITION BY {partition} ORDER BY seq ROWS BETWEEN back PRECEDING AND CURRENT ROW)
 ), tested AS (
   SELECT *, coalesce({_sql(rule.having, having_leaf)}, FALSE) AS hit FROM measured
+), runs AS (
+  SELECT *, {last_seq} AS last_seq FROM tested
 ), fired AS (
   SELECT * FROM (
-    SELECT *, lag(hit, 1, FALSE) OVER (PARTITION BY {partition} ORDER BY seq) AS was_hit FROM tested
+    SELECT *, lag(hit, 1, FALSE) OVER (PARTITION BY {partition} ORDER BY seq) AS was_hit FROM runs
   ) WHERE hit AND NOT was_hit
 )
 SELECT {", ".join(f"f.group_{g}" for g in rule.group_by)}, f.source, f.event_id, f.ts,
-  {", ".join(f"f.agg_{name} AS value_{name}" for name, _ in rule.aggregates)},
+  {values},
   min(m.ts) AS first_ts,
   list(m.source ORDER BY m.seq) AS evidence_sources,
   list(m.event_id ORDER BY m.seq) AS evidence
 FROM fired AS f
 JOIN numbered AS m
   ON {" AND ".join(f"m.group_{g} = f.group_{g}" for g in rule.group_by)}
-  AND m.seq BETWEEN f.window_first_seq AND f.seq
+  AND m.seq BETWEEN f.window_first_seq AND f.last_seq
 GROUP BY ALL
 """
+
+
+def _fewest_events(rule: ir.WindowRule) -> int:
+    """How many events a window must hold for ``having`` to be true, from its count thresholds
+    (``n >= 8`` with n a count or distinct count needs 8 events; 1 when nothing is known)."""
+    counts = {name for name, agg in rule.aggregates if agg.function in ("count", "count_distinct")}
+
+    def need(node: ir.Expr) -> int:
+        if isinstance(node, ir.Logical):
+            left, right = need(node.left), need(node.right)
+            return max(left, right) if node.op == "and" else min(left, right)
+        if (
+            isinstance(node, ir.Compare)
+            and isinstance(node.left, ir.AggregateRef)
+            and node.left.name in counts
+            and isinstance(node.right, ir.Literal)
+            and isinstance(node.right.value, int | Decimal)
+            and not isinstance(node.right.value, bool)
+            and node.op in (">=", ">", "=")
+        ):
+            bound = Decimal(node.right.value)
+            least = int(bound.to_integral_value(rounding="ROUND_CEILING"))
+            return least + 1 if node.op == ">" and bound == least else least
+        return 1
+
+    return need(rule.having)
 
 
 def _aggregate_sql(name: str, agg: ir.Aggregate) -> str:
@@ -174,6 +203,18 @@ def _aggregate_sql(name: str, agg: ir.Aggregate) -> str:
         # sum / count as a float, the same on every engine (DuckDB's own avg may differ in the last bit).
         return f"(CAST(sum({arg}) OVER w AS DOUBLE) / count({arg}) OVER w)"
     return f"{agg.function}({arg}) OVER w"
+
+
+def _evidence_aggregate_sql(name: str, agg: ir.Aggregate) -> str:
+    """One aggregate over the evidence rows ``m`` (episode evidence)."""
+    arg = "m." + _ident(f"arg_{name}")
+    if agg.function == "count":
+        return "count(*)" if agg.arg is None else f"count({arg})"
+    if agg.function == "count_distinct":
+        return f"count(DISTINCT {arg})"
+    if agg.function == "avg":
+        return f"(CAST(sum({arg}) AS DOUBLE) / count({arg}))"
+    return f"{agg.function}({arg})"
 
 
 # Each rule kind's statement builder: (rule, events table, entities table) -> SQL text.
@@ -194,18 +235,35 @@ class DuckDBEngine(Engine):
         self.con = con
         self.events = events
         self.entities = entities
+        self._profile_tables: dict[str, str] = {}  # counts query -> temporary table
 
     def compile(self, rule: ir.Rule) -> str:
         return compile_rule(rule, events=self.events, entities=self.entities)
 
     def execute(self, rule: ir.Rule) -> list[Finding]:
-        sql = self.compile(rule)
+        token = PRECOMPUTED.set(self._count_profiles(rule))
+        try:
+            sql = self.compile(rule)
+        finally:
+            PRECOMPUTED.reset(token)
         try:
             cursor = self.con.execute(sql)
         except duckdb.Error as exc:
             raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
         names = [d[0] for d in cursor.description]
         return [_finding(rule, dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+
+
+    def _count_profiles(self, rule: ir.Rule) -> dict[str, str]:
+        """Store the counts of the rule's profiles not yet counted by this engine (the events do
+        not change while one engine runs; a new engine counts afresh)."""
+        for profile in sorted(ir.rule_profiles(rule), key=lambda p: p.name):
+            query = counts_query(self.events, profile)
+            if query not in self._profile_tables:
+                table = "flagstone_profile_" + hashlib.sha256(query.encode()).hexdigest()[:16]
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")
+                self._profile_tables[query] = table
+        return dict(self._profile_tables)
 
 
 def _finding(rule: ir.Rule, row: dict[str, Any]) -> Finding:

@@ -3,7 +3,8 @@
 
 ``legs`` joins each first hop X->M with the later transfers M->Y (Y ≠ X) that start less than W
 after it; each distinct second hop is a closing transfer of its group ((X, Y) for scatter-gather,
-the hub M for gather-scatter), tested against that group's legs in its window. Cost grows with
+the hub M for gather-scatter), tested against that group's legs in its window; an alert's evidence
+is every leg seen by the tests of its episode. Cost grows with
 events × (transfers per account within W) for ``legs``, times the group's legs within W for the
 test; ``max_degree`` bounds both.
 """
@@ -31,13 +32,14 @@ def two_hop_sql(rule: GraphRule, events: str, entities: str) -> str:
     closing = [*keys, "source_b", "event_id_b", "rnk_b", "ts_b"]
     # A group's legs seen at a closing transfer c: second hop not after c, first hop in c's window.
     seen = " AND ".join([*(f"p.{k} = c.{k}" for k in keys), "p.rnk_b <= c.rnk_b", f"p.ts_a > c.ts_b - {w}"])
+    # The legs seen at every test of an episode (its hit tests share the firing test's ``ep``).
     hops = "\n  UNION\n".join(
-        f"  SELECT {', '.join(f'c.{k}' for k in keys)}, c.rnk_b AS close, "
-        f"{', '.join(f'p.{col}_{h} AS {col}' for col in _HOP)}\n  FROM fired AS c JOIN legs AS p ON {seen}"
+        f"  SELECT {', '.join(keys)}, ep, {', '.join(f'{col}_{h} AS {col}' for col in _HOP)} FROM episode_legs"
         for h in "ab"
     )
     k = rule.min_counterparties
     hit = " AND ".join(f"n_{name} >= {k}" for name in counts)
+    by_episode = ", ".join([*keys, "ep"])
     return f"""{edge_ctes(rule, events, entities)}, legs AS MATERIALIZED (
   SELECT a.actor AS src, b.counterparty AS dst, b.actor AS mid, {hop_a}, {hop_b}
   FROM edges AS a JOIN edges AS b
@@ -50,19 +52,29 @@ def two_hop_sql(rule: GraphRule, events: str, entities: str) -> str:
     {", ".join(f"count(DISTINCT p.{col}) AS n_{name}" for name, col in counts.items())}
   FROM closings AS c JOIN legs AS p ON {seen}
   GROUP BY {", ".join(f"c.{c}" for c in closing)}
-), episodes AS (
+), flagged AS (
   SELECT *, {hit} AS hit,
     coalesce(lag({hit}) OVER (PARTITION BY {", ".join(keys)} ORDER BY rnk_b), FALSE) AS was_hit
   FROM tested
-), fired AS (
-  SELECT * FROM episodes WHERE hit AND NOT was_hit
+), episodes AS (
+  SELECT *, sum(CASE WHEN hit AND NOT was_hit THEN 1 ELSE 0 END)
+    OVER (PARTITION BY {", ".join(keys)} ORDER BY rnk_b) AS ep
+  FROM flagged
+), episode_legs AS (
+  SELECT DISTINCT c.ep, p.*
+  FROM (SELECT * FROM episodes WHERE hit) AS c JOIN legs AS p ON {seen}
 ), hops AS (
 {hops}
+), episode_values AS (
+  SELECT {by_episode}, {", ".join(f"count(DISTINCT {col}) AS value_{name}" for name, col in counts.items())}
+  FROM episode_legs GROUP BY {by_episode}
 )
 SELECT {group}, c.source_b AS source, c.event_id_b AS event_id, c.ts_b AS ts, min(h.ts) AS first_ts,
   list(h.source ORDER BY h.rnk) AS evidence_sources, list(h.event_id ORDER BY h.rnk) AS evidence,
-  {", ".join(f"c.n_{name} AS value_{name}" for name in counts)},
+  {", ".join(f"v.value_{name}" for name in counts)},
   count(*) AS value_transfers, sum(h.amount) AS value_total
-FROM fired AS c JOIN hops AS h ON {" AND ".join(f"h.{k} = c.{k}" for k in keys)} AND h.close = c.rnk_b
-GROUP BY {", ".join(f"c.{c}" for c in closing)}, {", ".join(f"c.n_{name}" for name in counts)}
+FROM (SELECT * FROM episodes WHERE hit AND NOT was_hit) AS c
+JOIN hops AS h ON {" AND ".join(f"h.{k} = c.{k}" for k in keys)} AND h.ep = c.ep
+JOIN episode_values AS v ON {" AND ".join(f"v.{k} = c.{k}" for k in keys)} AND v.ep = c.ep
+GROUP BY {", ".join(f"c.{c}" for c in closing)}, {", ".join(f"v.value_{name}" for name in counts)}
 """

@@ -49,7 +49,7 @@ WITH {numbered_ctes(rule, events, entities, computed, carried, rule.first)}, pai
   JOIN (SELECT * FROM numbered WHERE is_first) AS a
     ON {same_group(rule, "a", "b")} AND a.seq < b.seq
     AND a.ts > b.ts - INTERVAL '{rule.within_us} microseconds'
-  WHERE coalesce({then}, FALSE)
+  WHERE ({then})
 ), linked AS (
   SELECT {groups}, b_seq, count(*) AS earlier_events, min(a_ts) AS first_ts,
     list(a_source ORDER BY a_seq) AS a_sources, list(a_event_id ORDER BY a_seq) AS a_ids,

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from sqlglot import exp
 
+from flagstone.engines.duckdb_profiles import entity_joins
 from flagstone.engines.sql import Leaf, to_sql, walk
 from flagstone.rules import ir
 
@@ -35,6 +36,10 @@ def event_leaf(node: ir.Expr) -> exp.Expression:
         path = exp.Literal.string('$."' + node.name.replace('"', '\\"') + '"')
         return exp.Anonymous(this="json_extract_string", expressions=[exp.column("attrs", table="e"), path])
     if isinstance(node, ir.EntityField):
+        if node.profile is not None:
+            from flagstone.engines.duckdb_profiles import profile_value
+
+            return profile_value(node)
         return exp.column(node.name, table=f"{node.role}_entity")
     raise TypeError(f"{node!r} is not available on events")
 
@@ -95,21 +100,13 @@ def numbered_ctes(
     rule: GroupedRule, events: str, entities: str, computed: str, carried: Carried, *exprs: ir.Expr
 ) -> str:
     """``matched`` and ``numbered``; ``computed`` is extra select items over ``e`` (may be empty)."""
-    roles = sorted(
-        {n.role for e in (rule.match, *exprs, *carried.cols) for n in walk(e) if isinstance(n, ir.EntityField)}
-    )
-    joins = " ".join(
-        # Latest load of an entity wins, so a re-loaded profile cannot duplicate events.
-        f"LEFT JOIN (SELECT * FROM {entities} QUALIFY row_number() OVER "
-        f"(PARTITION BY entity ORDER BY batch_id DESC) = 1) AS {r}_entity ON {r}_entity.entity = e.{r}"
-        for r in roles
-    )
+    joins = entity_joins(events, entities, rule.match, *exprs, *carried.cols)
     cols = ", ".join(f"e.{g} AS group_{g}" for g in rule.group_by)
     not_null = " AND ".join(f"e.{g} IS NOT NULL" for g in rule.group_by)
     return f"""matched AS (
   SELECT e.source, e.event_id, e.ts, {cols}{computed}{carried.select()}
   FROM {events} AS e {joins}
-  WHERE coalesce({event_sql(rule.match)}, FALSE) AND {not_null}
+  WHERE ({event_sql(rule.match)}) AND {not_null}
 ), numbered AS (
   SELECT *, row_number() OVER (PARTITION BY {partition(rule)} ORDER BY {ORDER}) AS seq FROM matched
 )"""

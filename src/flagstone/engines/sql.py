@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlglot import exp
 
 from flagstone.rules import ir
+from flagstone.rules.ir import walk as walk  # re-exported: engines walk expressions too
 
 Leaf = Callable[[ir.Expr], exp.Expression]
 
@@ -78,15 +79,3 @@ def to_sql(node: ir.Expr, leaf: Leaf) -> exp.Expression:
         return exp.Not(this=exp.Paren(this=test)) if node.negated else test
     raise TypeError(f"no SQL for {node!r}")
 
-
-def walk(node: ir.Expr) -> list[ir.Expr]:
-    """All nodes of an expression, depth first."""
-    out: list[ir.Expr] = [node]
-    for child in vars(node).values():
-        if isinstance(child, tuple):
-            for c in child:
-                if not isinstance(c, str):
-                    out.extend(walk(c))
-        elif not isinstance(child, str | bool | int | float | Decimal) and child is not None:
-            out.extend(walk(child))
-    return out

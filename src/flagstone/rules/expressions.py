@@ -43,6 +43,8 @@ class Scope:
     # In ``having`` only values constant per group may appear: these fields and roles.
     group_only: tuple[str, ...] | None = None
     fields_read: set[str] = dc_field(default_factory=set)
+    # The rule's ``profiles``, readable as actor.<name> / counterparty.<name>.
+    profiles: dict[str, ir.Profile] = dc_field(default_factory=dict)
 
     def error(self, message: str, value: object = None) -> RuleError:
         return RuleError(message, path=self.path, line=self.line, field=self.field, value=value)
@@ -262,8 +264,12 @@ def _column(node: exp.Column, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
         scope.fields_read.add(f"attrs.{name}")
         return ir.Attr(name), "string"
     if table in ENTITY_ROLES:
+        if name in scope.profiles:
+            if scope.group_only is not None and table not in scope.group_only:
+                raise scope.error(f"{text} is only constant per group when '{table}' is in group_by", text)
+            return ir.EntityField(table, name, scope.profiles[name]), "number"  # type: ignore[arg-type]
         if name not in ENTITY_FIELDS or name == "entity":
-            known = ", ".join(c for c in ENTITY_FIELDS if c != "entity")
+            known = ", ".join([*(c for c in ENTITY_FIELDS if c != "entity"), *scope.profiles])
             raise scope.error(f"unknown {table} attribute '{name}' (known: {known})", text)
         if scope.group_only is not None and table not in scope.group_only:
             raise scope.error(f"{text} is only constant per group when '{table}' is in group_by", text)

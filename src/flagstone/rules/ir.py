@@ -17,7 +17,7 @@ Semantics shared by every back end (``docs/rules.md`` says the same for users):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from decimal import Decimal
 from typing import Literal as TypingLiteral
 
@@ -49,11 +49,27 @@ class Attr:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """A per-entity measure computed from the scanned events, declared under a rule's ``profiles``.
+
+    The value is the number of events matching ``match`` whose actor is the entity; with
+    ``relative`` it is that count divided by the median count over every actor of the scanned
+    events, truncated to 4 decimal places (NULL when the median is 0).
+    """
+
+    name: str
+    match: Expr
+    relative: bool = False
+
+
+@dataclass(frozen=True)
 class EntityField:
-    """A reference-table attribute of the event's actor or counterparty (``actor.pep``)."""
+    """An attribute of the event's actor or counterparty (``actor.pep``): a reference-table column,
+    or the rule's ``profile`` of that name."""
 
     role: TypingLiteral["actor", "counterparty"]
     name: str
+    profile: Profile | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,21 @@ Expr = (
 TRUE = Literal(True)
 
 
+def walk(node: Expr) -> list[Expr]:
+    """All nodes of an expression, depth first."""
+    out: list[Expr] = [node]
+    if isinstance(node, EntityField):
+        return out  # a profile's own match runs over all events, not this one
+    for child in vars(node).values():
+        if isinstance(child, tuple):
+            for c in child:
+                if not isinstance(c, str):
+                    out.extend(walk(c))
+        elif not isinstance(child, str | bool | int | float | Decimal) and child is not None:
+            out.extend(walk(child))
+    return out
+
+
 @dataclass(frozen=True)
 class Aggregate:
     """``count(*)`` has ``arg=None``; every other aggregate ignores NULL inputs like SQL does.
@@ -192,10 +223,25 @@ class WindowRule:
     aggregates: tuple[tuple[str, Aggregate], ...]
     having: Expr
     window_text: str = field(default="")
+    # "window": the evidence and values are the firing event's window. "episode": every event in
+    # the windows of the episode's events (from the firing one while ``having`` keeps holding),
+    # with the aggregates recomputed over them.
+    evidence: TypingLiteral["window", "episode"] = "window"
 
     @property
     def value_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.aggregates)
+
+
+def rule_profiles(node: object) -> set[Profile]:
+    """Every profile a rule (or any part of it) reads, wherever in the rule it is read."""
+    if isinstance(node, EntityField):
+        return {node.profile} if node.profile is not None else set()
+    if isinstance(node, tuple | list):
+        return set().union(*(rule_profiles(n) for n in node))
+    if is_dataclass(node) and not isinstance(node, RuleMeta | type):
+        return set().union(*(rule_profiles(getattr(node, f.name)) for f in fields(node)))
+    return set()
 
 
 from flagstone.rules.ir_deviation import DeviationRule  # noqa: E402 - its module reads this one

@@ -8,13 +8,25 @@ from typing import Literal
 
 from flagstone.rules import ir
 
-Typology = Literal["fan_out", "fan_in", "cycle", "scatter_gather", "gather_scatter"]
-TYPOLOGIES: tuple[Typology, ...] = ("fan_out", "fan_in", "cycle", "scatter_gather", "gather_scatter")
-MAX_CYCLE = 6
+Typology = Literal["fan_out", "fan_in", "cycle", "scatter_gather", "gather_scatter", "bipartite", "stack"]
+TYPOLOGIES: tuple[Typology, ...] = (
+    "fan_out",
+    "fan_in",
+    "cycle",
+    "scatter_gather",
+    "gather_scatter",
+    "bipartite",
+    "stack",
+)
+MAX_CYCLE = 10  # most hops a cycle (or stack) may have
+CYCLE_LENGTHS = (2, 6)  # default (min_length, max_length) of a cycle
 FAN_VALUES = ("counterparties", "transfers", "total")
 CYCLE_VALUES = ("length", "total", "min_amount", "max_amount")
 SCATTER_VALUES = ("intermediaries", "transfers", "total")
 GATHER_VALUES = ("sources", "destinations", "transfers", "total")
+BIPARTITE_VALUES = ("senders", "receivers", "transfers", "total")
+STACK_VALUES = ("depth", "accounts", "transfers", "total")
+STACK_LENGTHS = (3, 6)  # default (min_length, max_length) of a stack
 
 
 @dataclass(frozen=True)
@@ -23,7 +35,8 @@ class GraphRule:
 
     ``group_by`` is the anchor account's field: ``actor`` for fan-out and cycles (the cycle's first
     sender), ``counterparty`` for fan-in, ``(actor, counterparty)`` = (source, destination) for
-    scatter-gather, ``actor`` (the hub, sender of the second hops) for gather-scatter.
+    scatter-gather, ``actor`` (the hub, sender of the second hops) for gather-scatter,
+    ``counterparty`` (the receiver the senders share) for bipartite, ``actor`` (the origin) for stack.
     """
 
     meta: ir.RuleMeta
@@ -44,4 +57,8 @@ class GraphRule:
             return SCATTER_VALUES
         if self.typology == "gather_scatter":
             return GATHER_VALUES
+        if self.typology == "bipartite":
+            return BIPARTITE_VALUES
+        if self.typology == "stack":
+            return STACK_VALUES
         return CYCLE_VALUES if self.typology == "cycle" else FAN_VALUES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from flagstone.events import EVENT_FIELDS, IDENTIFIER_FIELDS
 from flagstone.rules import ir
@@ -23,14 +24,23 @@ def build_condition(c: Common) -> tuple[ir.Rule, set[str]]:
 def build_window(c: Common) -> tuple[ir.Rule, set[str]]:
     window_text, window_us = read_window(c.reader, c.params)
     aggregates, having = _aggregates(c.reader, c.params, c.group_by)
-    rule = ir.WindowRule(c.meta, c.match, c.group_by, window_us, aggregates, having, window_text)
+    rule = ir.WindowRule(
+        c.meta, c.match, c.group_by, window_us, aggregates, having, window_text, read_evidence(c.reader)
+    )
     return rule, {name for name, _ in aggregates} | {"window"}
+
+
+def read_evidence(r: RuleReader) -> Literal["window", "episode"]:
+    value = r.data.get("evidence", "window")
+    if value not in ("window", "episode"):
+        raise r.error("evidence", "evidence must be 'window' or 'episode'", value)
+    return value  # type: ignore[no-any-return]
 
 
 def build_basket(c: Common) -> tuple[ir.Rule, set[str]]:
     window_text, window_us = read_window(c.reader, c.params)
     match, aggregates, having = _basket(c.reader, c.params, c.match)
-    rule = ir.WindowRule(c.meta, match, c.group_by, window_us, aggregates, having, window_text)
+    rule = ir.WindowRule(c.meta, match, c.group_by, window_us, aggregates, having, window_text, read_evidence(c.reader))
     return rule, {name for name, _ in aggregates} | {"window"}
 
 
@@ -83,6 +93,7 @@ WINDOW = Kind(
         "window": "length W of the sliding window, e.g. 7d, 24h, 30m",
         "aggregates": "name: aggregate, e.g. total: sum(amount)",
         "having": "expression over the aggregates that makes the rule fire",
+        "evidence": "window (default): the firing window; episode: every event of the episode's windows",
     },
     build_window,
 )
@@ -92,6 +103,7 @@ BASKET = Kind(
         "field": "the field holding the category; default category",
         "categories": "list of category values that count",
         "min_distinct": "fire when at least this many different categories fall in one window",
+        "evidence": "window (default): the firing window; episode: every event of the episode's windows",
     },
     build_basket,
 )

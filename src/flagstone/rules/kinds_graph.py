@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flagstone.rules import ir
-from flagstone.rules.ir_graph import MAX_CYCLE, TYPOLOGIES, GraphRule
+from flagstone.rules.ir_graph import CYCLE_LENGTHS, MAX_CYCLE, STACK_LENGTHS, TYPOLOGIES, GraphRule
 from flagstone.rules.reader import Common, Kind, param_value, read_window
 
 
@@ -33,8 +33,9 @@ def build_graph(c: Common) -> tuple[ir.Rule, set[str]]:
         raise r.error("group_by", "a graph rule's anchor follows from its typology; leave group_by out")
     window_text, window_us = read_window(r, c.params)
     k = _whole(c, "min_counterparties", 1, None, 2)
-    min_len = _whole(c, "min_length", 2, MAX_CYCLE, 2)
-    max_len = _whole(c, "max_length", 2, MAX_CYCLE, MAX_CYCLE if typology == "cycle" else 2)
+    default_len = STACK_LENGTHS if typology == "stack" else CYCLE_LENGTHS if typology == "cycle" else (2, 2)
+    min_len = _whole(c, "min_length", 2, MAX_CYCLE, default_len[0])
+    max_len = _whole(c, "max_length", 2, MAX_CYCLE, default_len[1])
     assert k is not None and min_len is not None and max_len is not None
     if min_len > max_len:
         raise r.error("min_length", f"min_length {min_len} is above max_length {max_len}", min_len)
@@ -45,7 +46,7 @@ def build_graph(c: Common) -> tuple[ir.Rule, set[str]]:
         if isinstance(raw, bool) or not isinstance(raw, int | Decimal) or raw < 0:
             raise r.error("amount_tolerance", "amount_tolerance must be a number >= 0, e.g. 0.2", raw)
         tolerance = Decimal(raw)
-    group_by: tuple[str, ...] = ("counterparty",) if typology == "fan_in" else ("actor",)
+    group_by: tuple[str, ...] = ("counterparty",) if typology in ("fan_in", "bipartite") else ("actor",)
     if typology == "scatter_gather":
         group_by = ("actor", "counterparty")  # (source, destination)
     rule = GraphRule(
@@ -56,13 +57,13 @@ def build_graph(c: Common) -> tuple[ir.Rule, set[str]]:
 
 GRAPH = Kind(
     {
-        "typology": "fan_out | fan_in | cycle | scatter_gather | gather_scatter",
+        "typology": "fan_out | fan_in | cycle | scatter_gather | gather_scatter | bipartite | stack",
         "window": "length W within which the whole pattern happens, e.g. 30d",
         "min_counterparties": "distinct accounts k that the typology counts (see docs/rules.md); default 2",
-        "min_length": "cycle: fewest hops (2 to 6); default 2",
-        "max_length": "cycle: most hops (2 to 6); default 6",
-        "amount_tolerance": "cycle and two-hop typologies: hops within ± this fraction of the first hop's; default any",
-        "max_degree": "cycle and two-hop typologies: leave out accounts sending more than this many; default none",
+        "min_length": f"cycle, stack: fewest hops (2 to {MAX_CYCLE}); default 2 (stack: 3)",
+        "max_length": f"cycle, stack: most hops (2 to {MAX_CYCLE}); default 6",
+        "amount_tolerance": "cycle, stack, two-hop typologies: hops within ± this fraction of the first's; default any",
+        "max_degree": "all but fan_out / fan_in: leave out accounts sending more than this many; default none",
     },
     build_graph,
 )

@@ -23,6 +23,7 @@ from flagstone.rules.reader import (
     parse_duration,
     read_group_by,
     read_params,
+    read_profiles,
 )
 
 # Every rule kind, by the name rule files use. A new kind is one module and one line here.
@@ -142,6 +143,7 @@ def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.
 
     params = read_params(r)
     group_by = read_group_by(r)
+    r.profiles.update(read_profiles(r, params))
     match_scope = r.scope("match", params)
     match = to_predicate(r.text("match", "true"), match_scope)
     meta = ir.RuleMeta(

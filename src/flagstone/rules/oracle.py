@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal, localcontext
@@ -156,7 +157,34 @@ def _aggregate(agg: ir.Aggregate, window: list[Event], entities: Entities) -> An
 
 def run_rule(rule: ir.Rule, events: Iterable[Event], entities: Entities | None = None) -> list[Finding]:
     """Every finding of ``rule`` over ``events``, by the definitions in ``flagstone.rules.ir``."""
-    return RUNNERS[type(rule)](rule, list(events), entities or {})
+    evs = list(events)
+    return RUNNERS[type(rule)](rule, evs, with_profiles(rule, evs, entities or {}))
+
+
+def with_profiles(rule: ir.Rule, events: list[Event], entities: Entities) -> Entities:
+    """``entities`` plus, for every account in ``events``, the values of the rule's profiles."""
+    profiles = {p.name: p for p in ir.rule_profiles(rule)}
+    if not profiles:
+        return entities
+    counts: dict[str, dict[str, int]] = {name: {} for name in profiles}
+    for e in events:
+        if e.get("actor") is None:
+            continue
+        for name, p in profiles.items():
+            hit = evaluate(p.match, Context(e, {})) is True
+            counts[name][e["actor"]] = counts[name].get(e["actor"], 0) + int(hit)
+    accounts = {e[r] for e in events for r in ("actor", "counterparty") if e.get(r) is not None}
+    out = {k: dict(v) for k, v in entities.items()}
+    for name, p in profiles.items():
+        m2 = int(2 * statistics.median(counts[name].values())) if counts[name] else 0
+        for account in accounts:
+            n = counts[name].get(account, 0)
+            value: Any = n
+            if p.relative:
+                # Truncated to 4 places with integers, as the engines do: n / (m2 / 2).
+                value = Decimal(n * 20_000 // m2) * Decimal("0.0001") if m2 > 0 else None
+            out.setdefault(account, {})[name] = value
+    return out
 
 
 def run_episodes(rule: ir.ConditionRule | ir.WindowRule, events: list[Event], entities: Entities) -> list[Finding]:
@@ -166,7 +194,13 @@ def run_episodes(rule: ir.ConditionRule | ir.WindowRule, events: list[Event], en
 
     if isinstance(rule, ir.ConditionRule):
         return run_tests(rule, events, entities, lambda seq, i: _condition_test(rule, seq, i, entities))
-    return run_tests(rule, events, entities, lambda seq, i: _window_test(rule, seq, i, entities))
+    episode = None
+    if rule.evidence == "episode":
+
+        def episode(evidence: list[Event]) -> dict[str, Any]:
+            return {name: _aggregate(agg, evidence, entities) for name, agg in rule.aggregates}
+
+    return run_tests(rule, events, entities, lambda seq, i: _window_test(rule, seq, i, entities), episode)
 
 
 def _condition_test(

@@ -41,6 +41,10 @@ def run_graph(rule: GraphRule, events: list[Event], entities: Entities) -> list[
         from flagstone.rules.oracle_scatter import two_hop  # imports this module's helpers
 
         return two_hop(rule, es)
+    if rule.typology in ("bipartite", "stack"):
+        from flagstone.rules.oracle_layered import layered  # imports this module's helpers
+
+        return layered(rule, es)
     return _cycles(rule, es) if rule.typology == "cycle" else _fans(rule, es)
 
 
@@ -53,28 +57,42 @@ def _fans(rule: GraphRule, es: list[Event]) -> list[Finding]:
     findings: list[Finding] = []
     for account in sorted(by_anchor):
         seq = by_anchor[account]
-        was_hit = False
-        for i, e in enumerate(seq):
+        windows: list[tuple[bool, list[Event]]] = []  # (fan holds, window) per edge
+        for e in seq:
             start = e["ts"] - timedelta(microseconds=rule.window_us)
-            window = [w for w in seq[: i + 1] if w["ts"] > start]
-            distinct = len({w[other] for w in window})
-            hit = distinct >= rule.min_counterparties
+            window = [w for w in seq[: len(windows) + 1] if w["ts"] > start]
+            windows.append((len({w[other] for w in window}) >= rule.min_counterparties, window))
+        was_hit = False
+        for i, (hit, _) in enumerate(windows):
             if hit and not was_hit:
-                total = sum((w["amount"] for w in window), Decimal(0))
-                values = (("counterparties", distinct), ("transfers", len(window)), ("total", total))
-                findings.append(_finding(rule, account, window, values))
+                # The alert's evidence is the whole episode: every window while the fan holds.
+                j = i
+                while j < len(windows) and windows[j][0]:
+                    j += 1
+                union = {_key(w): w for _, window in windows[i:j] for w in window}
+                episode = sorted(union.values(), key=order_key)
+                total = sum((w["amount"] for w in episode), Decimal(0))
+                values = (
+                    ("counterparties", len({w[other] for w in episode})),
+                    ("transfers", len(episode)),
+                    ("total", total),
+                )
+                findings.append(_finding(rule, account, episode, values, fire=seq[i]))
             was_hit = hit
     return findings
 
 
-def _finding(rule: GraphRule, account: str, path: list[Event], values: tuple[tuple[str, Any], ...]) -> Finding:
+def _finding(
+    rule: GraphRule, account: str, path: list[Event], values: tuple[tuple[str, Any], ...], fire: Event | None = None
+) -> Finding:
+    fire = path[-1] if fire is None else fire
     return Finding(
         rule_id=rule.meta.id,
         rule_version=rule.meta.version,
         group=((rule.group_by[0], account),),
-        fire=_key(path[-1]),
+        fire=_key(fire),
         first_ts=path[0]["ts"],
-        last_ts=path[-1]["ts"],
+        last_ts=fire["ts"],
         evidence=tuple(_key(e) for e in path),
         values=values,
     )

@@ -2,7 +2,8 @@
 ``scatter_gather`` (legs grouped by source and destination) and ``gather_scatter`` (by hub).
 
 Brute force on purpose: every leg (first hop, second hop) is listed, then each closing transfer
-of a group recomputes its window from scratch, as ``docs/rules.md`` says.
+of a group recomputes its window from scratch; a finding's evidence is every leg seen while its
+episode lasts, as ``docs/rules.md`` says.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from flagstone.rules.finding import Finding
-from flagstone.rules.ir import Value
 from flagstone.rules.ir_graph import GraphRule
 from flagstone.rules.oracle import Event
 from flagstone.rules.oracle_graph import _key, _usable, _within_tolerance
@@ -37,21 +37,20 @@ def two_hop(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
                 by_group[(a["actor"], b["counterparty"]) if scatter else (b["actor"],)].append((i, j))
     findings: list[Finding] = []
     for group, legs in sorted(by_group.items()):
-        was_hit = False
+        tests = []  # (closing edge, holds, legs seen) for each closing transfer in order
         for close in sorted({j for _, j in legs}):
             start = es[close]["ts"] - reach
             seen = [(i, j) for i, j in legs if j <= close and es[i]["ts"] > start]
-            counts: tuple[tuple[str, Value], ...]
-            if scatter:
-                counts = (("intermediaries", len({es[j]["actor"] for _, j in seen})),)
-            else:
-                counts = (
-                    ("sources", len({es[i]["actor"] for i, _ in seen})),
-                    ("destinations", len({es[j]["counterparty"] for _, j in seen})),
-                )
-            hit = all(isinstance(n, int) and n >= rule.min_counterparties for _, n in counts)
+            tests.append((close, all(n >= rule.min_counterparties for _, n in _counts(es, seen, scatter)), seen))
+        was_hit = False
+        for t, (close, hit, _) in enumerate(tests):
             if hit and not was_hit:
-                path = [es[p] for p in sorted({p for leg in seen for p in leg})]
+                # The evidence is the whole episode: the legs seen at every test while it holds.
+                end = t
+                while end < len(tests) and tests[end][1]:
+                    end += 1
+                episode = sorted({leg for _, _, seen in tests[t:end] for leg in seen})
+                path = [es[p] for p in sorted({p for leg in episode for p in leg})]
                 total = sum((e["amount"] for e in path), Decimal(0))
                 findings.append(
                     Finding(
@@ -62,8 +61,17 @@ def two_hop(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
                         first_ts=path[0]["ts"],
                         last_ts=es[close]["ts"],
                         evidence=tuple(_key(e) for e in path),
-                        values=(*counts, ("transfers", len(path)), ("total", total)),
+                        values=(*_counts(es, episode, scatter), ("transfers", len(path)), ("total", total)),
                     )
                 )
             was_hit = hit
     return findings
+
+
+def _counts(es: list[Event], legs: list[Leg], scatter: bool) -> tuple[tuple[str, int], ...]:
+    if scatter:
+        return (("intermediaries", len({es[j]["actor"] for _, j in legs})),)
+    return (
+        ("sources", len({es[i]["actor"] for i, _ in legs})),
+        ("destinations", len({es[j]["counterparty"] for _, j in legs})),
+    )

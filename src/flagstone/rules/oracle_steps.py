@@ -37,12 +37,25 @@ def ordered_groups(
     return [(key, sorted(groups[key], key=order_key)) for key in sorted(groups)]
 
 
-def run_tests(rule: GroupedRule, events: list[Event], entities: Entities, test: Test) -> list[Finding]:
+def run_tests(
+    rule: GroupedRule,
+    events: list[Event],
+    entities: Entities,
+    test: Test,
+    episode: Callable[[list[Event]], dict[str, Any]] | None = None,
+) -> list[Finding]:
+    """One finding per episode. With ``episode`` (values from evidence), the evidence is the union
+    of the evidence of the episode's tests, from the firing one while the test keeps holding."""
     findings: list[Finding] = []
     for key, seq in ordered_groups(rule, events, entities):
         was_hit = False
+        results = [test(seq, i) for i in range(len(seq))]
         for i, event in enumerate(seq):
-            hit, evidence, values = test(seq, i)
+            hit, evidence, values = results[i]
+            if hit and not was_hit and episode is not None:
+                union = {(e["source"], e["event_id"]): e for j in _run(results, i) for e in results[j][1]}
+                evidence = sorted(union.values(), key=order_key)
+                values = episode(evidence)
             if hit and not was_hit:
                 findings.append(
                     Finding(
@@ -58,6 +71,14 @@ def run_tests(rule: GroupedRule, events: list[Event], entities: Entities, test: 
                 )
             was_hit = hit
     return findings
+
+
+def _run(results: list[tuple[bool, list[Event], dict[str, Any]]], i: int) -> range:
+    """Positions from ``i`` while the test holds."""
+    j = i
+    while j < len(results) and results[j][0]:
+        j += 1
+    return range(i, j)
 
 
 def micros(delta: Any) -> int:

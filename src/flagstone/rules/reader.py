@@ -16,9 +16,9 @@ from typing import Any
 
 from flagstone._yaml import LocatedYaml
 from flagstone.errors import RuleError
-from flagstone.events import EVENT_FIELDS
+from flagstone.events import ENTITY_FIELDS, EVENT_FIELDS
 from flagstone.rules import ir
-from flagstone.rules.expressions import Scope
+from flagstone.rules.expressions import Scope, to_predicate
 
 COMMON_KEYS = {
     "id": "unique rule id, e.g. aml.structuring",
@@ -32,6 +32,7 @@ COMMON_KEYS = {
     "kind": "the rule kind (see docs/rules.md)",
     "params": "named thresholds, used as $name, overridable per deployment",
     "match": "which events the rule looks at (expression); default: all",
+    "profiles": "named per-account measures over the scanned events, read as actor.<name> / counterparty.<name>",
     "group_by": "fields whose values make a group; default [actor]",
     "reason": "one-sentence explanation with {placeholders}",
 }
@@ -67,11 +68,13 @@ class RuleReader:
             raise RuleError("a rule file holds one mapping of keys (id, version, kind, ...)", path=self.path)
         self.data: dict[str, Any] = doc.data
         self.overrides = overrides
+        self.profiles: dict[str, ir.Profile] = {}
 
     def error(self, key: str, message: str, value: Any = None) -> RuleError:
         return RuleError(message, path=self.path, line=self.doc.line(*key.split(".")), field=key, value=value)
 
     def scope(self, key: str, params: dict[str, ir.Value], **kw: Any) -> Scope:
+        kw.setdefault("profiles", self.profiles)
         return Scope(path=self.path, line=self.doc.line(key), field=key, params=params, **kw)
 
     def text(self, key: str, default: str | None = None) -> str:
@@ -138,6 +141,37 @@ def read_params(r: RuleReader) -> dict[str, ir.Value]:
         params[str(name)] = param_value(value)
     return params
 
+
+PROFILE_KEYS = {
+    "match": "which events count (expression over event fields and attrs); the entity is their actor",
+    "relative": "true: divide the count by the median count over every actor; default false",
+}
+
+
+def read_profiles(r: RuleReader, params: dict[str, ir.Value]) -> dict[str, ir.Profile]:
+    """``profiles: {name: {match: ..., relative: true}}``: per-account measures (docs/rules.md)."""
+    raw = r.data.get("profiles") or {}
+    if not isinstance(raw, dict):
+        raise r.error("profiles", "profiles must be a mapping of name: {match: ..., relative: ...}", raw)
+    out: dict[str, ir.Profile] = {}
+    for name, spec in raw.items():
+        key = f"profiles.{name}"
+        if not re.match(r"^[a-z_][a-z0-9_]*$", str(name)) or name in ENTITY_FIELDS:
+            raise r.error(key, f"profile name {name!r} must be lower-case a-z, 0-9, _ and not an entity column", name)
+        if not isinstance(spec, dict) or "match" not in spec:
+            raise r.error(key, "a profile needs at least match: <expression>", spec)
+        for k in spec:
+            if k not in PROFILE_KEYS:
+                raise r.error(f"{key}.{k}", f"unknown profile key '{k}' (allowed: {', '.join(PROFILE_KEYS)})", k)
+        relative = spec.get("relative", False)
+        if not isinstance(relative, bool):
+            raise r.error(f"{key}.relative", "relative must be true or false", relative)
+        scope = Scope(path=r.path, line=r.doc.line("profiles", str(name), "match"), field=f"{key}.match", params=params)
+        match = to_predicate(str(spec["match"]), scope)
+        if any(isinstance(n, ir.EntityField) for n in ir.walk(match)):
+            raise r.error(f"{key}.match", "a profile's match reads event fields and attrs only", spec["match"])
+        out[str(name)] = ir.Profile(str(name), match, relative)
+    return out
 
 
 def read_group_by(r: RuleReader) -> tuple[str, ...]:

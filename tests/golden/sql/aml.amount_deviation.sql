@@ -7,7 +7,9 @@ WITH matched AS (
     CAST(e.amount AS DOUBLE) AS val
   FROM events AS e
   WHERE
-    COALESCE(e.kind = 'transfer', FALSE) AND NOT e.actor IS NULL
+    (
+      e.kind = 'transfer'
+    ) AND NOT e.actor IS NULL
 ), numbered AS (
   SELECT
     *,

@@ -7,9 +7,8 @@ WITH matched AS (
     e.amount AS val
   FROM events AS e
   WHERE
-    COALESCE(
-      e.kind IN ('payment', 'transfer', 'cash_deposit', 'cash_withdrawal', 'credit'),
-      FALSE
+    (
+      e.kind IN ('payment', 'transfer', 'cash_deposit', 'cash_withdrawal', 'credit')
     )
     AND NOT e.actor IS NULL
 ), numbered AS (

@@ -7,13 +7,69 @@ WITH matched AS (
     e.actor AS arg_counterparties,
     e.amount AS arg_total
   FROM events AS e
+  LEFT JOIN (
+    SELECT
+      e.actor AS entity,
+      COUNT(*) FILTER(WHERE
+        COALESCE(e.kind = 'payment', FALSE)) AS n
+    FROM events AS e
+    WHERE
+      NOT e.actor IS NULL
+    GROUP BY
+      e.actor
+  ) AS actor_profile_activity
+    ON actor_profile_activity.entity = e.actor
+  CROSS JOIN (
+    SELECT
+      CAST(2 * MEDIAN(n) AS BIGINT) AS m2
+    FROM (
+      SELECT
+        e.actor AS entity,
+        COUNT(*) FILTER(WHERE
+          COALESCE(e.kind = 'payment', FALSE)) AS n
+      FROM events AS e
+      WHERE
+        NOT e.actor IS NULL
+      GROUP BY
+        e.actor
+    )
+  ) AS profile_median_activity
+  LEFT JOIN (
+    SELECT
+      e.actor AS entity,
+      COUNT(*) FILTER(WHERE
+        COALESCE(e.kind = 'payment', FALSE)) AS n
+    FROM events AS e
+    WHERE
+      NOT e.actor IS NULL
+    GROUP BY
+      e.actor
+  ) AS counterparty_profile_activity
+    ON counterparty_profile_activity.entity = e.counterparty
   WHERE
-    COALESCE(
+    (
       (
         (
           (
             (
-              e.kind = 'transfer' AND NOT (
+              (
+                (
+                  e.kind = 'transfer'
+                  AND CASE
+                    WHEN NOT e.actor IS NULL AND profile_median_activity.m2 > 0
+                    THEN CAST((
+                      COALESCE(actor_profile_activity.n, 0) * 20000
+                    ) // profile_median_activity.m2 AS DECIMAL(18, 0)) * 0.0001
+                  END < 0.75
+                )
+                AND CASE
+                  WHEN NOT e.counterparty IS NULL AND profile_median_activity.m2 > 0
+                  THEN CAST((
+                    COALESCE(counterparty_profile_activity.n, 0) * 20000
+                  ) // profile_median_activity.m2 AS DECIMAL(18, 0)) * 0.0001
+                END < 0.75
+              )
+              AND NOT (
                 e.actor IS NULL
               )
             )
@@ -24,8 +80,7 @@ WITH matched AS (
           AND e.actor <> e.counterparty
         )
         AND e.amount > 0
-      ),
-      FALSE
+      )
     )
     AND NOT e.counterparty IS NULL
 ), numbered AS (
@@ -53,6 +108,18 @@ WITH matched AS (
       *,
       seq - window_first_seq AS back
     FROM numbered
+    WHERE
+      (
+        group_counterparty
+      ) IN (
+        SELECT
+          (
+            group_counterparty
+          )
+        FROM numbered
+        WHERE
+          seq - window_first_seq + 1 >= 4
+      )
   )
   WINDOW w AS (
     PARTITION BY group_counterparty
@@ -62,8 +129,20 @@ WITH matched AS (
 ), tested AS (
   SELECT
     *,
-    COALESCE(agg_counterparties >= 8, FALSE) AS hit
+    COALESCE(agg_counterparties >= 4, FALSE) AS hit
   FROM measured
+), runs AS (
+  SELECT
+    *,
+    COALESCE(
+      MIN(CASE WHEN NOT hit THEN seq END) OVER (
+        PARTITION BY group_counterparty
+        ORDER BY seq
+        ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING
+      ) - 1,
+      MAX(seq) OVER (PARTITION BY group_counterparty)
+    ) AS last_seq
+  FROM tested
 ), fired AS (
   SELECT
     *
@@ -71,7 +150,7 @@ WITH matched AS (
     SELECT
       *,
       LAG(hit, 1, FALSE) OVER (PARTITION BY group_counterparty ORDER BY seq) AS was_hit
-    FROM tested
+    FROM runs
   )
   WHERE
     hit AND NOT was_hit
@@ -81,14 +160,14 @@ SELECT
   f.source,
   f.event_id,
   f.ts,
-  f.agg_counterparties AS value_counterparties,
-  f.agg_transfers AS value_transfers,
-  f.agg_total AS value_total,
+  COUNT(DISTINCT m.arg_counterparties) AS value_counterparties,
+  COUNT(*) AS value_transfers,
+  SUM(m.arg_total) AS value_total,
   MIN(m.ts) AS first_ts,
   ARRAY_AGG(m.source ORDER BY m.seq) AS evidence_sources,
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence
 FROM fired AS f
 JOIN numbered AS m
   ON m.group_counterparty = f.group_counterparty
-  AND m.seq BETWEEN f.window_first_seq AND f.seq
+  AND m.seq BETWEEN f.window_first_seq AND f.last_seq
 GROUP BY ALL

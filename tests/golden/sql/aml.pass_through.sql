@@ -12,7 +12,9 @@ WITH matched AS (
     e.counterparty AS x_counterparty
   FROM events AS e
   WHERE
-    COALESCE(e.kind IN ('credit', 'cash_deposit', 'transfer', 'cash_withdrawal'), FALSE)
+    (
+      e.kind IN ('credit', 'cash_deposit', 'transfer', 'cash_withdrawal')
+    )
     AND NOT e.actor IS NULL
 ), numbered AS (
   SELECT
@@ -44,7 +46,7 @@ WITH matched AS (
     AND a.seq < b.seq
     AND a.ts > b.ts - INTERVAL '172800000000' MICROSECONDS
   WHERE
-    COALESCE(
+    (
       (
         (
           b.x_kind IN ('transfer', 'cash_withdrawal')
@@ -58,8 +60,7 @@ WITH matched AS (
           )
           OR b.x_counterparty <> a.x_counterparty
         )
-      ),
-      FALSE
+      )
     )
 ), linked AS (
   SELECT

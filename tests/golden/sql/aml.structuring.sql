@@ -7,7 +7,7 @@ WITH matched AS (
     e.amount AS arg_total
   FROM events AS e
   WHERE
-    COALESCE(
+    (
       (
         (
           e.kind = 'cash_deposit' AND e.amount >= (
@@ -17,8 +17,7 @@ WITH matched AS (
           )
         )
         AND e.amount < 10000
-      ),
-      FALSE
+      )
     )
     AND NOT e.actor IS NULL
 ), numbered AS (
@@ -45,6 +44,18 @@ WITH matched AS (
       *,
       seq - window_first_seq AS back
     FROM numbered
+    WHERE
+      (
+        group_actor
+      ) IN (
+        SELECT
+          (
+            group_actor
+          )
+        FROM numbered
+        WHERE
+          seq - window_first_seq + 1 >= 3
+      )
   )
   WINDOW w AS (PARTITION BY group_actor ORDER BY seq ROWS BETWEEN back PRECEDING AND CURRENT ROW)
 ), tested AS (
@@ -52,6 +63,11 @@ WITH matched AS (
     *,
     COALESCE(agg_deposits >= 3, FALSE) AS hit
   FROM measured
+), runs AS (
+  SELECT
+    *,
+    seq AS last_seq
+  FROM tested
 ), fired AS (
   SELECT
     *
@@ -59,7 +75,7 @@ WITH matched AS (
     SELECT
       *,
       LAG(hit, 1, FALSE) OVER (PARTITION BY group_actor ORDER BY seq) AS was_hit
-    FROM tested
+    FROM runs
   )
   WHERE
     hit AND NOT was_hit
@@ -76,5 +92,5 @@ SELECT
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence
 FROM fired AS f
 JOIN numbered AS m
-  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.seq
+  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.last_seq
 GROUP BY ALL

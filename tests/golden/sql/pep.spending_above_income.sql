@@ -16,12 +16,11 @@ WITH matched AS (
   ) AS actor_entity
     ON actor_entity.entity = e.actor
   WHERE
-    COALESCE(
+    (
       (
         actor_entity.pep
         AND e.kind IN ('payment', 'purchase', 'transfer', 'cash_withdrawal')
-      ),
-      FALSE
+      )
     )
     AND NOT e.actor IS NULL
 ), numbered AS (
@@ -57,6 +56,11 @@ WITH matched AS (
       3 * actor__monthly_income
     ), FALSE) AS hit
   FROM measured
+), runs AS (
+  SELECT
+    *,
+    seq AS last_seq
+  FROM tested
 ), fired AS (
   SELECT
     *
@@ -64,7 +68,7 @@ WITH matched AS (
     SELECT
       *,
       LAG(hit, 1, FALSE) OVER (PARTITION BY group_actor ORDER BY seq) AS was_hit
-    FROM tested
+    FROM runs
   )
   WHERE
     hit AND NOT was_hit
@@ -81,5 +85,5 @@ SELECT
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence
 FROM fired AS f
 JOIN numbered AS m
-  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.seq
+  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.last_seq
 GROUP BY ALL

@@ -7,7 +7,7 @@ WITH matched AS (
     e.category AS arg_distinct
   FROM events AS e
   WHERE
-    COALESCE(
+    (
       (
         e.kind = 'purchase'
         AND e.category IN (
@@ -16,8 +16,7 @@ WITH matched AS (
           'component.ball_bearings',
           'component.black_powder'
         )
-      ),
-      FALSE
+      )
     )
     AND NOT e.actor IS NULL
 ), numbered AS (
@@ -44,6 +43,18 @@ WITH matched AS (
       *,
       seq - window_first_seq AS back
     FROM numbered
+    WHERE
+      (
+        group_actor
+      ) IN (
+        SELECT
+          (
+            group_actor
+          )
+        FROM numbered
+        WHERE
+          seq - window_first_seq + 1 >= 3
+      )
   )
   WINDOW w AS (PARTITION BY group_actor ORDER BY seq ROWS BETWEEN back PRECEDING AND CURRENT ROW)
 ), tested AS (
@@ -51,6 +62,11 @@ WITH matched AS (
     *,
     COALESCE(agg_distinct >= 3, FALSE) AS hit
   FROM measured
+), runs AS (
+  SELECT
+    *,
+    seq AS last_seq
+  FROM tested
 ), fired AS (
   SELECT
     *
@@ -58,7 +74,7 @@ WITH matched AS (
     SELECT
       *,
       LAG(hit, 1, FALSE) OVER (PARTITION BY group_actor ORDER BY seq) AS was_hit
-    FROM tested
+    FROM runs
   )
   WHERE
     hit AND NOT was_hit
@@ -75,5 +91,5 @@ SELECT
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence
 FROM fired AS f
 JOIN numbered AS m
-  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.seq
+  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.last_seq
 GROUP BY ALL

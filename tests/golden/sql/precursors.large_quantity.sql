@@ -10,9 +10,11 @@ WITH matched AS (
     COALESCE(e.quantity >= 10, FALSE) AS hit
   FROM events AS e
   WHERE
-    COALESCE((
-      e.kind = 'purchase' AND e.category LIKE 'precursor.%'
-    ), FALSE)
+    (
+      (
+        e.kind = 'purchase' AND e.category LIKE 'precursor.%'
+      )
+    )
     AND NOT e.actor IS NULL
 ), tested AS (
   SELECT

@@ -7,7 +7,9 @@ WITH matched AS (
     e.place AS arg_vehicles
   FROM events AS e
   WHERE
-    COALESCE(e.kind = 'transit_tap', FALSE) AND NOT e.actor IS NULL
+    (
+      e.kind = 'transit_tap'
+    ) AND NOT e.actor IS NULL
 ), numbered AS (
   SELECT
     *,
@@ -32,6 +34,18 @@ WITH matched AS (
       *,
       seq - window_first_seq AS back
     FROM numbered
+    WHERE
+      (
+        group_actor
+      ) IN (
+        SELECT
+          (
+            group_actor
+          )
+        FROM numbered
+        WHERE
+          seq - window_first_seq + 1 >= 15
+      )
   )
   WINDOW w AS (PARTITION BY group_actor ORDER BY seq ROWS BETWEEN back PRECEDING AND CURRENT ROW)
 ), tested AS (
@@ -39,6 +53,11 @@ WITH matched AS (
     *,
     COALESCE(agg_vehicles >= 15, FALSE) AS hit
   FROM measured
+), runs AS (
+  SELECT
+    *,
+    seq AS last_seq
+  FROM tested
 ), fired AS (
   SELECT
     *
@@ -46,7 +65,7 @@ WITH matched AS (
     SELECT
       *,
       LAG(hit, 1, FALSE) OVER (PARTITION BY group_actor ORDER BY seq) AS was_hit
-    FROM tested
+    FROM runs
   )
   WHERE
     hit AND NOT was_hit
@@ -63,5 +82,5 @@ SELECT
   ARRAY_AGG(m.event_id ORDER BY m.seq) AS evidence
 FROM fired AS f
 JOIN numbered AS m
-  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.seq
+  ON m.group_actor = f.group_actor AND m.seq BETWEEN f.window_first_seq AND f.last_seq
 GROUP BY ALL

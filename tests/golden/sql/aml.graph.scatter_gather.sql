@@ -1,0 +1,233 @@
+WITH raw AS (
+  SELECT
+    e.source,
+    e.event_id,
+    e.ts,
+    e.actor,
+    e.counterparty,
+    e.amount
+  FROM events AS e
+  LEFT JOIN (
+    SELECT
+      e.actor AS entity,
+      COUNT(*) FILTER(WHERE
+        COALESCE(e.kind = 'payment', FALSE)) AS n
+    FROM events AS e
+    WHERE
+      NOT e.actor IS NULL
+    GROUP BY
+      e.actor
+  ) AS actor_profile_activity
+    ON actor_profile_activity.entity = e.actor
+  CROSS JOIN (
+    SELECT
+      CAST(2 * MEDIAN(n) AS BIGINT) AS m2
+    FROM (
+      SELECT
+        e.actor AS entity,
+        COUNT(*) FILTER(WHERE
+          COALESCE(e.kind = 'payment', FALSE)) AS n
+      FROM events AS e
+      WHERE
+        NOT e.actor IS NULL
+      GROUP BY
+        e.actor
+    )
+  ) AS profile_median_activity
+  LEFT JOIN (
+    SELECT
+      e.actor AS entity,
+      COUNT(*) FILTER(WHERE
+        COALESCE(e.kind = 'payment', FALSE)) AS n
+    FROM events AS e
+    WHERE
+      NOT e.actor IS NULL
+    GROUP BY
+      e.actor
+  ) AS counterparty_profile_activity
+    ON counterparty_profile_activity.entity = e.counterparty
+  WHERE
+    (
+      (
+        (
+          (
+            (
+              (
+                e.kind = 'transfer'
+                AND (
+                  CASE
+                    WHEN NOT e.actor IS NULL AND profile_median_activity.m2 > 0
+                    THEN CAST((
+                      COALESCE(actor_profile_activity.n, 0) * 20000
+                    ) // profile_median_activity.m2 AS DECIMAL(18, 0)) * 0.0001
+                  END < 0.75
+                  OR CASE
+                    WHEN NOT e.counterparty IS NULL AND profile_median_activity.m2 > 0
+                    THEN CAST((
+                      COALESCE(counterparty_profile_activity.n, 0) * 20000
+                    ) // profile_median_activity.m2 AS DECIMAL(18, 0)) * 0.0001
+                  END < 0.75
+                )
+              )
+              AND NOT (
+                e.actor IS NULL
+              )
+            )
+            AND NOT (
+              e.counterparty IS NULL
+            )
+          )
+          AND e.actor <> e.counterparty
+        )
+        AND e.amount > 0
+      )
+    )
+), edges AS MATERIALIZED (
+  SELECT
+    *,
+    ROW_NUMBER() OVER (ORDER BY ts, event_id, source) AS rnk
+  FROM raw
+), legs AS MATERIALIZED (
+  SELECT
+    a.actor AS src,
+    b.counterparty AS dst,
+    b.actor AS mid,
+    a.source AS source_a,
+    a.event_id AS event_id_a,
+    a.rnk AS rnk_a,
+    a.ts AS ts_a,
+    a.amount AS amount_a,
+    b.source AS source_b,
+    b.event_id AS event_id_b,
+    b.rnk AS rnk_b,
+    b.ts AS ts_b,
+    b.amount AS amount_b
+  FROM edges AS a
+  JOIN edges AS b
+    ON b.actor = a.counterparty
+    AND b.counterparty <> a.actor
+    AND b.rnk > a.rnk
+    AND b.ts < a.ts + INTERVAL '2592000000000' MICROSECONDS
+), closings AS (
+  SELECT DISTINCT
+    src,
+    dst,
+    source_b,
+    event_id_b,
+    rnk_b,
+    ts_b
+  FROM legs
+), tested AS (
+  SELECT
+    c.src,
+    c.dst,
+    c.source_b,
+    c.event_id_b,
+    c.rnk_b,
+    c.ts_b,
+    COUNT(DISTINCT p.mid) AS n_intermediaries
+  FROM closings AS c
+  JOIN legs AS p
+    ON p.src = c.src
+    AND p.dst = c.dst
+    AND p.rnk_b <= c.rnk_b
+    AND p.ts_a > c.ts_b - INTERVAL '2592000000000' MICROSECONDS
+  GROUP BY
+    c.src,
+    c.dst,
+    c.source_b,
+    c.event_id_b,
+    c.rnk_b,
+    c.ts_b
+), flagged AS (
+  SELECT
+    *,
+    n_intermediaries >= 2 AS hit,
+    COALESCE(LAG(n_intermediaries >= 2) OVER (PARTITION BY src, dst ORDER BY rnk_b), FALSE) AS was_hit
+  FROM tested
+), episodes AS (
+  SELECT
+    *,
+    SUM(CASE WHEN hit AND NOT was_hit THEN 1 ELSE 0 END) OVER (PARTITION BY src, dst ORDER BY rnk_b) AS ep
+  FROM flagged
+), episode_legs AS (
+  SELECT DISTINCT
+    c.ep,
+    p.*
+  FROM (
+    SELECT
+      *
+    FROM episodes
+    WHERE
+      hit
+  ) AS c
+  JOIN legs AS p
+    ON p.src = c.src
+    AND p.dst = c.dst
+    AND p.rnk_b <= c.rnk_b
+    AND p.ts_a > c.ts_b - INTERVAL '2592000000000' MICROSECONDS
+), hops AS (
+  SELECT
+    src,
+    dst,
+    ep,
+    source_a AS source,
+    event_id_a AS event_id,
+    rnk_a AS rnk,
+    ts_a AS ts,
+    amount_a AS amount
+  FROM episode_legs
+  UNION
+  SELECT
+    src,
+    dst,
+    ep,
+    source_b AS source,
+    event_id_b AS event_id,
+    rnk_b AS rnk,
+    ts_b AS ts,
+    amount_b AS amount
+  FROM episode_legs
+), episode_values AS (
+  SELECT
+    src,
+    dst,
+    ep,
+    COUNT(DISTINCT mid) AS value_intermediaries
+  FROM episode_legs
+  GROUP BY
+    src,
+    dst,
+    ep
+)
+SELECT
+  c.src AS group_actor,
+  c.dst AS group_counterparty,
+  c.source_b AS source,
+  c.event_id_b AS event_id,
+  c.ts_b AS ts,
+  MIN(h.ts) AS first_ts,
+  ARRAY_AGG(h.source ORDER BY h.rnk) AS evidence_sources,
+  ARRAY_AGG(h.event_id ORDER BY h.rnk) AS evidence,
+  v.value_intermediaries,
+  COUNT(*) AS value_transfers,
+  SUM(h.amount) AS value_total
+FROM (
+  SELECT
+    *
+  FROM episodes
+  WHERE
+    hit AND NOT was_hit
+) AS c
+JOIN hops AS h
+  ON h.src = c.src AND h.dst = c.dst AND h.ep = c.ep
+JOIN episode_values AS v
+  ON v.src = c.src AND v.dst = c.dst AND v.ep = c.ep
+GROUP BY
+  c.src,
+  c.dst,
+  c.source_b,
+  c.event_id_b,
+  c.rnk_b,
+  c.ts_b,
+  v.value_intermediaries
