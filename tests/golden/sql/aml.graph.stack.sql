@@ -60,14 +60,14 @@ WITH raw AS MATERIALIZED (
                     THEN CAST((
                       COALESCE(actor_profile_activity.n, 0) * 20000
                     ) // profile_median_activity.m2 AS DECIMAL(18, 0)) * 0.0001
-                  END < 0.75
+                  END < 0.85
                 )
                 AND CASE
                   WHEN NOT e.counterparty IS NULL AND profile_median_activity.m2 > 0
                   THEN CAST((
                     COALESCE(counterparty_profile_activity.n, 0) * 20000
                   ) // profile_median_activity.m2 AS DECIMAL(18, 0)) * 0.0001
-                END < 0.75
+                END < 0.85
               )
               AND NOT (
                 e.actor IS NULL
