@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +39,11 @@ ALERT_COLUMNS = (
 
 def alert_id(f: Finding) -> str:
     """Stable across re-scans: the same rule version firing at the same event is the same alert."""
-    key = "\x1f".join([f.rule_id, str(f.rule_version), f.group_key, *f.fire])
+    return _alert_id(f, f.group_key)
+
+
+def _alert_id(f: Finding, group_key: str) -> str:
+    key = "\x1f".join([f.rule_id, str(f.rule_version), group_key, *f.fire])
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
@@ -68,40 +72,48 @@ def computed_text(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={format_value(v)}" for k, v in values.items())
 
 
-def reason_for(rule: ir.Rule, f: Finding) -> str:
-    values = f.values_dict
-    names: dict[str, str] = {k: format_value(v) for k, v in values.items()}
-    names.update({k: format_value(v) for k, v in rule.meta.params})
-    names["group"] = f.group_key
+def reasons(rule: ir.Rule) -> Callable[[Finding], str]:
+    """The rule's one-sentence explanation of a finding; the template is read once per rule."""
+    fixed = {k: format_value(v) for k, v in rule.meta.params}
     if isinstance(rule, ir.WindowRule):
-        names["window"] = rule.window_text
-    if rule.meta.reason:
-        fields = {name for _, name, _, _ in string.Formatter().parse(rule.meta.reason) if name}
-        return rule.meta.reason.format(**{k: names.get(k, "?") for k in fields})
-    where = f" within {rule.window_text}" if isinstance(rule, ir.WindowRule) else ""
-    return f"{rule.meta.title}: {computed_text(values)}{where}"
+        fixed["window"] = rule.window_text
+    template = rule.meta.reason
+    if template is None:
+        where = f" within {rule.window_text}" if isinstance(rule, ir.WindowRule) else ""
+        return lambda f: f"{rule.meta.title}: {computed_text(f.values_dict)}{where}"
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+    def reason(f: Finding) -> str:
+        names = {**fixed, **{k: format_value(v) for k, v in f.values}, "group": f.group_key}
+        return template.format(**{k: names.get(k, "?") for k in fields})
+
+    return reason
 
 
 def alert_rows(rule: ir.Rule, findings: Iterable[Finding], scan_id: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "alert_id": alert_id(f),
-            "scan_id": scan_id,
-            "rule_id": f.rule_id,
-            "rule_version": f.rule_version,
-            "severity": rule.meta.severity,
-            "group_key": f.group_key,
-            "first_ts": f.first_ts,
-            "last_ts": f.last_ts,
-            "fire_source": f.fire[0],
-            "fire_event_id": f.fire[1],
-            "evidence_sources": [s for s, _ in f.evidence],
-            "evidence": [e for _, e in f.evidence],
-            "values": json.dumps({k: json_value(v) for k, v in f.values}),
-            "reason": reason_for(rule, f),
-        }
-        for f in findings
-    ]
+    reason = reasons(rule)
+    rows = []
+    for f in findings:
+        group_key = f.group_key
+        rows.append(
+            {
+                "alert_id": _alert_id(f, group_key),
+                "scan_id": scan_id,
+                "rule_id": f.rule_id,
+                "rule_version": f.rule_version,
+                "severity": rule.meta.severity,
+                "group_key": group_key,
+                "first_ts": f.first_ts,
+                "last_ts": f.last_ts,
+                "fire_source": f.fire[0],
+                "fire_event_id": f.fire[1],
+                "evidence_sources": [s for s, _ in f.evidence],
+                "evidence": [e for _, e in f.evidence],
+                "values": json.dumps({k: json_value(v) for k, v in f.values}),
+                "reason": reason(f),
+            }
+        )
+    return rows
 
 
 _ARROW_SCHEMA = pa.schema(

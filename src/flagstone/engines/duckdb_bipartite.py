@@ -25,9 +25,19 @@ def bipartite_sql(rule: GraphRule, events: str, entities: str) -> str:
     within = "e.b = c.nb AND e.rnk <= c.close AND e.ts > c.t - " + w
     return f"""{edge_ctes(rule, events, entities)}, bucketed AS MATERIALIZED (
   SELECT *, epoch_us(ts) // {rule.window_us} AS b FROM edges
+), dense AS (
+  -- Test points whose receiver has k edges in (t - W, t] at all (ties included): no other can hold.
+  SELECT rnk FROM (
+    SELECT rnk, count(*) OVER (PARTITION BY counterparty ORDER BY ts
+      RANGE BETWEEN INTERVAL '{rule.window_us - 1} microseconds' PRECEDING AND CURRENT ROW) AS n
+    FROM edges
+  ) WHERE n >= {k}
 ), senders AS MATERIALIZED (
   SELECT DISTINCT c.close, c.t, c.b, e.actor AS s
-  FROM (SELECT counterparty, rnk AS close, ts AS t, b, unnest([b - 1, b]) AS nb FROM bucketed) AS c
+  FROM (
+    SELECT counterparty, rnk AS close, ts AS t, b, unnest([b - 1, b]) AS nb
+    FROM bucketed WHERE rnk IN (SELECT rnk FROM dense)
+  ) AS c
     JOIN bucketed AS e ON e.counterparty = c.counterparty AND {within}
 ), broad AS (
   SELECT close FROM senders GROUP BY close HAVING count(*) >= {k}

@@ -40,11 +40,17 @@ def two_hop_sql(rule: GraphRule, events: str, entities: str) -> str:
     k = rule.min_counterparties
     hit = " AND ".join(f"n_{name} >= {k}" for name in counts)
     by_episode = ", ".join([*keys, "ep"])
-    return f"""{edge_ctes(rule, events, entities)}, legs AS MATERIALIZED (
+    enough = " AND ".join(f"count(DISTINCT {col}) >= {k}" for col in counts.values())
+    return f"""{edge_ctes(rule, events, entities)}, all_legs AS MATERIALIZED (
   SELECT a.actor AS src, b.counterparty AS dst, b.actor AS mid, {hop_a}, {hop_b}
   FROM edges AS a JOIN edges AS b
     ON b.actor = a.counterparty AND b.counterparty <> a.actor AND b.rnk > a.rnk
    AND b.ts < a.ts + {w}{tolerance}
+), legs AS MATERIALIZED (
+  -- Only groups whose legs, all windows together, reach k can ever fire.
+  SELECT l.* FROM all_legs AS l
+  JOIN (SELECT {", ".join(keys)} FROM all_legs GROUP BY {", ".join(keys)} HAVING {enough}) AS g
+    ON {" AND ".join(f"l.{k} = g.{k}" for k in keys)}
 ), closings AS (
   SELECT DISTINCT {", ".join(closing)} FROM legs
 ), tested AS (

@@ -111,6 +111,22 @@ WITH raw AS MATERIALIZED (
     *,
     EPOCH_US(ts) // 2592000000000 AS b
   FROM edges
+), dense AS (
+  /* Test points whose receiver has k edges in (t - W, t] at all (ties included): no other can hold. */
+  SELECT
+    rnk
+  FROM (
+    SELECT
+      rnk,
+      COUNT(*) OVER (
+        PARTITION BY counterparty
+        ORDER BY ts
+        RANGE BETWEEN INTERVAL '2591999999999' MICROSECONDS PRECEDING AND CURRENT ROW
+      ) AS n
+    FROM edges
+  )
+  WHERE
+    n >= 3
 ), senders AS MATERIALIZED (
   SELECT DISTINCT
     c.close,
@@ -125,6 +141,12 @@ WITH raw AS MATERIALIZED (
       b,
       UNNEST([b - 1, b]) AS nb
     FROM bucketed
+    WHERE
+      rnk IN (
+        SELECT
+          rnk
+        FROM dense
+      )
   ) AS c
   JOIN bucketed AS e
     ON e.counterparty = c.counterparty

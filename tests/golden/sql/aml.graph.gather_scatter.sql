@@ -87,7 +87,7 @@ WITH raw AS (
     *,
     ROW_NUMBER() OVER (ORDER BY ts, event_id, source) AS rnk
   FROM raw
-), legs AS MATERIALIZED (
+), all_legs AS MATERIALIZED (
   SELECT
     a.actor AS src,
     b.counterparty AS dst,
@@ -108,6 +108,21 @@ WITH raw AS (
     AND b.counterparty <> a.actor
     AND b.rnk > a.rnk
     AND b.ts < a.ts + INTERVAL '2592000000000' MICROSECONDS
+), legs AS MATERIALIZED (
+  /* Only groups whose legs, all windows together, reach k can ever fire. */
+  SELECT
+    l.*
+  FROM all_legs AS l
+  JOIN (
+    SELECT
+      mid
+    FROM all_legs
+    GROUP BY
+      mid
+    HAVING
+      COUNT(DISTINCT src) >= 2 AND COUNT(DISTINCT dst) >= 2
+  ) AS g
+    ON l.mid = g.mid
 ), closings AS (
   SELECT DISTINCT
     mid,
