@@ -137,6 +137,36 @@ def alerts(
 
 @app.command()
 @_friendly
+def export(
+    parquet: Annotated[
+        Path, typer.Option("--parquet", help="Folder to write the Parquet export into (created if missing).")
+    ],
+    store: StoreOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier export in a folder that is not empty.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress indication.")] = False,
+) -> None:
+    """Export the store as Parquet for other engines (e.g. Spark): events, entities and catalogue.
+
+    Writes DIR/events/date=YYYY-MM-DD/*.parquet (by date of ts), DIR/entities.parquet and DIR/catalogue.parquet.
+
+    Types are the store's (DECIMAL(18,4), TIMESTAMP without time zone, attrs as JSON text): reading back is lossless.
+
+    Identifiers are already pseudonymised; the identities table (real values, encrypted) is never exported.
+
+    A folder that is not empty is refused unless --overwrite, which replaces only those three outputs.
+    """
+    from flagstone.export import export_parquet
+    from flagstone.store import Store
+
+    with Store(store, read_only=True) as st:
+        result = export_parquet(st, parquet, overwrite=overwrite, progress=not quiet)
+    out.print(result.summary(), highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_friendly
 def evaluate(
     labels: Annotated[
         Path,
