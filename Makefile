@@ -15,7 +15,12 @@ $(BIN)/flagstone: pyproject.toml
 demo: $(BIN)/flagstone
 	$(BIN)/python -m flagstone.demo --out $(DEMO)
 
-test: $(BIN)/flagstone
+# The tests run every rule on Spark too (local mode, needs Java): install the optional extra.
+$(VENV)/.spark-extra: $(BIN)/flagstone
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	touch $@
+
+test: $(BIN)/flagstone $(VENV)/.spark-extra
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2
 

@@ -10,9 +10,7 @@ events up to and including the current one. See ``docs/rules.md`` for the cost.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +26,7 @@ from flagstone.engines.duckdb_profiles import PRECOMPUTED, counts_query, entity_
 from flagstone.engines.duckdb_sequence import sequence_sql
 from flagstone.engines.duckdb_steps import ORDER
 from flagstone.engines.duckdb_steps import event_leaf as _event_leaf
+from flagstone.engines.rows import fewest_events, grouped_aggregate_sql, row_finding
 from flagstone.engines.sql import to_sql, walk
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
@@ -118,10 +117,13 @@ def _window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
             f"coalesce(min(CASE WHEN NOT hit THEN seq END) OVER (PARTITION BY {partition} ORDER BY seq "
             f"ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) - 1, max(seq) OVER (PARTITION BY {partition}))"
         )
-        values = ", ".join(f"{_evidence_aggregate_sql(name, agg)} AS value_{name}" for name, agg in rule.aggregates)
+        values = ", ".join(
+            f"{grouped_aggregate_sql(agg, 'm.' + _ident('arg_' + name))} AS value_{name}"
+            for name, agg in rule.aggregates
+        )
     # Groups whose windows never hold enough events cannot fire: skip their (costly) aggregates.
     candidates = ""
-    if (least := _fewest_events(rule)) > 1:
+    if (least := fewest_events(rule)) > 1:
         candidates = (
             f" WHERE ({partition}) IN (SELECT ({partition}) FROM numbered "
             f"WHERE seq - window_first_seq + 1 >= {least})"
@@ -166,32 +168,6 @@ GROUP BY ALL
 """
 
 
-def _fewest_events(rule: ir.WindowRule) -> int:
-    """How many events a window must hold for ``having`` to be true, from its count thresholds
-    (``n >= 8`` with n a count or distinct count needs 8 events; 1 when nothing is known)."""
-    counts = {name for name, agg in rule.aggregates if agg.function in ("count", "count_distinct")}
-
-    def need(node: ir.Expr) -> int:
-        if isinstance(node, ir.Logical):
-            left, right = need(node.left), need(node.right)
-            return max(left, right) if node.op == "and" else min(left, right)
-        if (
-            isinstance(node, ir.Compare)
-            and isinstance(node.left, ir.AggregateRef)
-            and node.left.name in counts
-            and isinstance(node.right, ir.Literal)
-            and isinstance(node.right.value, int | Decimal)
-            and not isinstance(node.right.value, bool)
-            and node.op in (">=", ">", "=")
-        ):
-            bound = Decimal(node.right.value)
-            least = int(bound.to_integral_value(rounding="ROUND_CEILING"))
-            return least + 1 if node.op == ">" and bound == least else least
-        return 1
-
-    return need(rule.having)
-
-
 def _aggregate_sql(name: str, agg: ir.Aggregate) -> str:
     """One aggregate over the window ``w``."""
     arg = _ident(f"arg_{name}")
@@ -203,18 +179,6 @@ def _aggregate_sql(name: str, agg: ir.Aggregate) -> str:
         # sum / count as a float, the same on every engine (DuckDB's own avg may differ in the last bit).
         return f"(CAST(sum({arg}) OVER w AS DOUBLE) / count({arg}) OVER w)"
     return f"{agg.function}({arg}) OVER w"
-
-
-def _evidence_aggregate_sql(name: str, agg: ir.Aggregate) -> str:
-    """One aggregate over the evidence rows ``m`` (episode evidence)."""
-    arg = "m." + _ident(f"arg_{name}")
-    if agg.function == "count":
-        return "count(*)" if agg.arg is None else f"count({arg})"
-    if agg.function == "count_distinct":
-        return f"count(DISTINCT {arg})"
-    if agg.function == "avg":
-        return f"(CAST(sum({arg}) AS DOUBLE) / count({arg}))"
-    return f"{agg.function}({arg})"
 
 
 # Each rule kind's statement builder: (rule, events table, entities table) -> SQL text.
@@ -251,7 +215,7 @@ class DuckDBEngine(Engine):
         except duckdb.Error as exc:
             raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
         names = [d[0] for d in cursor.description]
-        return [_finding(rule, dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+        return [row_finding(rule, dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 
 
     def _count_profiles(self, rule: ir.Rule) -> dict[str, str]:
@@ -264,33 +228,6 @@ class DuckDBEngine(Engine):
                 self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")
                 self._profile_tables[query] = table
         return dict(self._profile_tables)
-
-
-def _finding(rule: ir.Rule, row: dict[str, Any]) -> Finding:
-    """Every kind's statement returns the same columns: group_<field>..., source, event_id (the
-    firing event), ts (its time), first_ts, evidence_sources, evidence and value_<name>..."""
-    values = tuple((name, _plain(row[f"value_{name}"])) for name in rule.value_names)
-    last: datetime = row["ts"]
-    return Finding(
-        rule_id=rule.meta.id,
-        rule_version=rule.meta.version,
-        group=tuple((g, row[f"group_{g}"]) for g in rule.group_by),
-        fire=(row["source"], row["event_id"]),
-        first_ts=row["first_ts"],
-        last_ts=last,
-        evidence=tuple(zip(row["evidence_sources"], row["evidence"], strict=True)),
-        values=values,
-    )
-
-
-def _plain(value: Any) -> Any:
-    # DuckDB returns JSON columns as text; everything else is already a Python value.
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 __all__ = ["Decimal", "DuckDBEngine", "compile_rule"]
