@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from flagstone.errors import FlagstoneError
+from flagstone.errors import FlagstoneError, InputError
 
 app = typer.Typer(
     name="flagstone",
@@ -88,6 +88,11 @@ def ingest(
             out.print(result.summary(), highlight=False, soft_wrap=True)
 
 
+class Engine(StrEnum):
+    duckdb = "duckdb"
+    spark = "spark"
+
+
 @app.command()
 @_friendly
 def scan(
@@ -97,17 +102,128 @@ def scan(
     store: StoreOpt = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="duckdb: scan the store, alerts into the store. spark: scan a Parquet folder "
+            "(needs --events and --out; pip install 'flagstone\\[spark]').",
+        ),
+    ] = Engine.duckdb,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            help="Spark only: events Parquet file or folder (any Spark path: local, s3a://, hdfs://), "
+            "or a `flagstone export --parquet` folder (then its events/ and entities.parquet are used).",
+            show_default=False,
+        ),
+    ] = None,
+    entities: Annotated[
+        str | None,
+        typer.Option("--entities", help="Spark only: entities Parquet (reference data).", show_default=False),
+    ] = None,
+    out_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Spark only: local folder for the alerts, as Parquet under date=YYYY-MM-DD/.",
+            show_default=False,
+        ),
+    ] = None,
+    master: Annotated[
+        str, typer.Option("--master", help="Spark only: Spark master URL, e.g. local[4], yarn, spark://host:7077.")
+    ] = "local[*]",
 ) -> None:
-    """Run rules over the stored events and write their alerts into the store."""
+    """Run rules over the events and write their alerts.
+
+    With the default --engine duckdb the events come from the store and the alerts go into it.
+    With --engine spark the events come from Parquet (--events) and the alerts are written as
+    Parquet (--out); rules Spark cannot run yet are reported and skipped, the others still run.
+    """
     from flagstone.rules import load_rules
+
+    spark_only = {"--events": events, "--entities": entities, "--out": out_dir}
+    if engine is Engine.duckdb:
+        given = [name for name, value in spark_only.items() if value is not None]
+        if master != "local[*]":
+            given.append("--master")
+        if given:
+            raise InputError(f"{', '.join(given)} only apply to --engine spark (duckdb scans the store)")
+    else:
+        if store is not None:
+            raise InputError("--store does not apply to --engine spark (it reads --events)")
+        if events is None or out_dir is None:
+            raise InputError("--engine spark needs --events (Parquet events or an export folder) and --out")
+    ruleset = load_rules(rules, params_file=params, overrides=set_ or [])
+    if engine is Engine.spark:
+        assert events is not None and out_dir is not None  # checked above
+        _scan_on_spark(ruleset, events, entities, out_dir, master)
+        return
+
     from flagstone.scan import scan_store
     from flagstone.store import Store
 
-    ruleset = load_rules(rules, params_file=params, overrides=set_ or [])
     with Store(store, create=False) as st:
         result = scan_store(st, ruleset, progress=True)
     for line in result.summary_lines():
         out.print(line, highlight=False, soft_wrap=True)
+
+
+def _scan_on_spark(ruleset: Any, events: str, entities: str | None, out_dir: str, master: str) -> None:
+    """``flagstone scan --engine spark``: one line per rule, then where the alerts went."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        # Printed here, not via _friendly: rich markup would swallow the "[spark]".
+        err.print("[bold red]error:[/] --engine spark needs pyspark: pip install 'flagstone\\[spark]'")
+        raise typer.Exit(2) from exc
+    from flagstone.engines.spark import SparkEngine
+    from flagstone.engines.spark_scan import scan_parquet, write_alerts
+    from flagstone.errors import UnsupportedError
+
+    export_dir = Path(events)
+    if (export_dir / "events").is_dir():  # a `flagstone export --parquet` folder
+        events = str(export_dir / "events")
+        if entities is None and (export_dir / "entities.parquet").exists():
+            entities = str(export_dir / "entities.parquet")
+
+    # In-process callers (tests, notebooks) may already have a session; only stop one we started.
+    started_here = SparkSession.getActiveSession() is None
+    spark = (
+        SparkSession.builder.master(master)
+        .appName("flagstone")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    try:
+        if started_here:
+            spark.sparkContext.setLogLevel("ERROR")
+        checker = SparkEngine(spark)
+        rows: list[dict[str, Any]] = []
+        for rule in ruleset:
+            try:
+                checker.check_supported(rule)
+            except UnsupportedError as exc:
+                out.print(f"{rule.meta.id}: not supported on spark ({exc.feature})", highlight=False, soft_wrap=True)
+                continue
+            # One rule at a time, so each gets its own count and time.
+            result = scan_parquet(spark, events, [rule], entities=entities)
+            if result.unsupported:  # a feature only found while compiling
+                out.print(f"{rule.meta.id}: not supported on spark ({result.unsupported[0]})", highlight=False)
+                continue
+            rows.extend(result.rows)
+            out.print(
+                f"{rule.meta.id} v{rule.meta.version}: {len(result.rows)} alerts in {result.seconds:.2f}s",
+                highlight=False,
+                soft_wrap=True,
+            )
+        write_alerts(rows, Path(out_dir))
+    finally:
+        if started_here:
+            spark.stop()
+    out.print(f"wrote {len(rows)} alerts to {out_dir} (Parquet, partitioned by date)", highlight=False, soft_wrap=True)
 
 
 class AlertFormat(StrEnum):

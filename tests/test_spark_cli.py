@@ -1,0 +1,124 @@
+"""``flagstone scan --engine spark``: a scan of an export folder gives the DuckDB scan's alerts."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO
+from typer.testing import CliRunner
+
+from flagstone.alerts import alert_rows
+from flagstone.cli import app
+from flagstone.engines import DuckDBEngine
+from flagstone.export import export_parquet
+from flagstone.generate import generate_demo
+from flagstone.ingest import ingest_file
+from flagstone.rules import load_rules
+from flagstone.store import Store
+
+# A few packs keep this quick; tests/test_spark_differential.py runs every pack rule.
+PACKS = [str(REPO / "packs" / p) for p in ("aml", "aml-graph")]
+RULE_ARGS = [arg for pack in PACKS for arg in ("--rules", pack)]
+# Everything an alert says, apart from the scan it came from.
+COMPARED = ["alert_id", "rule_id", "rule_version", "severity", "group_key", "first_ts", "last_ts",
+            "fire_source", "fire_event_id", "evidence_sources", "evidence", "values", "reason"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
+    tmp = tmp_path_factory.mktemp("spark_cli")
+    info = generate_demo(tmp / "data", events=3_000, seed=3, progress=False)
+    store = Store(tmp / "flagstone.duckdb")
+    for data, mapping in info.ingest_order():
+        ingest_file(store, data, mapping, progress=False)
+    export_parquet(store, tmp / "export", progress=False)
+    yield store, tmp / "export"
+    store.close()
+
+
+def comparable(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r[c] for c in COMPARED) for r in rows)
+
+
+def test_spark_scan_of_an_export_equals_the_duckdb_scan(
+    spark: Any, exported: tuple[Store, Path], tmp_path: Path
+) -> None:
+    store, export = exported
+    out = tmp_path / "alerts"
+    result = CliRunner().invoke(
+        app,
+        ["scan", "--engine", "spark", "--events", str(export), *RULE_ARGS, "--out", str(out), "--master", "local[1]"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    ran = {line.split(" v")[0] for line in lines if " alerts in " in line}
+    skipped = {line.split(":")[0] for line in lines if ": not supported on spark (" in line}
+    ruleset = load_rules(PACKS)
+    assert ran | skipped == {r.meta.id for r in ruleset} and not ran & skipped
+    assert {"aml.structuring", "aml.cash_velocity", "aml.many_counterparties"} <= ran
+    assert {"aml.graph.cycle", "aml.graph.fan_in"} <= skipped
+    assert "aml.graph.cycle: not supported on spark (the graph rule kind)" in lines
+
+    expected = [
+        row for rule in ruleset if rule.meta.id in ran for row in alert_rows(rule, DuckDBEngine(store.con).run(rule), 0)
+    ]
+    assert expected, "the demo data fires no supported rule"
+    table = pq.read_table(out)  # hive partitions: date=YYYY-MM-DD/
+    got = table.to_pylist()
+    assert comparable(got) == comparable(expected)
+    assert all(str(r["last_ts"].date()) == str(r["date"]) for r in got)
+    assert lines[-1] == f"wrote {len(expected)} alerts to {out} (Parquet, partitioned by date)"
+    for rule_id in ran:  # each rule's own count
+        count = sum(r["rule_id"] == rule_id for r in expected)
+        assert any(line.startswith(f"{rule_id} v") and f": {count} alerts in " in line for line in lines)
+    assert spark.range(3).count() == 3  # the caller's session is left running
+
+
+def test_explicit_events_and_entities_paths(spark: Any, exported: tuple[Store, Path], tmp_path: Path) -> None:
+    store, export = exported
+    out = tmp_path / "alerts"
+    args = ["scan", "--engine", "spark", "--events", str(export / "events"), "--entities",
+            str(export / "entities.parquet"), "-r", str(REPO / "packs" / "pep"), "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (rule,) = load_rules([REPO / "packs" / "pep"])
+    expected = alert_rows(rule, DuckDBEngine(store.con).run(rule), 0)
+    got = pq.read_table(out).to_pylist() if out.exists() and any(out.iterdir()) else []
+    assert comparable(got) == comparable(expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "spark", "--out", "x"], "--engine spark needs --events"),
+        (["--engine", "spark", "--events", "x"], "--engine spark needs --events"),
+        (["--engine", "spark", "--events", "x", "--out", "y", "--store", "s"], "--store does not apply"),
+        (["--out", "x"], "--out only apply to --engine spark"),
+        (["--events", "x", "--master", "local[2]"], "--events, --master only apply to --engine spark"),
+    ],
+)
+def test_bad_combinations_are_one_line_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["scan", "-r", str(REPO / "packs" / "aml"), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_missing_pyspark_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    args = ["scan", "--engine", "spark", "--events", str(tmp_path), "--out", str(tmp_path / "a"),
+            "-r", str(REPO / "packs" / "aml")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "pip install 'flagstone[spark]'" in " ".join(result.output.split())
+
+
+def test_help_explains_the_engines() -> None:
+    text = " ".join(CliRunner().invoke(app, ["scan", "--help"]).output.split())
+    for word in ("--engine", "--events", "--entities", "--out", "--master", "Parquet", "flagstone[spark]"):
+        assert word in text, word
