@@ -39,7 +39,6 @@ PACKS = [REPO / "packs" / p for p in ("aml", "precursors", "transit", "pep")]
 AML_PACKS = [REPO / "packs" / p for p in ("aml", "aml-graph")]
 YEAR_US = 365 * 86_400 * 1_000_000
 # Reference tables first: events look categories up in the catalogue.
-ORDER = ["catalogue", "entities", "bank", "shop", "transit"]
 
 
 def peak_mib() -> float:
@@ -122,14 +121,13 @@ def main() -> None:
             transfers_run(args, store_path)
             return
         t = time.perf_counter()
-        generate_demo(data, events=args.events, seed=args.seed, progress=False)
+        info = generate_demo(data, events=args.events, seed=args.seed, progress=False)
         print(f"generate: {args.events:,} events in {time.perf_counter() - t:.1f}s; peak RSS {peak_mib():,.0f} MiB")
 
         with Store(store_path) as store:
             t = time.perf_counter()
-            for name in ORDER:
-                (path,) = [p for p in data.iterdir() if p.stem == name and p.suffix != ".yaml"]
-                result = ingest_file(store, path, data / f"{name}.yaml", progress=False)
+            for path, mapping in info.ingest_order():
+                result = ingest_file(store, path, mapping, progress=False)
                 print(f"  {result.summary()}")
             ingest_s = time.perf_counter() - t
             n = int(store.scalar("SELECT count(*) FROM events"))

@@ -44,7 +44,6 @@ from flagstone.store import Store
 REPO = Path(__file__).resolve().parent.parent
 PACKS = [REPO / "packs" / p for p in ("aml", "precursors", "transit", "pep")]
 # Reference tables first: events look categories up in the catalogue.
-ORDER = ["catalogue", "entities", "bank", "shop", "transit"]
 
 
 def split_rules() -> tuple[list[ir.Rule], list[str]]:
@@ -142,13 +141,12 @@ def main() -> None:
     store_path.unlink(missing_ok=True)
     try:
         t = time.perf_counter()
-        generate_demo(data, events=args.events, seed=args.seed, progress=False)
+        info = generate_demo(data, events=args.events, seed=args.seed, progress=False)
         print(f"generate: {args.events:,} events in {time.perf_counter() - t:.1f}s")
         with Store(store_path) as store:
             t = time.perf_counter()
-            for name in ORDER:
-                (path,) = [p for p in data.iterdir() if p.stem == name and p.suffix != ".yaml"]
-                ingest_file(store, path, data / f"{name}.yaml", progress=False)
+            for path, mapping in info.ingest_order():
+                ingest_file(store, path, mapping, progress=False)
             n = int(store.scalar("SELECT count(*) FROM events"))
             print(f"ingest: {n:,} events in {time.perf_counter() - t:.1f}s")
             duck_s, duck_rows = duckdb_scan(store, rules)

@@ -19,11 +19,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flagstone.engines import DuckDBEngine
 from flagstone.errors import UnsupportedError
 from flagstone.events import EVENT_COLUMNS
+from flagstone.export import export_parquet
+from flagstone.generate import generate_demo
+from flagstone.ingest import ingest_file
 from flagstone.rules import load_rules
 from flagstone.rules.finding import Finding
 from flagstone.rules.ir import Rule
 from flagstone.rules.oracle import run_rule
-from flagstone.store import SCHEMA
+from flagstone.store import SCHEMA, Store
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 1, 1)
@@ -86,6 +89,18 @@ def engines_agree(
 
 def _finding_order(f: Finding) -> tuple[Any, ...]:
     return (f.group, f.fire, f.evidence)
+
+
+def exported_demo(tmp: Path, events: int, seed: int) -> Iterator[tuple[Store, Path]]:
+    """A generated demo store (every source ingested) and its Parquet export ``tmp/export``; for
+    module fixtures: ``yield from exported_demo(...)``. The store is closed afterwards."""
+    info = generate_demo(tmp / "data", events=events, seed=seed, progress=False)
+    store = Store(tmp / "flagstone.duckdb")
+    for data, mapping in info.ingest_order():
+        ingest_file(store, data, mapping, progress=False)
+    export_parquet(store, tmp / "export", progress=False)
+    yield store, tmp / "export"
+    store.close()
 
 
 @pytest.fixture(scope="module")

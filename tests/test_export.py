@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import EVENT_COLS, REPO, ev, load_duckdb
+from conftest import EVENT_COLS, REPO, ev, exported_demo, load_duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -24,8 +24,6 @@ from flagstone.engines import DuckDBEngine
 from flagstone.errors import InputError
 from flagstone.events import CATALOGUE_COLUMNS, ENTITY_COLUMNS
 from flagstone.export import STAGING, attach_export, export_parquet
-from flagstone.generate import generate_demo
-from flagstone.ingest import ingest_file
 from flagstone.rules import load_rules
 from flagstone.store import Store
 
@@ -234,15 +232,7 @@ def test_random_events_round_trip(events: list[dict[str, Any]]) -> None:
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
-    tmp = tmp_path_factory.mktemp("export_demo")
-    info = generate_demo(tmp / "data", events=3_000, seed=3, progress=False)
-    demo = Store(tmp / "flagstone.duckdb")
-    for data, mapping in info.ingest_order():
-        ingest_file(demo, data, mapping, progress=False)
-    out = tmp / "export"
-    export_parquet(demo, out, progress=False)
-    yield demo, out
-    demo.close()
+    yield from exported_demo(tmp_path_factory.mktemp("export_demo"), 3_000, 3)
 
 
 def test_demo_export_is_whole_and_pseudonymous(demo_store: tuple[Store, Path]) -> None:

@@ -9,15 +9,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import REPO, exported_demo
 from typer.testing import CliRunner
 
 from flagstone.alerts import alert_rows
 from flagstone.cli import app
 from flagstone.engines import DuckDBEngine
-from flagstone.export import export_parquet
-from flagstone.generate import generate_demo
-from flagstone.ingest import ingest_file
 from flagstone.rules import load_rules
 from flagstone.store import Store
 
@@ -31,14 +28,7 @@ COMPARED = ["alert_id", "rule_id", "rule_version", "severity", "group_key", "fir
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
-    tmp = tmp_path_factory.mktemp("spark_cli")
-    info = generate_demo(tmp / "data", events=3_000, seed=3, progress=False)
-    store = Store(tmp / "flagstone.duckdb")
-    for data, mapping in info.ingest_order():
-        ingest_file(store, data, mapping, progress=False)
-    export_parquet(store, tmp / "export", progress=False)
-    yield store, tmp / "export"
-    store.close()
+    yield from exported_demo(tmp_path_factory.mktemp("spark_cli"), 3_000, 3)
 
 
 def comparable(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, exported_demo
 
 from flagstone.alerts import alert_rows
 from flagstone.engines import DuckDBEngine
 from flagstone.engines.spark import SparkEngine
 from flagstone.engines.spark_scan import scan_parquet
 from flagstone.errors import UnsupportedError
-from flagstone.export import export_parquet
-from flagstone.generate import generate_demo
-from flagstone.ingest import ingest_file
 from flagstone.rules import load_rules
 from flagstone.store import Store
 
@@ -34,14 +31,7 @@ COMPARED = ["alert_id", "rule_id", "rule_version", "group_key", "first_ts", "las
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
-    tmp = tmp_path_factory.mktemp("spark_diff")
-    info = generate_demo(tmp / "data", events=EVENTS, seed=11, progress=False)
-    store = Store(tmp / "flagstone.duckdb")
-    for data, mapping in info.ingest_order():
-        ingest_file(store, data, mapping, progress=False)
-    export_parquet(store, tmp / "export", progress=False)
-    yield store, tmp / "export"
-    store.close()
+    yield from exported_demo(tmp_path_factory.mktemp("spark_diff"), EVENTS, 11)
 
 
 def rows_of(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

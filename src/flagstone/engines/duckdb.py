@@ -26,8 +26,16 @@ from flagstone.engines.duckdb_profiles import PRECOMPUTED, counts_query, entity_
 from flagstone.engines.duckdb_sequence import sequence_sql
 from flagstone.engines.duckdb_steps import ORDER
 from flagstone.engines.duckdb_steps import event_leaf as _event_leaf
-from flagstone.engines.rows import fewest_events, grouped_aggregate_sql, row_finding
-from flagstone.engines.sql import to_sql, walk
+from flagstone.engines.rows import (
+    entity_column,
+    episode_last_seq,
+    fewest_events,
+    grouped_aggregate_sql,
+    having_entities,
+    having_leaf,
+    row_finding,
+)
+from flagstone.engines.sql import to_sql
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
@@ -63,7 +71,7 @@ def _group_select(rule: ir.Rule) -> tuple[str, str, str]:
 
 def _condition_sql(rule: ir.ConditionRule, events: str, entities: str) -> str:
     cols, not_null, partition = _group_select(rule)
-    shown = [_shown_leaf(name) for name in rule.shown_fields]
+    shown = [ir.shown_leaf(name) for name in rule.shown_fields]
     shown_cols = "".join(
         f", {_sql(node)} AS {_ident('value_' + name)}" for name, node in zip(rule.shown_fields, shown, strict=True)
     )
@@ -83,40 +91,19 @@ WHERE hit AND NOT was_hit
 """
 
 
-def _shown_leaf(name: str) -> ir.Expr:
-    return ir.Attr(name.removeprefix("attrs.")) if name.startswith("attrs.") else ir.Field(name)
-
-
 def _window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
     cols, not_null, partition = _group_select(rule)
     row_exprs = (rule.match, rule.having, *(a.arg for _, a in rule.aggregates if a.arg is not None))
     arg_cols = "".join(
         f", {_sql(agg.arg)} AS {_ident('arg_' + name)}" for name, agg in rule.aggregates if agg.arg is not None
     )
-    # Entity attributes used in `having` are constant per group (the role is grouped on).
-    having_entity = sorted(
-        {n for n in walk(rule.having) if isinstance(n, ir.EntityField)}, key=lambda n: (n.role, n.name)
-    )
-    entity_cols = "".join(f", {_sql(n)} AS {n.role}__{n.name}" for n in having_entity)
-
-    def having_leaf(node: ir.Expr) -> exp.Expression:
-        if isinstance(node, ir.AggregateRef):
-            return exp.column(f"agg_{node.name}")
-        if isinstance(node, ir.Field):
-            return exp.column(f"group_{node.name}")
-        if isinstance(node, ir.EntityField):
-            return exp.column(f"{node.role}__{node.name}")
-        raise TypeError(f"{node!r} cannot appear in having")
-
+    entity_cols = "".join(f", {_sql(n)} AS {entity_column(n)}" for n in having_entities(rule))
     aggs = ", ".join(f"{_aggregate_sql(name, agg)} AS agg_{name}" for name, agg in rule.aggregates)
     last_seq = "seq"  # the evidence ends at the firing event ...
     values = ", ".join(f"f.agg_{name} AS value_{name}" for name, _ in rule.aggregates)
     if rule.evidence == "episode":
         # ... or at the episode's last event: the one before the next miss, else the group's last.
-        last_seq = (
-            f"coalesce(min(CASE WHEN NOT hit THEN seq END) OVER (PARTITION BY {partition} ORDER BY seq "
-            f"ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) - 1, max(seq) OVER (PARTITION BY {partition}))"
-        )
+        last_seq = episode_last_seq(partition)
         values = ", ".join(
             f"{grouped_aggregate_sql(agg, 'm.' + _ident('arg_' + name))} AS value_{name}"
             for name, agg in rule.aggregates

@@ -8,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlglot import exp
+
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
 
@@ -49,6 +51,37 @@ def grouped_aggregate_sql(agg: ir.Aggregate, arg: str) -> str:
     if agg.function == "avg":
         return f"(CAST(sum({arg}) AS DOUBLE) / nullif(count({arg}), 0))"
     return f"{agg.function}({arg})"
+
+
+def having_entities(rule: ir.WindowRule) -> list[ir.EntityField]:
+    """The entity attributes ``having`` reads: constant per group (their role is grouped on), so
+    they are carried as columns named by ``entity_column``."""
+    nodes = {n for n in ir.walk(rule.having) if isinstance(n, ir.EntityField)}
+    return sorted(nodes, key=lambda n: (n.role, n.name))
+
+
+def entity_column(node: ir.EntityField) -> str:
+    return f"{node.role}__{node.name}"
+
+
+def having_leaf(node: ir.Expr) -> exp.Expression:
+    """Leaves of ``having`` on the measured rows: aggregates, group fields, carried entity columns."""
+    if isinstance(node, ir.AggregateRef):
+        return exp.column(f"agg_{node.name}")
+    if isinstance(node, ir.Field):
+        return exp.column(f"group_{node.name}")
+    if isinstance(node, ir.EntityField):
+        return exp.column(entity_column(node))
+    raise TypeError(f"{node!r} cannot appear in having")
+
+
+def episode_last_seq(partition: str) -> str:
+    """The ``seq`` of an episode's last event, for each row of ``tested`` (columns seq, hit): the
+    event before the group's next miss, else the group's last event."""
+    return (
+        f"coalesce(min(CASE WHEN NOT hit THEN seq END) OVER (PARTITION BY {partition} ORDER BY seq "
+        f"ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) - 1, max(seq) OVER (PARTITION BY {partition}))"
+    )
 
 
 def fewest_events(rule: ir.WindowRule) -> int:

@@ -16,12 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlglot import exp
-
 from flagstone.engines.base import Engine
-from flagstone.engines.rows import fewest_events, grouped_aggregate_sql, row_finding
+from flagstone.engines.rows import (
+    entity_column,
+    episode_last_seq,
+    fewest_events,
+    grouped_aggregate_sql,
+    having_entities,
+    having_leaf,
+    row_finding,
+)
 from flagstone.engines.spark_sql import ORDER, check_expr, entity_joins, ident, micros, spark_sql
-from flagstone.engines.sql import walk
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
@@ -71,13 +76,9 @@ def _same_group(rule: ir.WindowRule, left: str, right: str) -> str:
     return " AND ".join(f"{left}.{ident('group_' + g)} = {right}.{ident('group_' + g)}" for g in rule.group_by)
 
 
-def _shown_leaf(name: str) -> ir.Expr:
-    return ir.Attr(name.removeprefix("attrs.")) if name.startswith("attrs.") else ir.Field(name)
-
-
 def condition_sql(rule: ir.ConditionRule, events: str, entities: str) -> str:
     cols, not_null, partition = _group_select(rule)
-    shown = "".join(f", {spark_sql(_shown_leaf(n))} AS {ident('value_' + n)}" for n in rule.shown_fields)
+    shown = "".join(f", {spark_sql(ir.shown_leaf(n))} AS {ident('value_' + n)}" for n in rule.shown_fields)
     return f"""
 WITH matched AS (
   SELECT e.source, e.event_id, e.ts, {cols}{shown},
@@ -99,22 +100,10 @@ def window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
     arg_cols = "".join(
         f", {spark_sql(agg.arg)} AS {ident('arg_' + name)}" for name, agg in rule.aggregates if agg.arg is not None
     )
-    # Entity attributes used in `having` are constant per group (the role is grouped on).
-    having_entity = sorted(
-        {n for n in walk(rule.having) if isinstance(n, ir.EntityField)}, key=lambda n: (n.role, n.name)
-    )
-    entity_names = [ident(f"{n.role}__{n.name}") for n in having_entity]
+    having_entity = having_entities(rule)
+    entity_names = [entity_column(n) for n in having_entity]
     entity_cols = "".join(f", {spark_sql(n)} AS {c}" for n, c in zip(having_entity, entity_names, strict=True))
     f_groups = ", ".join(f"f.{ident('group_' + g)}" for g in rule.group_by)
-
-    def having_leaf(node: ir.Expr) -> exp.Expression:
-        if isinstance(node, ir.AggregateRef):
-            return exp.column(f"agg_{node.name}")
-        if isinstance(node, ir.Field):
-            return exp.column(f"group_{node.name}")
-        if isinstance(node, ir.EntityField):
-            return exp.column(f"{node.role}__{node.name}")
-        raise TypeError(f"{node!r} cannot appear in having")
 
     aggs = ", ".join(
         f"{grouped_aggregate_sql(agg, 'm.' + ident('arg_' + name))} AS agg_{name}" for name, agg in rule.aggregates
@@ -124,10 +113,7 @@ def window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
     values = ", ".join(f"first(f.agg_{name}) AS {ident('value_' + name)}" for name, _ in rule.aggregates)
     if rule.evidence == "episode":
         # ... or at the episode's last event: the one before the next miss, else the group's last.
-        last_seq = (
-            f"coalesce(min(CASE WHEN NOT hit THEN seq END) OVER (PARTITION BY {partition} ORDER BY seq "
-            f"ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) - 1, max(seq) OVER (PARTITION BY {partition}))"
-        )
+        last_seq = episode_last_seq(partition)
         values = ", ".join(
             f"{grouped_aggregate_sql(agg, 'm.' + ident('arg_' + name))} AS {ident('value_' + name)}"
             for name, agg in rule.aggregates

@@ -212,6 +212,11 @@ class ConditionRule:
         return self.shown_fields
 
 
+def shown_leaf(name: str) -> Expr:
+    """The leaf a condition rule's shown field reads: ``attrs.key`` or an event field."""
+    return Attr(name.removeprefix("attrs.")) if name.startswith("attrs.") else Field(name)
+
+
 @dataclass(frozen=True)
 class WindowRule:
     """Sliding-window aggregates per group, tested by ``having``. Baskets compile to this."""

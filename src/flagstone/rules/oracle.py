@@ -208,12 +208,8 @@ def _condition_test(
 ) -> tuple[bool, list[Event], dict[str, Any]]:
     event = seq[i]
     ctx = Context(event, entities)
-    values = {name: evaluate(_shown(name), ctx) for name in rule.shown_fields}
+    values = {name: evaluate(ir.shown_leaf(name), ctx) for name in rule.shown_fields}
     return evaluate(rule.condition, ctx) is True, [event], values
-
-
-def _shown(name: str) -> ir.Expr:
-    return ir.Attr(name.removeprefix("attrs.")) if name.startswith("attrs.") else ir.Field(name)
 
 
 def _window_test(
