@@ -22,10 +22,11 @@ from flagstone.engines.base import Engine
 from flagstone.engines.duckdb_deviation import deviation_sql
 from flagstone.engines.duckdb_dormancy import dormancy_sql
 from flagstone.engines.duckdb_graph import graph_sql
-from flagstone.engines.duckdb_profiles import PRECOMPUTED, counts_query, entity_joins
+from flagstone.engines.duckdb_profiles import counts_query, entity_joins
 from flagstone.engines.duckdb_sequence import sequence_sql
 from flagstone.engines.duckdb_steps import ORDER
 from flagstone.engines.duckdb_steps import event_leaf as _event_leaf
+from flagstone.engines.profiles import PRECOMPUTED
 from flagstone.engines.rows import (
     entity_column,
     episode_last_seq,

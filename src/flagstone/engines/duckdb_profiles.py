@@ -7,24 +7,14 @@ plus, for relative profiles, a one-row median over every actor (``docs/rules.md`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextvars import ContextVar
-from types import MappingProxyType
 from typing import cast
 
 import sqlglot
 from sqlglot import exp
 
+from flagstone.engines.profiles import PRECOMPUTED, SCALE, profile_alias
 from flagstone.engines.sql import to_sql, walk
 from flagstone.rules import ir
-
-# Ratios are truncated to 4 decimal places with integer arithmetic, so that every engine and the
-# oracle get the same exact decimal: count / (m2 / 2) = (count * 20000 // m2) / 10000.
-SCALE = 20_000
-
-
-def profile_alias(node: ir.EntityField) -> str:
-    return f"{node.role}_profile_{node.name}"
 
 
 def profile_value(node: ir.EntityField) -> exp.Expression:
@@ -79,8 +69,3 @@ def counts_query(events: str, profile: ir.Profile) -> str:
         f"FROM {events} AS e WHERE e.actor IS NOT NULL GROUP BY e.actor"
     )
 
-
-# Counts an engine has already stored as tables, by query text. A scan runs many rules over the
-# same events, and rules share profiles: each is then counted once per scan, not once per rule
-# and role. Statements compiled outside an engine (golden files) count inline.
-PRECOMPUTED: ContextVar[Mapping[str, str]] = ContextVar("precomputed_profile_counts", default=MappingProxyType({}))

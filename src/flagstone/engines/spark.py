@@ -13,10 +13,12 @@ That costs (events x events per window); groups whose windows can never hold eno
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 from flagstone.engines.base import Engine
+from flagstone.engines.profiles import PRECOMPUTED
 from flagstone.engines.rows import (
     entity_column,
     episode_last_seq,
@@ -26,10 +28,12 @@ from flagstone.engines.rows import (
     having_leaf,
     row_finding,
 )
-from flagstone.engines.spark_sql import ORDER, check_expr, entity_joins, ident, micros, spark_sql
+from flagstone.engines.spark_graph import TYPOLOGIES, graph_sql
+from flagstone.engines.spark_sql import ORDER, check_expr, counts_query, entity_joins, ident, micros, spark_sql
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
+from flagstone.rules.ir_graph import GraphRule
 
 
 class SparkEngine(Engine):
@@ -39,30 +43,44 @@ class SparkEngine(Engine):
         self.spark = spark  # a pyspark.sql.SparkSession; not imported here so the core needs no pyspark
         self.events = events
         self.entities = entities
+        self._profile_views: dict[str, str] = {}  # counts query -> cached temporary view
 
     def check_supported(self, rule: ir.Rule) -> None:
         rule_id = rule.meta.id
         if type(rule) not in SQL_BUILDERS:
             raise UnsupportedError(rule_id, f"the {rule.meta.kind} rule kind", "spark")
-        if ir.rule_profiles(rule):
-            raise UnsupportedError(rule_id, "rule profiles", "spark")
-        if isinstance(rule, ir.ConditionRule):
-            check_expr(rule_id, rule.match, rule.condition)
-        elif isinstance(rule, ir.WindowRule):
-            check_expr(rule_id, rule.match, rule.having, *(a.arg for _, a in rule.aggregates))
+        if isinstance(rule, GraphRule) and rule.typology not in TYPOLOGIES:
+            raise UnsupportedError(rule_id, f"the {rule.typology} typology", "spark")
+        profile_matches = [p.match for p in ir.rule_profiles(rule)]
+        check_expr(rule_id, *ir.rule_expressions(rule), *profile_matches)
 
     def compile(self, rule: ir.Rule) -> str:
         self.check_supported(rule)
         return SQL_BUILDERS[type(rule)](rule, self.events, self.entities)
 
     def execute(self, rule: ir.Rule) -> list[Finding]:
-        sql = self.compile(rule)
+        token = PRECOMPUTED.set(self._count_profiles(rule))
+        try:
+            sql = self.compile(rule)
+        finally:
+            PRECOMPUTED.reset(token)
         try:
             rows = self.spark.sql(sql).collect()
         except Exception as exc:
             raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
-        assert isinstance(rule, ir.ConditionRule | ir.WindowRule)
         return [row_finding(rule, row.asDict()) for row in rows]
+
+    def _count_profiles(self, rule: ir.Rule) -> dict[str, str]:
+        """Count each of the rule's profiles once per engine into a cached view (the events do not
+        change while one engine runs; a new engine counts afresh)."""
+        for profile in sorted(ir.rule_profiles(rule), key=lambda p: p.name):
+            query = counts_query(self.events, profile)
+            if query not in self._profile_views:
+                view = "flagstone_profile_" + hashlib.sha256(query.encode()).hexdigest()[:16]
+                self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {view} AS {query}")
+                self.spark.sql(f"CACHE TABLE {view}")
+                self._profile_views[query] = view
+        return dict(self._profile_views)
 
 
 def _group_select(rule: ir.ConditionRule | ir.WindowRule) -> tuple[str, str, str]:
@@ -83,7 +101,7 @@ def condition_sql(rule: ir.ConditionRule, events: str, entities: str) -> str:
 WITH matched AS (
   SELECT e.source, e.event_id, e.ts, {cols}{shown},
     coalesce({spark_sql(rule.condition)}, FALSE) AS hit
-  FROM {events} AS e {entity_joins(entities, rule.match, rule.condition)}
+  FROM {events} AS e {entity_joins(events, entities, rule.match, rule.condition)}
   WHERE ({spark_sql(rule.match)}) AND {not_null}
 ), tested AS (
   SELECT *, lag(hit, 1, FALSE) OVER (PARTITION BY {partition} ORDER BY {ORDER}) AS was_hit FROM matched
@@ -125,7 +143,7 @@ def window_sql(rule: ir.WindowRule, events: str, entities: str) -> str:
     return f"""
 WITH matched AS (
   SELECT e.source, e.event_id, e.ts, {micros("e.ts")} AS ts_us, {cols}{arg_cols}{entity_cols}
-  FROM {events} AS e {entity_joins(entities, *row_exprs)}
+  FROM {events} AS e {entity_joins(events, entities, *row_exprs)}
   WHERE ({spark_sql(rule.match)}) AND {not_null}
 ), numbered AS (
   SELECT *,
@@ -170,6 +188,7 @@ GROUP BY {f_groups}, f.seq
 SQL_BUILDERS: dict[type, Callable[[Any, str, str], str]] = {
     ir.ConditionRule: condition_sql,
     ir.WindowRule: window_sql,
+    ir.GraphRule: graph_sql,
 }
 
 

@@ -2,7 +2,8 @@
 
 Spark's LIKE treats ``\\`` as an escape character while the rule language has none, so every LIKE
 gets an ESCAPE character that does not occur in its pattern. JSON attributes are read with
-``get_json_object``; only plain key names are accepted (see ``check_expr``).
+``get_json_object``; only plain key names are accepted (see ``check_expr``). Profiles are joined as
+on DuckDB (``duckdb_profiles``), with the same integer arithmetic for relative ones.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from flagstone.engines.profiles import PRECOMPUTED, SCALE, profile_alias
 from flagstone.engines.sql import Leaf, to_sql, walk
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
@@ -35,8 +37,24 @@ def event_leaf(node: ir.Expr) -> exp.Expression:
         path = exp.Literal.string(f"$.{node.name}")
         return exp.Anonymous(this="get_json_object", expressions=[exp.column("attrs", table="e"), path])
     if isinstance(node, ir.EntityField):
+        if node.profile is not None:
+            return _profile_value(node)
         return exp.column(node.name, table=f"{node.role}_entity")
     raise TypeError(f"{node!r} is not available on events")
+
+
+def _profile_value(node: ir.EntityField) -> exp.Expression:
+    assert node.profile is not None
+    # An account that is no event's actor counts 0; an event without that role reads NULL.
+    count = f"coalesce({profile_alias(node)}.n, 0)"
+    known = f"e.{node.role} IS NOT NULL"
+    if not node.profile.relative:
+        text = f"CASE WHEN {known} THEN {count} END"
+    else:
+        m2 = f"profile_median_{node.name}.m2"
+        ratio = f"CAST(({count} * {SCALE}) DIV {m2} AS DECIMAL(18, 0)) * 0.0001"
+        text = f"CASE WHEN {known} AND {m2} > 0 THEN {ratio} END"
+    return exp.maybe_parse(text, dialect=DIALECT)
 
 
 def spark_sql(node: ir.Expr, leaf: Leaf = event_leaf) -> str:
@@ -62,19 +80,42 @@ def check_expr(rule_id: str, *exprs: ir.Expr | None) -> None:
                 raise UnsupportedError(rule_id, f"the attribute key {n.name!r} (not a plain name)", "spark")
             if isinstance(n, ir.Like) and all(c in n.pattern for c in _ESCAPES):
                 raise UnsupportedError(rule_id, "a LIKE pattern holding every control character", "spark")
-            if isinstance(n, ir.EntityField) and n.profile is not None:
-                raise UnsupportedError(rule_id, f"the profile {n.name!r}", "spark")
 
 
-def entity_joins(entities: str, *exprs: ir.Expr) -> str:
+def entity_joins(events: str, entities: str, *exprs: ir.Expr) -> str:
     """The joins every ``actor.x`` / ``counterparty.x`` in ``exprs`` needs, on events aliased ``e``."""
-    roles = sorted({n.role for x in exprs for n in walk(x) if isinstance(n, ir.EntityField)})
+    nodes = {n for x in exprs for n in walk(x) if isinstance(n, ir.EntityField)}
+    roles = sorted({n.role for n in nodes if n.profile is None})
+    profiled = sorted((n for n in nodes if n.profile is not None), key=profile_alias)
     # The latest load of an entity wins, so a re-loaded entity cannot duplicate events.
-    return " ".join(
+    joins = [
         f"LEFT JOIN (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY entity ORDER BY batch_id DESC) "
         f"AS entity_rank FROM {entities}) WHERE entity_rank = 1) AS {role}_entity "
         f"ON {role}_entity.entity = e.{role}"
         for role in roles
+    ]
+    medians: set[str] = set()
+    for node in profiled:
+        assert node.profile is not None
+        query = counts_query(events, node.profile)
+        counts = PRECOMPUTED.get().get(query, f"({query})")
+        joins.append(f"LEFT JOIN {counts} AS {profile_alias(node)} ON {profile_alias(node)}.entity = e.{node.role}")
+        if node.profile.relative and node.name not in medians:
+            medians.add(node.name)
+            # percentile is exact here: (a + b) / 2 of integers below 2^52 is exact in a double.
+            joins.append(
+                f"CROSS JOIN (SELECT CAST(2 * percentile(n, 0.5) AS BIGINT) AS m2 FROM {counts}) "
+                f"AS profile_median_{node.name}"
+            )
+    return " ".join(joins)
+
+
+def counts_query(events: str, profile: ir.Profile) -> str:
+    """Per actor of any event: how many of its events the profile counts (0 for none)."""
+    match = spark_sql(profile.match)
+    return (
+        f"SELECT e.actor AS entity, count_if(coalesce({match}, FALSE)) AS n "
+        f"FROM {events} AS e WHERE e.actor IS NOT NULL GROUP BY e.actor"
     )
 
 

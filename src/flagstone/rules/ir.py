@@ -249,6 +249,17 @@ def rule_profiles(node: object) -> set[Profile]:
     return set()
 
 
+def rule_expressions(node: object) -> list[Expr]:
+    """The top-level expressions of a rule (match, condition, having, aggregate arguments ...)."""
+    if isinstance(node, Expr):  # type: ignore[misc, arg-type]
+        return [node]  # type: ignore[list-item]
+    if isinstance(node, tuple | list):
+        return [x for n in node for x in rule_expressions(n)]
+    if is_dataclass(node) and not isinstance(node, RuleMeta | Profile | type):
+        return [x for f in fields(node) for x in rule_expressions(getattr(node, f.name))]
+    return []
+
+
 from flagstone.rules.ir_deviation import DeviationRule  # noqa: E402 - its module reads this one
 from flagstone.rules.ir_dormancy import DormancyRule  # noqa: E402 - likewise
 from flagstone.rules.ir_graph import GraphRule  # noqa: E402 - its module reads this one
