@@ -3,6 +3,7 @@ a few worked examples with exact evidence, and clear errors for what Spark does 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ from rule_strategies import entities, events, rules
 
 from flagstone.engines import DuckDBEngine
 from flagstone.errors import UnsupportedError
-from flagstone.rules import load_rules
+from flagstone.rules import ir, load_rules
 from flagstone.rules.finding import Finding
 from flagstone.rules.oracle import run_rule
 from flagstone.store import SCHEMA
@@ -88,14 +89,25 @@ def test_condition_with_attrs_like_and_entities(spark: Any, tmp_path: Path) -> N
     assert found == sorted(run_rule(rule, evs, {"a": {"pep": True}}), key=lambda f: (f.group, f.fire))
 
 
-def test_unsupported_kinds_name_rule_feature_and_engine(spark: Any, tmp_path: Path) -> None:
+def test_unsupported_features_name_rule_feature_and_engine(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flagstone.engines import spark_graph
     from flagstone.engines.spark import SparkEngine
 
-    rule = write_rule(tmp_path, kind="dormancy", dormant="10h", awake="4h", having="total >= 100")
+    rule = write_rule(tmp_path, kind="condition", condition="amount > 1")
+    odd = dataclasses.replace(rule, condition=ir.Compare("=", ir.Attr("a-b"), ir.Literal("x")))
     with pytest.raises(UnsupportedError) as info:
-        SparkEngine(spark).run(rule)
-    assert info.value.rule_id == "t.rule" and info.value.engine == "spark"
-    assert "dormancy" in str(info.value)
+        SparkEngine(spark).run(odd)
+    assert (info.value.rule_id, info.value.engine) == ("t.rule", "spark")
+    feature = "the attribute key 'a-b' (not a plain name)"
+    assert str(info.value) == f"rule 't.rule': {feature} is not supported by the spark engine"
+
+    # A graph typology without a Spark builder is refused before anything runs.
+    cycle = write_rule(tmp_path, kind="graph", typology="cycle", window="1d")
+    monkeypatch.delitem(spark_graph.TYPOLOGIES, "cycle")
+    with pytest.raises(UnsupportedError, match="the cycle typology is not supported by the spark engine"):
+        SparkEngine(spark).run(cycle)
 
 
 def test_window_is_exact_whatever_the_session_time_zone(spark: Any, tmp_path: Path) -> None:

@@ -127,13 +127,31 @@ def scan(
         str | None,
         typer.Option(
             "--out",
-            help="Spark only: local folder for the alerts, as Parquet under date=YYYY-MM-DD/.",
+            help="Spark only: where the alerts go (any Spark path: local, s3a://, hdfs://), as Parquet "
+            "under date=YYYY-MM-DD/. Existing alerts there are refused unless --overwrite.",
             show_default=False,
         ),
     ] = None,
     master: Annotated[
-        str, typer.Option("--master", help="Spark only: Spark master URL, e.g. local[4], yarn, spark://host:7077.")
-    ] = "local[*]",
+        str | None,
+        typer.Option(
+            "--master",
+            help="Spark only: Spark master URL, e.g. local[4], yarn, spark://host:7077. Default: the one "
+            "spark-submit or spark-defaults.conf gives, else local[*] (every core of this machine).",
+            show_default=False,
+        ),
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--conf",
+            help="Spark only: a Spark setting KEY=VALUE (repeatable), e.g. spark.sql.shuffle.partitions=400.",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Spark only: replace the alerts already at --out.")
+    ] = False,
 ) -> None:
     """Run rules over the events and write their alerts.
 
@@ -146,8 +164,12 @@ def scan(
     spark_only = {"--events": events, "--entities": entities, "--out": out_dir}
     if engine is Engine.duckdb:
         given = [name for name, value in spark_only.items() if value is not None]
-        if master != "local[*]":
+        if master is not None:
             given.append("--master")
+        if spark_conf:
+            given.append("--conf")
+        if overwrite:
+            given.append("--overwrite")
         if given:
             raise InputError(f"{', '.join(given)} only apply to --engine spark (duckdb scans the store)")
     else:
@@ -158,7 +180,7 @@ def scan(
     ruleset = load_rules(rules, params_file=params, overrides=set_ or [])
     if engine is Engine.spark:
         assert events is not None and out_dir is not None  # checked above
-        _scan_on_spark(ruleset, events, entities, out_dir, master)
+        _scan_on_spark(ruleset, events, entities, out_dir, master, _spark_settings(spark_conf or []), overwrite)
         return
 
     from flagstone.scan import scan_store
@@ -170,7 +192,25 @@ def scan(
         out.print(line, highlight=False, soft_wrap=True)
 
 
-def _scan_on_spark(ruleset: Any, events: str, entities: str | None, out_dir: str, master: str) -> None:
+def _spark_settings(pairs: list[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError("expected KEY=VALUE, e.g. spark.sql.shuffle.partitions=400", field="--conf", value=pair)
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _scan_on_spark(
+    ruleset: Any,
+    events: str,
+    entities: str | None,
+    out_dir: str,
+    master: str | None,
+    settings: dict[str, str],
+    overwrite: bool,
+) -> None:
     """``flagstone scan --engine spark``: one line per rule, then where the alerts went."""
     try:
         from pyspark.sql import SparkSession
@@ -178,52 +218,58 @@ def _scan_on_spark(ruleset: Any, events: str, entities: str | None, out_dir: str
         # Printed here, not via _friendly: rich markup would swallow the "[spark]".
         err.print("[bold red]error:[/] --engine spark needs pyspark: pip install 'flagstone\\[spark]'")
         raise typer.Exit(2) from exc
-    from flagstone.engines.spark import SparkEngine
-    from flagstone.engines.spark_scan import scan_parquet, write_alerts
-    from flagstone.errors import UnsupportedError
+    from flagstone.engines.spark_scan import RuleOutcome, scan_parquet
 
-    export_dir = Path(events)
-    if (export_dir / "events").is_dir():  # a `flagstone export --parquet` folder
-        events = str(export_dir / "events")
-        if entities is None and (export_dir / "entities.parquet").exists():
-            entities = str(export_dir / "entities.parquet")
+    def report(outcome: RuleOutcome) -> None:
+        meta = outcome.rule.meta
+        if outcome.unsupported is not None:
+            line = f"{meta.id}: not supported on spark ({outcome.unsupported})"
+        else:
+            line = f"{meta.id} v{meta.version}: {outcome.alerts} alerts in {outcome.seconds:.2f}s"
+        out.print(line, highlight=False, soft_wrap=True)
 
     # In-process callers (tests, notebooks) may already have a session; only stop one we started.
     started_here = SparkSession.getActiveSession() is None
-    spark = (
-        SparkSession.builder.master(master)
-        .appName("flagstone")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.appName("flagstone").config("spark.sql.session.timeZone", "UTC")
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
+    if master is not None:  # otherwise spark-submit's, spark-defaults.conf's or local[*]
+        builder = builder.master(master)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     try:
         if started_here:
             spark.sparkContext.setLogLevel("ERROR")
-        checker = SparkEngine(spark)
-        rows: list[dict[str, Any]] = []
-        for rule in ruleset:
-            try:
-                checker.check_supported(rule)
-            except UnsupportedError as exc:
-                out.print(f"{rule.meta.id}: not supported on spark ({exc.feature})", highlight=False, soft_wrap=True)
-                continue
-            # One rule at a time, so each gets its own count and time.
-            result = scan_parquet(spark, events, [rule], entities=entities)
-            if result.unsupported:  # a feature only found while compiling
-                out.print(f"{rule.meta.id}: not supported on spark ({result.unsupported[0]})", highlight=False)
-                continue
-            rows.extend(result.rows)
-            out.print(
-                f"{rule.meta.id} v{rule.meta.version}: {len(result.rows)} alerts in {result.seconds:.2f}s",
-                highlight=False,
-                soft_wrap=True,
-            )
-        write_alerts(rows, Path(out_dir))
+        events, entities = _export_parts(spark, events, entities)
+        result = scan_parquet(
+            spark, events, ruleset, entities=entities, out=out_dir, overwrite=overwrite, on_rule=report
+        )
     finally:
         if started_here:
             spark.stop()
-    out.print(f"wrote {len(rows)} alerts to {out_dir} (Parquet, partitioned by date)", highlight=False, soft_wrap=True)
+    out.print(
+        f"wrote {len(result.rows)} alerts to {out_dir} (Parquet, partitioned by date)", highlight=False, soft_wrap=True
+    )
+
+
+def _export_parts(spark: Any, events: str, entities: str | None) -> tuple[str, str | None]:
+    """A `flagstone export --parquet` folder stands for its events/ and entities.parquet; any
+    other path is the events themselves. Paths are looked up through Spark's file systems."""
+    jvm = spark.sparkContext._jvm  # Hadoop's FileSystem API: the same view of paths as Spark's
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def exists(path: str) -> bool:
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+        return bool(hadoop_path.getFileSystem(conf).exists(hadoop_path))
+
+    base = events.rstrip("/")
+    if not exists(base):
+        raise InputError("no events there (a Parquet file or folder, or an export folder)", path=events)
+    if exists(f"{base}/events"):
+        events = f"{base}/events"
+        if entities is None and exists(f"{base}/entities.parquet"):
+            entities = f"{base}/entities.parquet"
+    return events, entities
 
 
 class AlertFormat(StrEnum):
