@@ -190,9 +190,11 @@ def main() -> None:
         fixed = {c: times[c, large] - per_event[c] * large for c in (1, 2)}
         for c in (1, 2):
             print(f"local[{c}]: fixed {fixed[c]:.1f}s + {per_event[c] * 1e6:.1f}s per million events")
-        work_speedup = per_event[1] / per_event[2] if per_event[2] > 0 else float("nan")
+        if min(per_event.values()) <= 0:
+            sys.exit("the smaller data set took as long as the larger: the machine was too busy to measure")
+        work_speedup = per_event[1] / per_event[2]
         # Capped at 1: a super-linear 1 -> 2 is noise on a shared machine, not something a cluster keeps.
-        efficiency = min(work_speedup / 2, 1.0) if work_speedup > 0 else float("nan")
+        efficiency = min(work_speedup / 2, 1.0)
         print(f"speed-up of the per-event work 1 -> 2 cores = {work_speedup:.2f} (efficiency {efficiency:.0%})")
         print("load average 1/5/15 min at the end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
