@@ -12,8 +12,9 @@ from typing import cast
 import sqlglot
 from sqlglot import exp
 
-from flagstone.engines.profiles import PRECOMPUTED, SCALE, profile_alias
-from flagstone.engines.sql import to_sql, walk
+from flagstone.engines import profiles
+from flagstone.engines.profiles import SCALE, profile_alias
+from flagstone.engines.sql import to_sql
 from flagstone.rules import ir
 
 
@@ -36,27 +37,10 @@ def _parse(text: str) -> exp.Expression:
 
 def entity_joins(events: str, entities: str, *exprs: ir.Expr) -> str:
     """The joins every ``actor.x`` / ``counterparty.x`` in ``exprs`` needs, on events aliased ``e``."""
-    nodes = {n for e in exprs for n in walk(e) if isinstance(n, ir.EntityField)}
-    roles = sorted({n.role for n in nodes if n.profile is None})
-    profiled = sorted((n for n in nodes if n.profile is not None), key=profile_alias)
-    joins = [
-        # Latest load of an entity wins, so a re-loaded profile cannot duplicate events.
-        f"LEFT JOIN (SELECT * FROM {entities} QUALIFY row_number() OVER "
-        f"(PARTITION BY entity ORDER BY batch_id DESC) = 1) AS {role}_entity ON {role}_entity.entity = e.{role}"
-        for role in roles
-    ]
-    medians: set[str] = set()
-    for node in profiled:
-        assert node.profile is not None
-        query = counts_query(events, node.profile)
-        counts = PRECOMPUTED.get().get(query, f"({query})")
-        joins.append(f"LEFT JOIN {counts} AS {profile_alias(node)} ON {profile_alias(node)}.entity = e.{node.role}")
-        if node.profile.relative and node.name not in medians:
-            medians.add(node.name)
-            joins.append(
-                f"CROSS JOIN (SELECT CAST(2 * median(n) AS BIGINT) AS m2 FROM {counts}) AS profile_median_{node.name}"
-            )
-    return " ".join(joins)
+    latest = f"SELECT * FROM {entities} QUALIFY row_number() OVER (PARTITION BY entity ORDER BY batch_id DESC) = 1"
+    return profiles.entity_joins(
+        events, exprs, latest_entities=latest, counts_query=counts_query, twice_median="CAST(2 * median(n) AS BIGINT)"
+    )
 
 
 def counts_query(events: str, profile: ir.Profile) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from flagstone.engines.profiles import PRECOMPUTED, SCALE, profile_alias
+from flagstone.engines import profiles
+from flagstone.engines.profiles import SCALE, profile_alias
 from flagstone.engines.sql import Leaf, to_sql, walk
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
@@ -84,30 +85,15 @@ def check_expr(rule_id: str, *exprs: ir.Expr | None) -> None:
 
 def entity_joins(events: str, entities: str, *exprs: ir.Expr) -> str:
     """The joins every ``actor.x`` / ``counterparty.x`` in ``exprs`` needs, on events aliased ``e``."""
-    nodes = {n for x in exprs for n in walk(x) if isinstance(n, ir.EntityField)}
-    roles = sorted({n.role for n in nodes if n.profile is None})
-    profiled = sorted((n for n in nodes if n.profile is not None), key=profile_alias)
-    # The latest load of an entity wins, so a re-loaded entity cannot duplicate events.
-    joins = [
-        f"LEFT JOIN (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY entity ORDER BY batch_id DESC) "
-        f"AS entity_rank FROM {entities}) WHERE entity_rank = 1) AS {role}_entity "
-        f"ON {role}_entity.entity = e.{role}"
-        for role in roles
-    ]
-    medians: set[str] = set()
-    for node in profiled:
-        assert node.profile is not None
-        query = counts_query(events, node.profile)
-        counts = PRECOMPUTED.get().get(query, f"({query})")
-        joins.append(f"LEFT JOIN {counts} AS {profile_alias(node)} ON {profile_alias(node)}.entity = e.{node.role}")
-        if node.profile.relative and node.name not in medians:
-            medians.add(node.name)
-            # percentile is exact here: (a + b) / 2 of integers below 2^52 is exact in a double.
-            joins.append(
-                f"CROSS JOIN (SELECT CAST(2 * percentile(n, 0.5) AS BIGINT) AS m2 FROM {counts}) "
-                f"AS profile_median_{node.name}"
-            )
-    return " ".join(joins)
+    latest = (
+        f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY entity ORDER BY batch_id DESC) "
+        f"AS entity_rank FROM {entities}) WHERE entity_rank = 1"
+    )
+    # percentile is exact here: (a + b) / 2 of integers below 2^52 is exact in a double.
+    twice_median = "CAST(2 * percentile(n, 0.5) AS BIGINT)"
+    return profiles.entity_joins(
+        events, exprs, latest_entities=latest, counts_query=counts_query, twice_median=twice_median
+    )
 
 
 def counts_query(events: str, profile: ir.Profile) -> str:
