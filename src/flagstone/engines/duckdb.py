@@ -9,7 +9,6 @@ events up to and including the current one. See ``docs/rules.md`` for the cost.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -26,7 +25,7 @@ from flagstone.engines.duckdb_profiles import counts_query, entity_joins
 from flagstone.engines.duckdb_sequence import sequence_sql
 from flagstone.engines.duckdb_steps import ORDER
 from flagstone.engines.duckdb_steps import event_leaf as _event_leaf
-from flagstone.engines.profiles import PRECOMPUTED
+from flagstone.engines.profiles import PRECOMPUTED, count_profiles
 from flagstone.engines.rows import (
     entity_column,
     episode_last_seq,
@@ -207,15 +206,10 @@ class DuckDBEngine(Engine):
 
 
     def _count_profiles(self, rule: ir.Rule) -> dict[str, str]:
-        """Store the counts of the rule's profiles not yet counted by this engine (the events do
-        not change while one engine runs; a new engine counts afresh)."""
-        for profile in sorted(ir.rule_profiles(rule), key=lambda p: p.name):
-            query = counts_query(self.events, profile)
-            if query not in self._profile_tables:
-                table = "flagstone_profile_" + hashlib.sha256(query.encode()).hexdigest()[:16]
-                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")
-                self._profile_tables[query] = table
-        return dict(self._profile_tables)
+        def store(table: str, query: str) -> None:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")
+
+        return count_profiles(rule, self.events, self._profile_tables, counts_query, store)
 
 
 __all__ = ["Decimal", "DuckDBEngine", "compile_rule"]

@@ -6,7 +6,8 @@ that table, statements compiled alone (golden files) count inline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from types import MappingProxyType
 
@@ -55,3 +56,22 @@ def entity_joins(
             medians.add(node.name)
             joins.append(f"CROSS JOIN (SELECT {twice_median} AS m2 FROM {counts}) AS profile_median_{node.name}")
     return " ".join(joins)
+
+
+def count_profiles(
+    rule: ir.Rule,
+    events: str,
+    counted: MutableMapping[str, str],
+    counts_query: Callable[[str, ir.Profile], str],
+    store: Callable[[str, str], None],
+) -> dict[str, str]:
+    """Store the counts of the rule's profiles not yet in ``counted`` (counts query -> table) with
+    ``store(table, query)``; an engine keeps ``counted`` while it runs, since the events do not change
+    meanwhile (a new engine counts afresh). Returns what ``PRECOMPUTED`` should hold."""
+    for profile in sorted(ir.rule_profiles(rule), key=lambda p: p.name):
+        query = counts_query(events, profile)
+        if query not in counted:
+            table = "flagstone_profile_" + hashlib.sha256(query.encode()).hexdigest()[:16]
+            store(table, query)
+            counted[query] = table
+    return dict(counted)

@@ -13,13 +13,12 @@ That costs (events x events per window); groups whose windows can never hold eno
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flagstone.engines.base import Engine
-from flagstone.engines.profiles import PRECOMPUTED
+from flagstone.engines.profiles import PRECOMPUTED, count_profiles
 from flagstone.engines.rows import (
     entity_column,
     episode_last_seq,
@@ -76,16 +75,11 @@ class SparkEngine(Engine):
         return [row_finding(rule, row.asDict()) for row in rows]
 
     def _count_profiles(self, rule: ir.Rule) -> dict[str, str]:
-        """Count each of the rule's profiles once per engine into a cached view (the events do not
-        change while one engine runs; a new engine counts afresh)."""
-        for profile in sorted(ir.rule_profiles(rule), key=lambda p: p.name):
-            query = counts_query(self.events, profile)
-            if query not in self._profile_views:
-                view = "flagstone_profile_" + hashlib.sha256(query.encode()).hexdigest()[:16]
-                self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {view} AS {query}")
-                self.spark.sql(f"CACHE TABLE {view}")
-                self._profile_views[query] = view
-        return dict(self._profile_views)
+        def store(view: str, query: str) -> None:  # a cached view: computed once, read by each rule
+            self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {view} AS {query}")
+            self.spark.sql(f"CACHE TABLE {view}")
+
+        return count_profiles(rule, self.events, self._profile_views, counts_query, store)
 
 
 # Graph typologies whose statements grow paths or legs. Adaptive execution turns their joins into
