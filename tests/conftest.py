@@ -121,7 +121,7 @@ try:
     HAVE_SPARK = True
 except ImportError:
     HAVE_SPARK = False
-ENGINES = ["oracle", "duckdb", *(["spark"] if HAVE_SPARK else [])]
+ENGINES = ["oracle", "duckdb", "realtime", *(["spark"] if HAVE_SPARK else [])]
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +170,19 @@ def spark_runner(session: Any) -> Runner:
     return run
 
 
+def realtime_runner(
+    rule: Rule, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]] | None = None
+) -> list[Finding]:
+    """The events replayed one at a time, in time order, through the real-time scorer."""
+    from flagstone.engines.realtime import check_supported, replay
+
+    try:
+        check_supported(rule)
+    except UnsupportedError as exc:
+        pytest.skip(str(exc))
+    return sorted(replay([rule], events, entities or {}), key=lambda f: (f.group, f.last_ts, f.fire))
+
+
 @pytest.fixture(params=ENGINES)
 def runner(request: pytest.FixtureRequest) -> Runner:
     """Run a rule on one engine; every engine must give the same findings."""
@@ -177,6 +190,8 @@ def runner(request: pytest.FixtureRequest) -> Runner:
         return lambda rule, events, entities=None: run_rule(rule, events, entities or {})
     if request.param == "spark":
         return spark_runner(request.getfixturevalue("spark"))
+    if request.param == "realtime":
+        return realtime_runner
     con = duckdb.connect()
     con.execute(SCHEMA)
 
