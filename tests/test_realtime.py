@@ -101,8 +101,9 @@ def test_unsupported_rules_name_rule_feature_and_engine(tmp_path: Path) -> None:
         tmp_path,
         kind="sequence",
         group_by=["actor"],
+        first="kind = 'x'",
+        then="kind = 'y'",
         within="1d",
-        steps=[{"name": "a", "match": "kind = 'x'"}, {"name": "b", "match": "kind = 'y'"}],
     )
     with pytest.raises(UnsupportedError, match=r"t\.rule.*sequence.*realtime"):
         RealtimeEngine([rule])
