@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -136,20 +137,25 @@ _ARROW_SCHEMA = pa.schema(
 )
 
 
-def insert_alerts(store: Store, rows: list[dict[str, Any]]) -> int:
-    """Insert alerts not already stored (by alert_id); returns how many were new."""
+def insert_alerts(store: Store, rows: list[dict[str, Any]], *, con: duckdb.DuckDBPyConnection | None = None) -> int:
+    """Insert alerts not already stored (by alert_id); returns how many were new. ``con``: a cursor
+    of the store's to use instead of its own connection (another thread's)."""
     if not rows:
         return 0
     table = pa.Table.from_pylist(rows, schema=_ARROW_SCHEMA)
-    con = store.con
+    con = con or store.con
+
+    def count() -> int:
+        return int(con.execute("SELECT count(*) FROM alerts").fetchall()[0][0])
+
     con.register("new_alerts", table)
     try:
-        before = int(store.scalar("SELECT count(*) FROM alerts"))
+        before = count()
         con.execute(
             f"INSERT INTO alerts SELECT {', '.join(_q(c) for c in ALERT_COLUMNS)} FROM new_alerts n "
             "WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.alert_id = n.alert_id)"
         )
-        after = int(store.scalar("SELECT count(*) FROM alerts"))
+        after = count()
     finally:
         con.unregister("new_alerts")
     return after - before

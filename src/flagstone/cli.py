@@ -425,5 +425,19 @@ def generate(
     out.print(info.summary(), highlight=False)
 
 
+def _register_serve() -> None:
+    # Defined in their own module (the web stack is imported only when they run).
+    from flagstone.cli_serve import keys_app, keys_create, keys_list, keys_revoke, serve
+
+    app.command()(_friendly(serve))
+    keys_app.command("create")(_friendly(keys_create))
+    keys_app.command("list")(_friendly(keys_list))
+    keys_app.command("revoke")(_friendly(keys_revoke))
+    app.add_typer(keys_app)
+
+
+_register_serve()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -1,4 +1,5 @@
-"""The event store: one DuckDB file holding events, reference tables, quarantine and alerts.
+"""The event store: one DuckDB file holding events, reference tables, quarantine and alerts (and,
+for the scoring service, the decisions it gave and its API keys).
 
 Every writer goes through a transaction (``Store.transaction``) so that a batch lands whole or not
 at all; DuckDB's write-ahead log makes that hold even when the process is killed mid-batch.
@@ -89,6 +90,26 @@ CREATE TABLE IF NOT EXISTS alerts (
   evidence VARCHAR[] NOT NULL,
   "values" JSON NOT NULL,
   reason VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS served (
+  source VARCHAR NOT NULL,
+  event_id VARCHAR NOT NULL,
+  received_at TIMESTAMP NOT NULL,
+  content_hash VARCHAR NOT NULL,
+  decision JSON NOT NULL,
+  PRIMARY KEY (source, event_id)
+);
+CREATE TABLE IF NOT EXISTS absorbed_segments (
+  segment VARCHAR PRIMARY KEY,
+  absorbed_at TIMESTAMP NOT NULL,
+  events BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+  key_id VARCHAR PRIMARY KEY,
+  name VARCHAR NOT NULL,
+  secret_hash VARCHAR NOT NULL,
+  created_at TIMESTAMP NOT NULL,
+  revoked_at TIMESTAMP
 );
 """
 

@@ -1,0 +1,130 @@
+"""``flagstone serve`` and ``flagstone keys``: the real-time scoring service on the command line.
+
+Kept apart from ``cli.py`` so that the web stack is imported only when these commands run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flagstone.errors import InputError
+
+keys_app = typer.Typer(
+    name="keys", help="API keys of the scoring service (shown once, stored hashed).", no_args_is_help=True
+)
+err = Console(stderr=True)
+out = Console()
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="DuckDB store file. Default: $FLAGSTONE_STORE, else ./flagstone.duckdb."),
+]
+
+
+def serve(
+    rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")],
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", "-s", help="Name of a source that posts canonical events (docs/events.md); repeatable."
+        ),
+    ] = None,
+    mapping: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--mapping", "-m", help="Events mapping of a source that posts its own records (slower); repeatable."
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    lateness: Annotated[
+        str, typer.Option(help="How far behind the newest event an event may be and still be tested (e.g. 1h).")
+    ] = "1h",
+    params: Annotated[Path | None, typer.Option("--params", help="YAML of per-deployment thresholds.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one threshold: RULE.PARAM=VALUE.")] = None,
+    skip_unsupported: Annotated[
+        bool, typer.Option(help="Run the other rules when some cannot run in real time (instead of refusing).")
+    ] = False,
+) -> None:
+    """Score events as they happen: POST /v1/events answers with the alerts each event fires.
+
+    The same rules as `flagstone scan`, evaluated incrementally in memory; every accepted event is
+    stored before it is answered, and the state is rebuilt from the store on start. See
+    docs/serve.md for the API; keys come from `flagstone keys create`.
+    """
+    from datetime import timedelta
+
+    import uvicorn
+
+    from flagstone.engines.realtime import check_supported
+    from flagstone.errors import UnsupportedError
+    from flagstone.ingest import load_mapping
+    from flagstone.rules import load_rules
+    from flagstone.rules.reader import parse_duration
+    from flagstone.serve import ScoringService, create_app
+
+    try:
+        late = timedelta(microseconds=parse_duration(lateness))
+    except ValueError as exc:
+        raise InputError(str(exc), field="--lateness", value=lateness) from exc
+    ruleset = load_rules(rules, params_file=params, overrides=set_ or [])
+    runnable = []
+    for rule in ruleset:
+        try:
+            check_supported(rule)
+        except UnsupportedError as exc:
+            if not skip_unsupported:
+                raise InputError(f"{exc}; leave it to `flagstone scan`, or pass --skip-unsupported") from exc
+            err.print(f"skipped: {exc}", highlight=False)
+            continue
+        runnable.append(rule)
+    mappings = [load_mapping(m) for m in mapping or []]
+    err.print("rebuilding the real-time state from the store ...", highlight=False)
+    service = ScoringService(store, runnable, mappings, canonical=source or [], lateness=late)
+    err.print(
+        f"{len(runnable)} rules, {service.replayed:,} stored events replayed; "
+        f"listening on http://{host}:{port} (API docs at /docs)",
+        highlight=False,
+    )
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+
+
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what will use the key (e.g. payments-gateway).")],
+    store: StoreOpt = None,
+) -> None:
+    """Make a key and print it once; only its hash is stored."""
+    from flagstone.serve import create_key
+    from flagstone.store import Store
+
+    with Store(store) as st:
+        key = create_key(st.con, name)
+    err.print("the key (shown only now; keep it secret):", highlight=False)
+    print(key)
+
+
+def keys_list(store: StoreOpt = None) -> None:
+    """Key ids, names and dates (never the keys themselves)."""
+    from flagstone.serve import list_keys
+    from flagstone.store import Store
+
+    with Store(store, create=False) as st:
+        for k in list_keys(st.con):
+            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+            out.print(f"{k.key_id}  {k.name}  created {k.created_at:%Y-%m-%d %H:%M}  {state}", highlight=False)
+
+
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (fsk_<id>_...).")], store: StoreOpt = None
+) -> None:
+    """Refuse a key from now on (a running service notices within seconds)."""
+    from flagstone.serve import revoke_key
+    from flagstone.store import Store
+
+    with Store(store, create=False) as st:
+        revoke_key(st.con, key_id)
+    out.print(f"key {key_id} revoked")

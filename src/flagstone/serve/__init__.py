@@ -1,0 +1,22 @@
+"""The real-time scoring service (``flagstone serve``): one event in, a decision out.
+
+``ScoringService`` stores and scores events (group commit, rebuild on start-up); ``create_app``
+puts FastAPI in front of it; ``create_key`` makes the API keys it accepts. ``docs/serve.md`` is
+the user's guide.
+"""
+
+from flagstone.ingest import canonical_mapping_text
+from flagstone.serve._app import create_app
+from flagstone.serve._keys import create_key, list_keys, revoke_key
+from flagstone.serve._service import MAX_BATCH, Rejected, ScoringService
+
+__all__ = [
+    "MAX_BATCH",
+    "Rejected",
+    "ScoringService",
+    "canonical_mapping_text",
+    "create_app",
+    "create_key",
+    "list_keys",
+    "revoke_key",
+]

@@ -1,0 +1,168 @@
+"""The HTTP face of the scoring service (FastAPI): routes, API-key check, errors, metrics."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
+
+from flagstone import __version__
+from flagstone.serve._keys import KeyChecker
+from flagstone.serve._metrics import Metrics
+from flagstone.serve._models import Alerts, Decisions, Health, Problems, Record, Unauthorized
+from flagstone.serve._service import MAX_BATCH, Rejected, ScoringService, api_alert
+
+DESCRIPTION = """\
+Scores single events (or batches of up to 1,000) against the loaded rules, as they happen, and
+answers with the alerts each event fires. An event is stored before it is answered; sending an
+event again (same source and event id) returns the original decision and changes nothing.
+Records are given in the fields of a configured source's ingest mapping (docs/mapping.md).
+Every request except GET /v1/health needs `Authorization: Bearer <key>` (`flagstone keys create`).
+"""
+
+Batch = Annotated[list[Record], Field(min_length=1, max_length=MAX_BATCH)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Unauthorized, "description": "No valid API key."},
+    422: {"model": Problems, "description": "A record (or the request) is malformed; nothing was applied."},
+}
+
+
+def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> FastAPI:
+    checker = KeyChecker(service.store.con)
+    metrics = Metrics(service)
+    bearer = HTTPBearer(auto_error=False, description="An API key made by `flagstone keys create`.")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            await asyncio.to_thread(service.close)
+
+    app = FastAPI(title="Flagstone scoring service", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+
+    def require_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if credentials is None or not checker.valid(credentials.credentials):
+            raise HTTPException(
+                401, "a valid API key is required: Authorization: Bearer fsk_...", {"WWW-Authenticate": "Bearer"}
+            )
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "other")
+        metrics.observe(endpoint, response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ())]
+            index = next((int(p) for p in loc[1:2] if p.isdigit()), None)
+            value = err.get("input")
+            problems.append(
+                {
+                    "index": index,
+                    "field": ".".join(loc) or None,
+                    "value": None if value is None else str(value)[:200],
+                    "reason": err.get("msg", "invalid"),
+                }
+            )
+        return JSONResponse(status_code=422, content={"detail": problems})
+
+    @app.post(
+        "/v1/events",
+        response_model=Decisions,
+        responses={
+            **ERRORS,
+            409: {
+                "model": Problems,
+                "description": "An event id was accepted before with different content; nothing was applied.",
+            },
+        },
+        dependencies=[Depends(require_key)],
+        summary="Score one event, or a batch of up to 1,000",
+    )
+    async def post_events(
+        body: Annotated[Record | Batch, Body(description="One record, or a list of records, in the source's mapping.")],
+        source: Annotated[
+            str | None,
+            Query(
+                description="The configured source (mapping) the records come from; "
+                "may be left out when the service has one."
+            ),
+        ] = None,
+    ) -> Any:
+        records = body if isinstance(body, list) else [body]
+        chosen = source or service.default_source
+        if chosen is None:
+            problem = {
+                "index": None,
+                "field": "source",
+                "value": None,
+                "reason": "several sources are configured; name one: " + ", ".join(sorted(service.intakes)),
+            }
+            return JSONResponse(status_code=422, content={"detail": [problem]})
+        try:
+            decisions = await asyncio.wrap_future(service.submit(chosen, records))
+        except Rejected as exc:
+            return JSONResponse(status_code=exc.status, content={"detail": exc.errors})
+        return {"decisions": decisions}
+
+    @app.get(
+        "/v1/alerts",
+        response_model=Alerts,
+        responses=ERRORS,
+        dependencies=[Depends(require_key)],
+        summary="Stored alerts, newest first",
+    )
+    def get_alerts(
+        rule_id: Annotated[str | None, Query(description="Only this rule's alerts.")] = None,
+        since: Annotated[datetime | None, Query(description="Only alerts fired at or after this time (UTC).")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+    ) -> Any:
+        service.flush()  # every alert decided before this request is listed
+        where, args = [], []
+        if rule_id is not None:
+            where.append("rule_id = ?")
+            args.append(rule_id)
+        if since is not None:
+            where.append("last_ts >= ?")
+            args.append(since.astimezone(UTC).replace(tzinfo=None) if since.tzinfo else since)
+        sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
+        cur = service.reader().execute(sql + " ORDER BY last_ts DESC, alert_id LIMIT ?", [*args, limit])
+        names = [d[0] for d in cur.description]
+        return {"alerts": [api_alert(dict(zip(names, row, strict=True))) for row in cur.fetchall()]}
+
+    @app.get("/v1/health", response_model=Health, summary="Is the service up (no key needed)")
+    def health() -> Any:
+        return {
+            "status": "ok",
+            "rules": len(service.rules),
+            "sources": sorted(service.intakes),
+            "events_in_state": service.counters.state_events,
+        }
+
+    @app.get(
+        "/v1/metrics",
+        response_class=PlainTextResponse,
+        dependencies=[Depends(require_key)],
+        responses={
+            **ERRORS,
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format."},
+        },
+        summary="Prometheus metrics",
+    )
+    def get_metrics() -> PlainTextResponse:
+        return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,221 @@
+"""The scoring service: replaying files through it gives exactly the batch scan's alerts (records in
+a source's mapping, and canonical events over HTTP); retries, bad input, keys, restarts and
+metrics behave as docs/serve.md says."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from serve_data import PACKS, DemoFiles, canonical_file, demo_files, reference_store, time_order
+
+from flagstone.ingest import canonical_mapping_text, ingest_file, load_mapping
+from flagstone.rules import load_rules
+from flagstone.scan import scan_store
+from flagstone.serve import ScoringService, create_app, create_key
+from flagstone.store import Store
+
+ALERT_FIELDS = (
+    "alert_id, rule_id, rule_version, severity, group_key, first_ts, last_ts, fire_source, "
+    'fire_event_id, evidence_sources, evidence, "values", reason'
+)
+CANONICAL_PACKS = PACKS[:2]  # aml and precursors (pep needs the customer records, keyed by the bank's ids)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoFiles:
+    return demo_files(tmp_path_factory.mktemp("demo"), events=40_000)
+
+
+@pytest.fixture(scope="module")
+def batch_store(demo: DemoFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bank (as JSON lines) and shop files ingested and scanned in batch."""
+    path = tmp_path_factory.mktemp("batch") / "batch.duckdb"
+    reference_store(path, demo)
+    with Store(path) as store:
+        ingest_file(store, demo.bank, demo.bank_mapping, progress=False)
+        ingest_file(store, demo.shop, demo.shop_mapping, progress=False)
+        scan_store(store, load_rules(PACKS), progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def canonical(batch_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same events as canonical JSON lines, and a store that ingested and scanned that file."""
+    folder = tmp_path_factory.mktemp("canonical")
+    events = canonical_file(batch_store, folder / "events.jsonl")
+    mapping = folder / "api.yaml"
+    mapping.write_text(canonical_mapping_text("api"))
+    path = folder / "batch.duckdb"
+    with Store(path) as store:
+        ingest_file(store, events, mapping, progress=False)
+        scan_store(store, load_rules(CANONICAL_PACKS), progress=False)
+    return events, path
+
+
+def _alerts(where: Path | ScoringService) -> list[tuple[Any, ...]]:
+    query = f"SELECT {ALERT_FIELDS} FROM alerts ORDER BY alert_id"
+    if isinstance(where, ScoringService):
+        where.flush()  # what was logged, absorbed
+        return where.reader().execute(query).fetchall()
+    with Store(where, read_only=True) as st:
+        return st.con.execute(query).fetchall()
+
+
+def _count(service: ScoringService, table: str) -> int:
+    service.flush()
+    return int(service.reader().execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+
+def _mapped_service(store: Path, demo: DemoFiles) -> ScoringService:
+    mappings = [load_mapping(demo.bank_mapping), load_mapping(demo.shop_mapping)]
+    return ScoringService(store, list(load_rules(PACKS)), mappings)
+
+
+def test_records_in_their_mapping_give_the_batch_scans_alerts(
+    tmp_path: Path, demo: DemoFiles, batch_store: Path
+) -> None:
+    """Each record sent on its own (queued at once, so the service groups them as under load):
+    every alert of the batch scan, with the same id, evidence, values and reason."""
+    path = tmp_path / "served.duckdb"
+    reference_store(path, demo, key_from=batch_store)
+    service = _mapped_service(path, demo)
+    records = list(time_order(batch_store, demo))
+    futures = [service.submit(source, [record]) for source, record in records]
+    decisions = [f.result() for f in futures]
+    expected = _alerts(batch_store)
+    assert len(expected) > 20
+    assert {a[1] for a in expected} >= {"aml.structuring", "precursors.annex_basket", "pep.spending_above_income"}
+    assert _alerts(service) == expected
+    assert sum(len(d[0]["alerts"]) for d in decisions) == len(expected)
+    assert _count(service, "events") == len(records)
+    service.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path, canonical: tuple[Path, Path]) -> Iterator[tuple[TestClient, dict[str, str], ScoringService]]:
+    path = tmp_path / "served.duckdb"
+    with Store(path) as st:
+        key = create_key(st.con, "tests")
+    (tmp_path / "served.duckdb.key").write_text(Path(f"{canonical[1]}.key").read_text())
+    (tmp_path / "served.duckdb.key").chmod(0o600)
+    service = ScoringService(path, list(load_rules(CANONICAL_PACKS)), canonical=["api"])
+    with TestClient(create_app(service)) as client:
+        yield client, {"Authorization": f"Bearer {key}"}, service
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_canonical_events_over_http_give_the_batch_scans_alerts(served: Any, canonical: tuple[Path, Path]) -> None:
+    client, auth, service = served
+    events = _lines(canonical[0])
+    for i in range(0, len(events), 250):
+        r = client.post("/v1/events", json=events[i : i + 250], headers=auth)
+        assert r.status_code == 200, r.text
+    expected = _alerts(canonical[1])
+    assert len(expected) > 20
+    assert _alerts(service) == expected
+    assert _count(service, "events") == len(events)
+
+
+def test_a_decision_explains_each_alert(served: Any, canonical: tuple[Path, Path]) -> None:
+    client, auth, _ = served
+    events = _lines(canonical[0])
+    fired = None
+    for i in range(0, len(events), 500):
+        decisions = client.post("/v1/events", json=events[i : i + 500], headers=auth).json()["decisions"]
+        fired = next((d for d in decisions if d["alerts"]), None)
+        if fired:
+            break
+    assert fired is not None and fired["status"] == "scored" and not fired["retry"]
+    alert = fired["alerts"][0]
+    assert alert["fire"] == {"source": "api", "event_id": fired["event_id"]}
+    assert alert["evidence"][-1] == alert["fire"] and alert["values"] and alert["reason"]
+    listed = client.get("/v1/alerts", params={"rule_id": alert["rule_id"]}, headers=auth).json()["alerts"]
+    assert alert in listed
+
+
+def test_retry_returns_the_original_decision_and_changes_nothing(served: Any, canonical: tuple[Path, Path]) -> None:
+    client, auth, service = served
+    batch = _lines(canonical[0])[:20]
+    first = client.post("/v1/events", json=batch, headers=auth).json()["decisions"]
+    again = client.post("/v1/events", json=batch, headers=auth).json()["decisions"]
+    assert [d["retry"] for d in again] == [True] * 20
+    assert [{**d, "retry": False} for d in again] == first
+    twice = client.post("/v1/events", json=[batch[0], batch[0]], headers=auth).json()["decisions"]
+    assert [d["retry"] for d in twice] == [True, True]
+    changed = {**batch[3], "amount": "99"}
+    r = client.post("/v1/events", json=changed, headers=auth)
+    assert r.status_code == 409 and r.json()["detail"][0]["field"] == "event_id"
+    assert _count(service, "events") == _count(service, "served") == 20
+
+
+def test_a_bad_event_rejects_the_whole_batch(served: Any, canonical: tuple[Path, Path]) -> None:
+    client, auth, service = served
+    batch = _lines(canonical[0])[:10]
+    batch[6] = {**batch[6], "ts": "yesterday"}
+    r = client.post("/v1/events", json=batch, headers=auth)
+    assert r.status_code == 422
+    [problem] = r.json()["detail"]
+    assert problem["index"] == 6 and problem["field"] == "ts" and problem["value"] == "yesterday"
+    assert "ISO 8601" in problem["reason"]
+    cases = [
+        ([], "body"),
+        ([1, 2], "body"),
+        ({"ts": "2024-01-01T00:00:00", "kind": "x"}, "event_id"),
+        ({**batch[0], "amount": "1.23456"}, "4 decimal places"),
+        ({**batch[0], "currency": "EURO"}, "ISO 4217"),
+        ({**batch[0], "colour": "red"}, "colour"),
+        ([batch[0]] * 1001, "1000"),
+    ]
+    for body, expected in cases:
+        r = client.post("/v1/events", json=body, headers=auth)
+        assert r.status_code == 422 and expected in json.dumps(r.json()), r.text
+    r = client.post("/v1/events?source=nowhere", json=batch[:1], headers=auth)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "source"
+    assert _count(service, "events") == 0
+
+
+def test_requests_without_a_valid_key_get_401(served: Any, canonical: tuple[Path, Path]) -> None:
+    client, auth, service = served
+    event = _lines(canonical[0])[0]
+    for headers in [{}, {"Authorization": "Bearer fsk_0000_nope"}, {"Authorization": auth["Authorization"] + "x"}]:
+        for method, url in [("POST", "/v1/events"), ("GET", "/v1/alerts"), ("GET", "/v1/metrics")]:
+            r = client.request(method, url, json=event, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (headers, url)
+    assert client.get("/v1/health").status_code == 200
+    stored = service.reader().execute("SELECT secret_hash FROM api_keys").fetchall()
+    secret = auth["Authorization"].split("_", 2)[2]
+    assert secret not in json.dumps(stored)  # only a hash is kept
+    assert _count(service, "events") == 0
+
+
+def test_metrics_in_prometheus_text(served: Any, canonical: tuple[Path, Path]) -> None:
+    client, auth, _ = served
+    client.post("/v1/events", json=_lines(canonical[0])[:5], headers=auth)
+    text = client.get("/v1/metrics", headers=auth).text
+    assert 'flagstone_requests_total{endpoint="/v1/events",status="200"} 1.0' in text
+    assert 'flagstone_request_seconds_bucket{endpoint="/v1/events",le="0.02"}' in text
+    assert "flagstone_events_scored_total 5.0" in text
+    assert 'flagstone_alerts_total{rule="aml.structuring"}' in text
+    assert "flagstone_events_in_state " in text
+
+
+def test_restart_rebuilds_the_state_from_the_store(tmp_path: Path, demo: DemoFiles, batch_store: Path) -> None:
+    """Half the records, a restart, the other half: the same alerts as without the restart."""
+    path = tmp_path / "restart.duckdb"
+    reference_store(path, demo, key_from=batch_store)
+    records = list(time_order(batch_store, demo))
+    half = len(records) // 2
+    for part in (records[:half], records[half:]):
+        service = _mapped_service(path, demo)
+        for f in [service.submit(source, [record]) for source, record in part]:
+            f.result()
+        service.close()
+    assert _alerts(path) == _alerts(batch_store)
