@@ -147,7 +147,8 @@ class CanonicalIntake:
     def take_identities(self) -> list[list[str]]:
         """The encrypted identities first met since the last call, as ``[pseudonym, nonce, ciphertext]``
         (hex): the caller stores them with the events, in the same durable write."""
-        new, self._new = self._new, []
+        new = list({p: [p, n, c] for p, n, c in self._new}.values())  # one row per pseudonym
+        self._new = []
         if len(self._known) > KNOWN_LIMIT:
             self._known.clear()
         self._known.update(p for p, _, _ in new)
