@@ -85,8 +85,7 @@ def test_killed_mid_stream_nothing_lost_nothing_doubled(tmp_path: Path) -> None:
 
     served = tmp_path / "served.duckdb"
     shutil.copy(f"{batch}.key", f"{served}.key")
-    with Store(served) as st:
-        key = create_key(st.con, "kill-test")
+    key = create_key(served, "kill-test")
     auth = {"Authorization": f"Bearer {key}"}
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1/events"

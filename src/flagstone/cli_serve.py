@@ -99,10 +99,8 @@ def keys_create(
 ) -> None:
     """Make a key and print it once; only its hash is stored."""
     from flagstone.serve import create_key
-    from flagstone.store import Store
 
-    with Store(store) as st:
-        key = create_key(st.con, name)
+    key = create_key(store, name)
     err.print("the key (shown only now; keep it secret):", highlight=False)
     print(key)
 
@@ -110,21 +108,17 @@ def keys_create(
 def keys_list(store: StoreOpt = None) -> None:
     """Key ids, names and dates (never the keys themselves)."""
     from flagstone.serve import list_keys
-    from flagstone.store import Store
 
-    with Store(store, create=False) as st:
-        for k in list_keys(st.con):
-            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-            out.print(f"{k.key_id}  {k.name}  created {k.created_at:%Y-%m-%d %H:%M}  {state}", highlight=False)
+    for k in list_keys(store):
+        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+        out.print(f"{k.key_id}  {k.name}  created {k.created_at}  {state}", highlight=False)
 
 
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (fsk_<id>_...).")], store: StoreOpt = None
 ) -> None:
-    """Refuse a key from now on (a running service notices within seconds)."""
+    """Refuse a key from now on (a running service notices within a second)."""
     from flagstone.serve import revoke_key
-    from flagstone.store import Store
 
-    with Store(store, create=False) as st:
-        revoke_key(st.con, key_id)
+    revoke_key(store, key_id)
     out.print(f"key {key_id} revoked")

@@ -1,5 +1,5 @@
 """The event store: one DuckDB file holding events, reference tables, quarantine and alerts (and,
-for the scoring service, the decisions it gave and its API keys).
+for the scoring service, the decisions it gave and the intake-log segments it absorbed).
 
 Every writer goes through a transaction (``Store.transaction``) so that a batch lands whole or not
 at all; DuckDB's write-ahead log makes that hold even when the process is killed mid-batch.
@@ -103,13 +103,6 @@ CREATE TABLE IF NOT EXISTS absorbed_segments (
   segment VARCHAR PRIMARY KEY,
   absorbed_at TIMESTAMP NOT NULL,
   events BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-  key_id VARCHAR PRIMARY KEY,
-  name VARCHAR NOT NULL,
-  secret_hash VARCHAR NOT NULL,
-  created_at TIMESTAMP NOT NULL,
-  revoked_at TIMESTAMP
 );
 """
 

@@ -4,14 +4,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flagstone import __version__
 from flagstone.serve._keys import KeyChecker
@@ -35,7 +37,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> FastAPI:
-    checker = KeyChecker(service.store.con)
+    checker = KeyChecker(service.store.path)
     metrics = Metrics(service)
     bearer = HTTPBearer(auto_error=False, description="An API key made by `flagstone keys create`.")
 
@@ -66,6 +68,10 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors():
+            if err.get("type") == "json_invalid":  # its loc holds a character offset, not a record's index
+                reason = f"not valid JSON: {err.get('ctx', {}).get('error', 'decode error')}"
+                problems.append({"index": None, "field": "body", "value": None, "reason": reason})
+                continue
             loc = [str(p) for p in err.get("loc", ())]
             index = next((int(p) for p in loc[1:2] if p.isdigit()), None)
             value = err.get("input")
@@ -78,6 +84,15 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
                 }
             )
         return JSONResponse(status_code=422, content={"detail": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 for a body it cannot decode (not UTF-8 text): a malformed request like
+        # any other, so the documented 422 with its problem list.
+        if exc.status_code == 400:
+            problem = {"index": None, "field": "body", "value": None, "reason": "not valid JSON (UTF-8 text)"}
+            return JSONResponse(status_code=422, content={"detail": [problem]})
+        return await http_exception_handler(request, exc)
 
     @app.post(
         "/v1/events",
@@ -137,7 +152,10 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
             args.append(rule_id)
         if since is not None:
             where.append("last_ts >= ?")
-            args.append(since.astimezone(UTC).replace(tzinfo=None) if since.tzinfo else since)
+            try:
+                args.append(since.astimezone(UTC).replace(tzinfo=None) if since.tzinfo else since)
+            except OverflowError:  # in UTC beyond year 1 or 9999: earlier or later than any alert
+                args.append(datetime.max if since.year == MAXYEAR else datetime.min)
         sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
         cur = service.reader().execute(sql + " ORDER BY last_ts DESC, alert_id LIMIT ?", [*args, limit])
         names = [d[0] for d in cur.description]
@@ -154,7 +172,8 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
 
     @app.get(
         "/v1/metrics",
-        response_class=PlainTextResponse,
+        # Not PlainTextResponse: FastAPI would then document the JSON errors (401) as text/plain too.
+        response_class=Response,
         dependencies=[Depends(require_key)],
         responses={
             **ERRORS,

@@ -91,8 +91,9 @@ class Counters:
     measured_at: float = 0.0
 
 
-def content_hash(record: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+def content_hash(event: dict[str, Any]) -> str:
+    """Of the event as stored (pseudonymised), so that the hash says nothing about clear identities."""
+    return hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ScoringService:
@@ -363,7 +364,7 @@ class ScoringService:
                     s.future.set_exception(Rejected(422, bad[i]))
                     continue
                 s.events = [next(good) for _ in s.records]
-                s.hashes = [content_hash(r) for r in s.records]
+                s.hashes = [content_hash(e) for e in s.events]
                 accepted.append(s)
         return accepted
 
