@@ -218,3 +218,53 @@ def test_restart_rebuilds_the_state_from_the_store(tmp_path: Path, demo: DemoFil
             f.result()
         service.close()
     assert _alerts(path) == _alerts(batch_store)
+
+
+def test_episode_alerts_grow_in_the_store_as_in_a_batch_scan(tmp_path: Path) -> None:
+    """An ``evidence: episode`` rule: alerts fired by the service are rewritten as their episode
+    grows, ending equal to the batch scan's."""
+    rule = tmp_path / "burst.yaml"
+    rule.write_text(
+        json.dumps(
+            {
+                "id": "t.burst",
+                "version": 1,
+                "title": "burst",
+                "severity": "low",
+                "kind": "window",
+                "match": "kind = 'transfer'",
+                "group_by": ["actor"],
+                "window": "2h",
+                "aggregates": {"n": "count(*)", "total": "sum(amount)"},
+                "having": "n >= 3",
+                "evidence": "episode",
+            }
+        )
+    )
+    events = [
+        {
+            "event_id": f"e{i:03d}",
+            "ts": f"2024-05-01T{i // 6:02d}:{i % 6 * 10:02d}:00",
+            "kind": "transfer",
+            "actor": f"acc{i % 2 if i < 40 else 9}",
+            "amount": str(10 + i),
+        }
+        for i in range(60)
+    ]
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("".join(json.dumps(e) + "\n" for e in events))
+    (tmp_path / "api.yaml").write_text(canonical_mapping_text("api"))
+    batch = tmp_path / "batch.duckdb"
+    with Store(batch) as store:
+        ingest_file(store, lines, tmp_path / "api.yaml", progress=False)
+        scan_store(store, load_rules([rule]), progress=False)
+    served = tmp_path / "served.duckdb"
+    Path(f"{served}.key").write_text(Path(f"{batch}.key").read_text())
+    Path(f"{served}.key").chmod(0o600)
+    service = ScoringService(served, list(load_rules([rule])), canonical=["api"])
+    decisions = [service.submit("api", [e]).result()[0] for e in events]
+    assert any(d["updated_alerts"] for d in decisions)
+    expected = _alerts(batch)
+    assert expected and max(len(a[10]) for a in expected) > 3  # an episode longer than one window
+    assert _alerts(service) == expected
+    service.close()

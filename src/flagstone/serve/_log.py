@@ -15,14 +15,12 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 import duckdb
-import pyarrow as pa
 
 from flagstone.alerts import insert_alerts
 from flagstone.events import EVENT_COLUMNS
@@ -82,83 +80,79 @@ class IntakeLog:
             self.current = None
 
 
-def read_segment(path: Path) -> Iterator[dict[str, Any]]:
-    """The segment's entries; a torn last line (a crash during its write) was never acknowledged."""
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                return
-
-
 def absorb(store: Store, con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
-    """Move one closed segment into the store, exactly once; returns the event keys it held."""
+    """Move one closed segment into the store, exactly once; returns the event keys it held.
+
+    DuckDB reads the segment itself (``read_json``), so absorbing costs the service's request
+    threads almost no Python time; a torn last line is skipped (``ignore_errors``).
+    """
     name = path.name
-    entries = list(read_segment(path))
-    events = [e for entry in entries for e in entry["events"]]
+    segment = _read_json(path)
     con.execute("BEGIN TRANSACTION")
     try:
         done = con.execute("SELECT 1 FROM absorbed_segments WHERE segment = ?", [name]).fetchall()
+        keys: list[tuple[str, str]] = []
         if not done:
-            _insert(con, entries, events)
-            for entry in entries:
-                if entry["alerts"]:
-                    insert_alerts(store, [_alert(row) for row in entry["alerts"]], con=con)
-                for row in entry["updates"]:
-                    _update_alert(con, _alert(row))
+            keys = _insert(con, segment)
+            [(alerts, updates)] = con.execute(
+                f"SELECT flatten(list(alerts)), flatten(list(updates)) FROM {segment}"
+            ).fetchall()
+            if alerts:
+                insert_alerts(store, [_alert(json.loads(a)) for a in alerts], con=con)
+            # An episode's evidence only grows, so the longest update of an alert is its latest.
+            for row in sorted((json.loads(u) for u in updates or []), key=lambda r: len(r["evidence"])):
+                _update_alert(con, _alert(row))
             con.execute(
                 "INSERT INTO absorbed_segments VALUES (?, ?, ?)",
-                [name, datetime.now(UTC).replace(tzinfo=None), len(events)],
+                [name, datetime.now(UTC).replace(tzinfo=None), len(keys)],
             )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     path.unlink()
-    return [(e["source"], e["event_id"]) for e in events]
+    return keys
 
 
-def _insert(con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
-    if events:
-        # Text columns; DuckDB casts them to the store's types (exact decimals, timestamps) on insert.
-        new_events = pa.table(  # noqa: F841 - read by the SQL below (replacement scan)
-            {c: pa.array([_text(e.get(c)) for e in events], pa.string()) for c in [*EVENT_COLS, "batch_id"]}
+_EVENT_STRUCT = ", ".join(f"{c} VARCHAR" for c in EVENT_COLS) + ", batch_id BIGINT"
+
+
+def _read_json(path: Path) -> str:
+    text = str(path).replace("'", "''")
+    return (
+        f"read_json('{text}', format = 'newline_delimited', ignore_errors = true, columns = {{"
+        f"'events': 'STRUCT({_EVENT_STRUCT})[]', 'served': 'VARCHAR[][]', 'identities': 'VARCHAR[][]', "
+        "'alerts': 'JSON[]', 'updates': 'JSON[]'})"
+    )
+
+
+def _insert(con: duckdb.DuckDBPyConnection, segment: str) -> list[tuple[str, str]]:
+    """Events, decisions and identities of the segment; DuckDB casts the logged text to the store's
+    types (exact decimals, timestamps) as it inserts."""
+    con.execute(
+        f"INSERT INTO events ({', '.join([*EVENT_COLS, 'batch_id'])}) "
+        f"SELECT e.* FROM (SELECT unnest(events) AS e FROM {segment})"
+    )
+    con.execute(
+        "INSERT INTO served SELECT s[1], s[2], CAST(s[3] AS TIMESTAMP), s[4], s[5] "
+        f"FROM (SELECT unnest(served) AS s FROM {segment})"
+    )
+    con.execute(
+        "INSERT OR IGNORE INTO identities SELECT DISTINCT ON (i[1]) i[1], unhex(i[2]), unhex(i[3]) "
+        f"FROM (SELECT unnest(identities) AS i FROM {segment})"
+    )
+    counts = con.execute(
+        f"SELECT e.batch_id, e.source, e.event_id FROM (SELECT unnest(events) AS e FROM {segment})"
+    ).fetchall()
+    loaded: dict[int, int] = {}
+    for batch_id, _, _ in counts:
+        loaded[batch_id] = loaded.get(batch_id, 0) + 1
+    for batch_id, n in loaded.items():
+        con.execute(
+            "UPDATE ingest_batches SET read = read + ?, loaded = loaded + ?, finished_at = ? WHERE batch_id = ?",
+            [n, n, datetime.now(UTC).replace(tzinfo=None), batch_id],
         )
-        con.execute(f"INSERT INTO events ({', '.join([*EVENT_COLS, 'batch_id'])}) SELECT * FROM new_events")
-        served = [s for entry in entries for s in entry["served"]]
-        new_served = pa.table(  # noqa: F841 - read by the SQL below
-            {
-                "source": [s[0] for s in served],
-                "event_id": [s[1] for s in served],
-                "received_at": pa.array([datetime.fromisoformat(s[2]) for s in served], pa.timestamp("us")),
-                "content_hash": [s[3] for s in served],
-                "decision": [s[4] for s in served],
-            }
-        )
-        con.execute("INSERT INTO served SELECT * FROM new_served")
-        counts: dict[int, int] = {}
-        for e in events:
-            counts[e["batch_id"]] = counts.get(e["batch_id"], 0) + 1
-        for batch_id, n in counts.items():
-            con.execute(
-                "UPDATE ingest_batches SET read = read + ?, loaded = loaded + ?, finished_at = ? WHERE batch_id = ?",
-                [n, n, datetime.now(UTC).replace(tzinfo=None), batch_id],
-            )
-    identities = [i for entry in entries for i in entry["identities"]]
-    if identities:
-        new_ids = pa.table(  # noqa: F841 - read by the SQL below
-            {
-                "pseudonym": [i[0] for i in identities],
-                "nonce": pa.array([bytes.fromhex(i[1]) for i in identities], pa.binary()),
-                "ciphertext": pa.array([bytes.fromhex(i[2]) for i in identities], pa.binary()),
-            }
-        )
-        con.execute("INSERT OR IGNORE INTO identities SELECT * FROM new_ids")
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return [(source, event_id) for _, source, event_id in counts]
 
 
 def _alert(row: dict[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class ScoringService:
 
     def __init__(
         self,
-        store_path: str | Path,
+        store_path: str | Path | None,
         rules: Sequence[ir.Rule],
         mappings: Sequence[Mapping] = (),
         *,
@@ -372,7 +372,9 @@ class ScoringService:
         """Fill in the stored decision of every event accepted before (a retry); refuse a reused id.
         An event sent twice within one group is scored once; the second copy gets the first's decision."""
         keys = {(e["source"], e["event_id"]) for s in subs for e in s.events}
-        stored = {k: self._pending[k] for k in keys if k in self._pending}
+        stored: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
+            k: self._pending[k] for k in keys if k in self._pending
+        }
         maybe = {k for k in keys if k not in stored and self.seen.might_hold(*k)}
         if maybe:
             times = [e["ts"] for s in subs for e in s.events if (e["source"], e["event_id"]) in maybe]
