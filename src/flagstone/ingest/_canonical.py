@@ -13,6 +13,7 @@ records, and ``canonical_mapping_text`` is the mapping that ingests the same rec
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,6 +30,7 @@ PLACES = Decimal("0.0001")
 LIMIT = Decimal(10) ** 14  # DECIMAL(18,4): 14 digits before the point
 TS_MIN, TS_MAX = datetime(1900, 1, 1), datetime(2200, 1, 1)
 KNOWN_LIMIT = 100_000  # pseudonyms remembered as stored, before the memory is cleared
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 TEXT_FIELDS = ("event_id", "kind", "actor", "counterparty", "currency", "item", "category", "place", "channel")
 
 
@@ -51,7 +53,7 @@ class CanonicalEvent(BaseModel):
     channel: str | None = None
     attrs: dict[str, Any] | None = Field(None, description="Anything else, kept as a JSON object.")
 
-    @field_validator(*TEXT_FIELDS, mode="before")
+    @field_validator(*TEXT_FIELDS, "amount", "quantity", mode="before")
     @classmethod
     def _blank_is_missing(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
@@ -59,7 +61,8 @@ class CanonicalEvent(BaseModel):
     @field_validator("ts", mode="before")
     @classmethod
     def _text_time(cls, v: Any) -> Any:
-        if not isinstance(v, str):
+        # Pydantic would read a number (or numeric text) as Unix time; the ingest reads ISO 8601 only.
+        if not isinstance(v, str) or _NUMBER.fullmatch(v):
             raise ValueError("expected an ISO 8601 timestamp as text, such as 2024-03-31T14:05:00+02:00")
         return v
 
