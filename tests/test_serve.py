@@ -171,7 +171,7 @@ def test_a_bad_event_rejects_the_whole_batch(served: Any, canonical: tuple[Path,
         ({**batch[0], "amount": "1.23456"}, "4 decimal places"),
         ({**batch[0], "currency": "EURO"}, "ISO 4217"),
         ({**batch[0], "colour": "red"}, "colour"),
-        ([batch[0]] * 1001, "1000"),
+        ([batch[0]] * 1001, "1,001"),
     ]
     for body, expected in cases:
         r = client.post("/v1/events", json=body, headers=auth)

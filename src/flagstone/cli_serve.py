@@ -5,6 +5,7 @@ Kept apart from ``cli.py`` so that the web stack is imported only when these com
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Annotated
 
@@ -90,6 +91,7 @@ def serve(
         f"listening on http://{host}:{port} (API docs at /docs)",
         highlight=False,
     )
+    gc.freeze()  # the rebuilt state is long-lived: keep it out of the collector's full passes
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -117,6 +117,9 @@ class ScoringService:
         if len(set(sources)) != len(sources):
             raise InputError("two sources have the same name", field="source", value=", ".join(sources))
         self.store = Store(store_path)
+        # Absorbing a second of events is small work; one DuckDB thread leaves the other core to the
+        # web loop and the writer instead of competing with them for both.
+        self.store.con.execute("SET threads = 1")
         self.rules = {r.meta.id: r for r in rules}
         self._exit = ExitStack()
         con = self.store.con
