@@ -1,8 +1,8 @@
 """The rule intermediate form: small, typed, engine-neutral.
 
-A rule file is parsed once into these nodes; each back end (DuckDB today; Spark and the real-time
-scorer later) maps node types to its own constructs, and the pure-Python oracle evaluates them
-directly. Nothing here knows about SQL.
+A rule file is parsed once into these nodes; each back end (DuckDB, Spark, and the real-time scorer
+of ``engines/realtime.py``) maps node types to its own constructs, and the pure-Python oracle
+evaluates them directly. Nothing here knows about SQL.
 
 Semantics shared by every back end (``docs/rules.md`` says the same for users):
 
