@@ -501,6 +501,20 @@ def replay_run(args: argparse.Namespace, work: Path, events_file: Path, availabl
     if first_failure:
         print(f"  first failure: {first_failure}")
 
+    # A restart replays the stored events to rebuild the state: how long it takes on this store.
+    t = time.perf_counter()
+    server.start()
+    restart_s = time.perf_counter() - t
+    _, metrics = server.get("/v1/metrics", key)
+    in_state = next(
+        (line.split()[-1] for line in metrics.splitlines() if line.startswith("flagstone_events_in_state")), "?"
+    )
+    server.stop()
+    print(
+        f"restart on {n:,} stored events: healthy after {restart_s:.1f} s ({n / restart_s:,.0f} events/s replayed); "
+        f"events in state {in_state}"
+    )
+
     same, lines = compare_alerts(store_a, store_b)
     for line in lines:
         print(line)
