@@ -5,10 +5,13 @@ metrics behave as docs/serve.md says."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 from serve_data import PACKS, DemoFiles, canonical_file, demo_files, reference_store, time_order
@@ -17,6 +20,7 @@ from flagstone.ingest import canonical_mapping_text, ingest_file, load_mapping
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store
 from flagstone.serve import ScoringService, create_app, create_key
+from flagstone.serve._log import IntakeLog, absorb
 from flagstone.store import Store
 
 ALERT_FIELDS = (
@@ -268,3 +272,62 @@ def test_episode_alerts_grow_in_the_store_as_in_a_batch_scan(tmp_path: Path) -> 
     assert expected and max(len(a[10]) for a in expected) > 3  # an episode longer than one window
     assert _alerts(service) == expected
     service.close()
+
+
+def test_no_accepted_event_is_lost_while_segments_turn_over(tmp_path: Path, monkeypatch: Any) -> None:
+    """Segments opened and absorbed as fast as possible, from several client threads at once, with
+    a slow folder listing (the race's window made wide): the absorber must never take (and delete) a
+    segment the writer is still appending to."""
+    listing = IntakeLog.segments
+
+    def slow_listing(self: IntakeLog) -> list[Path]:
+        time.sleep(0.002)
+        return listing(self)
+
+    monkeypatch.setattr(IntakeLog, "segments", slow_listing)
+    service = ScoringService(
+        tmp_path / "s.duckdb",
+        list(load_rules(CANONICAL_PACKS)),
+        canonical=["api"],
+        segment_seconds=0.005,
+        absorb_every=0.0,
+    )
+    events = [
+        {
+            "event_id": f"e{i}",
+            "ts": f"2024-05-01T10:{i // 60 % 60:02d}:{i % 60:02d}",
+            "kind": "cash_deposit",
+            "actor": f"a{i % 7}",
+            "amount": "9500",
+        }
+        for i in range(3000)
+    ]
+
+    def send(part: list[dict[str, Any]]) -> None:
+        for event in part:
+            service.submit("api", [event]).result()
+
+    threads = [threading.Thread(target=send, args=(events[k::4],)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _count(service, "events") == _count(service, "served") == len(events)
+    service.close()
+
+
+def test_a_segment_duckdb_cannot_read_whole_is_kept(tmp_path: Path) -> None:
+    """Only a torn last line may be skipped; an entry DuckDB refuses stops the absorption instead of
+    being dropped, and the segment stays on disk."""
+    store = Store(tmp_path / "s.duckdb")
+    folder = tmp_path / "log"
+    folder.mkdir()
+    good = {"events": [], "served": [], "identities": [], "alerts": [], "updates": []}
+    segment = folder / "00000000000000000001-aaaaaa.jsonl"
+    segment.write_text(json.dumps(good) + "\n" + json.dumps({**good, "events": "not a list"}) + "\n")
+    with pytest.raises(duckdb.Error):
+        absorb(store, store.con.cursor(), segment)
+    assert segment.exists()
+    segment.write_text(json.dumps(good) + "\n" + '{"events": [{"event_id"')  # torn by a crash: fine
+    assert absorb(store, store.con.cursor(), segment) == [] and not segment.exists()
+    store.close()

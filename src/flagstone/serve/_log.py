@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -51,20 +52,25 @@ class IntakeLog:
         self.current: Path | None = None
         self._file: IO[str] | None = None
         self._opened = 0.0
+        # Opening or closing a segment and listing the closed ones exclude each other: otherwise the
+        # absorber could list a segment the writer has just opened, absorb it, and delete it while
+        # the writer still appends to it (acknowledged entries would be lost).
+        self._lock = threading.Lock()
 
     def segments(self) -> list[Path]:
         return sorted(self.folder.glob(f"*{SUFFIX}"))
 
     def closed_segments(self) -> list[Path]:
-        current = self.current
-        return [p for p in self.segments() if p != current]
+        with self._lock:
+            return [p for p in self.segments() if p != self.current]
 
     def append(self, entry: dict[str, Any]) -> None:
         """Write one entry and wait until it is on disk."""
         if self._file is None:
-            self.current = self.folder / f"{time.time_ns():020d}-{secrets.token_hex(3)}{SUFFIX}"
-            self._file = self.current.open("a", encoding="utf-8")
-            self._opened = time.monotonic()
+            with self._lock:
+                self.current = self.folder / f"{time.time_ns():020d}-{secrets.token_hex(3)}{SUFFIX}"
+                self._file = self.current.open("a", encoding="utf-8")
+                self._opened = time.monotonic()
         self._file.write(json.dumps(entry, default=_json, separators=(",", ":")) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -74,25 +80,33 @@ class IntakeLog:
 
     def rotate(self) -> None:
         """Close the open segment (it becomes absorbable); the next append starts a new one."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-            self.current = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+                self.current = None
 
 
 def absorb(store: Store, con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
     """Move one closed segment into the store, exactly once; returns the event keys it held.
 
     DuckDB reads the segment itself (``read_json``), so absorbing costs the service's request
-    threads almost no Python time; a torn last line is skipped (``ignore_errors``).
+    threads almost no Python time. A torn last line is cut off first; anything else DuckDB cannot
+    read raises (and the segment stays on disk), so no entry is ever skipped.
     """
     name = path.name
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        data = fh.read()
+    whole = data.rfind(b"\n") + 1
+    if whole < size:
+        os.truncate(path, whole)  # a torn last line was never acknowledged: drop it, keep the rest
     segment = _read_json(path)
     con.execute("BEGIN TRANSACTION")
     try:
         done = con.execute("SELECT 1 FROM absorbed_segments WHERE segment = ?", [name]).fetchall()
         keys: list[tuple[str, str]] = []
-        if not done:
+        if not done and whole:
             keys = _insert(con, segment)
             [(alerts, updates)] = con.execute(
                 f"SELECT flatten(list(alerts)), flatten(list(updates)) FROM {segment}"
@@ -120,7 +134,7 @@ _EVENT_STRUCT = ", ".join(f"{c} VARCHAR" for c in EVENT_COLS) + ", batch_id BIGI
 def _read_json(path: Path) -> str:
     text = str(path).replace("'", "''")
     return (
-        f"read_json('{text}', format = 'newline_delimited', ignore_errors = true, columns = {{"
+        f"read_json('{text}', format = 'newline_delimited', columns = {{"
         f"'events': 'STRUCT({_EVENT_STRUCT})[]', 'served': 'VARCHAR[][]', 'identities': 'VARCHAR[][]', "
         "'alerts': 'JSON[]', 'updates': 'JSON[]'})"
     )

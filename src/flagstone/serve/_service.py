@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -107,6 +108,8 @@ class ScoringService:
         *,
         canonical: Sequence[str] = (),
         lateness: timedelta = timedelta(hours=1),
+        segment_seconds: float = 1.0,
+        absorb_every: float = 0.5,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         sources = [m.source for m in mappings] + list(canonical)
@@ -132,6 +135,8 @@ class ScoringService:
         self.engine = RealtimeEngine(list(rules), _entities(self.store), lateness=lateness)
         self.counters = Counters()
         self.log = IntakeLog(log_folder(self.store.path))
+        self.segment_seconds = segment_seconds  # how long a log segment stays open
+        self.absorb_every = absorb_every
         self._absorb_lock = threading.Lock()
         self._absorb_con = con.cursor()
         self._reader = con.cursor()  # the writer's own reads (retries)
@@ -272,12 +277,12 @@ class ScoringService:
             try:
                 first = self._queue.get(timeout=0.25)
             except queue.Empty:
-                if self.log.age() > 1.0:  # idle: let the absorber have the open segment
+                if self.log.age() > self.segment_seconds:  # idle: let the absorber have the open segment
                     self.log.rotate()
                 continue
             if first is None:
                 return
-            if self.log.age() > 1.0:
+            if self.log.age() > self.segment_seconds:
                 self.log.rotate()
             group = [first]
             size = len(first.records)
@@ -329,8 +334,12 @@ class ScoringService:
     # -- the absorber ---------------------------------------------------------------------------
 
     def _absorb_loop(self) -> None:
-        while not self._stop.wait(0.5):
-            self.absorb_all()
+        while not self._stop.wait(self.absorb_every):
+            try:
+                self.absorb_all()
+            except Exception as exc:  # keep serving: the segment stays on disk and is tried again
+                print(f"flagstone serve: cannot absorb the intake log yet: {exc}", file=sys.stderr, flush=True)
+                self._stop.wait(5.0)
 
     def absorb_all(self) -> None:
         """Move every closed log segment into the store (one transaction each)."""
