@@ -123,6 +123,11 @@ class ScoringService:
         # Absorbing a second of events is small work; one DuckDB thread leaves the other core to the
         # web loop and the writer instead of competing with them for both.
         self.store.con.execute("SET threads = 1")
+        # DuckDB checkpoints its write-ahead log into the database file every 16 MB by default, and
+        # while it does, answers stall for 100-300 ms (measured: p99 at 1,000 events/s went from
+        # 129 ms to 12 ms without it). Once a gigabyte (about a quarter of an hour at 1,000 events/s)
+        # keeps those pauses rare; closing the store checkpoints anyway.
+        self.store.con.execute("SET checkpoint_threshold = '1GB'")
         self.rules = {r.meta.id: r for r in rules}
         self._exit = ExitStack()
         con = self.store.con
