@@ -64,7 +64,7 @@ def converters(tmp_path_factory: pytest.TempPathFactory) -> Any:
     pseudonymiser = Pseudonymiser.for_store(store.path)
     with pseudonymiser.bound(store.con):
         yield (
-            CanonicalIntake(store.con, "api", pseudonymiser),
+            CanonicalIntake("api", pseudonymiser),
             RecordConverter(store.con, load_mapping(mapping), pseudonymiser),
         )
     store.close()

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import duckdb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flagstone.events import CURRENCIES, EVENT_COLUMNS, IDENTIFIER_FIELDS
@@ -113,8 +112,7 @@ def canonical_mapping_text(source: str) -> str:
 class CanonicalIntake:
     """Checks, converts and pseudonymises canonical events of one source."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: str, pseudonymiser: Pseudonymiser) -> None:
-        self.con = con
+    def __init__(self, source: str, pseudonymiser: Pseudonymiser) -> None:
         self.source = source
         self.pseudonymiser = pseudonymiser
         self._known: set[str] = set()  # pseudonyms whose identity is stored already

@@ -86,7 +86,6 @@ class Counters:
     late: int = 0
     alerts: dict[str, int] = field(default_factory=dict)
     groups: int = 0
-    group_events: int = 0
     state_events: int = 0
     state_groups: int = 0
     measured_at: float = 0.0
@@ -136,7 +135,7 @@ class ScoringService:
         self.intakes: dict[str, RecordConverter | CanonicalIntake] = {
             m.source: RecordConverter(con, m, pseudonymiser) for m in mappings
         }
-        self.intakes.update({name: CanonicalIntake(con, name, pseudonymiser) for name in canonical})
+        self.intakes.update({name: CanonicalIntake(name, pseudonymiser) for name in canonical})
         self.engine = RealtimeEngine(list(rules), _entities(self.store), lateness=lateness)
         self.counters = Counters()
         self.log = IntakeLog(log_folder(self.store.path))
@@ -151,8 +150,6 @@ class ScoringService:
         self.seen = SeenKeys(2 * stored + 1_000_000)
         self.scan_id = self._register_scan()
         self.batch_ids = {name: self._register_batch(name) for name in sources}
-        self._loaded: dict[str, int] = {}
-        self._loaded_at = time.monotonic()
         self.replayed = self._rebuild(on_progress)
         self._queue: queue.Queue[_Submission | None] = queue.Queue()
         self._writer = threading.Thread(target=self._run, name="flagstone-writer", daemon=True)
@@ -257,12 +254,10 @@ class ScoringService:
             .sql(f"SELECT {', '.join(EVENT_COLS)} FROM events ORDER BY ts, event_id, source")
             .to_arrow_reader(50_000)
         )
-        seen = getattr(self, "seen", None)
         for batch in batches:
             for event in batch.to_pylist():
                 self.engine.score(event)
-                if seen is not None:
-                    seen.add(event["source"], event["event_id"])
+                self.seen.add(event["source"], event["event_id"])
             n += batch.num_rows
             if on_progress:
                 on_progress(n)
@@ -323,7 +318,6 @@ class ScoringService:
             self._recover()
             return
         self.counters.groups += 1
-        self.counters.group_events += sum(len(s.events) for s in accepted)
         if time.monotonic() - self.counters.measured_at > 1.0:  # walking the state costs; once a second
             self._measure_state()
         for sub in accepted:
@@ -516,9 +510,6 @@ def _ingested(key: tuple[str, str]) -> dict[str, Any]:
     """The decision for an event stored before it was sent here (by a batch ingest): not scored."""
     return {"source": key[0], "event_id": key[1], "status": "duplicate", "alerts": [], "updated_alerts": []}
 
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _stored_decisions(
