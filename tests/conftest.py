@@ -16,6 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from case_db import db_url  # noqa: F401  (the case-database fixture, SQLite and PostgreSQL)
+
 from flagstone.engines import DuckDBEngine
 from flagstone.errors import UnsupportedError
 from flagstone.events import EVENT_COLUMNS
@@ -64,8 +66,7 @@ def load_duckdb(
         )
     for name, ent in entities.items():
         con.execute(
-            "INSERT INTO entities (entity, pep, monthly_income, country, source, batch_id) "
-            "VALUES (?, ?, ?, ?, 't', 1)",
+            "INSERT INTO entities (entity, pep, monthly_income, country, source, batch_id) VALUES (?, ?, ?, ?, 't', 1)",
             [name, ent.get("pep"), ent.get("monthly_income"), ent.get("country")],
         )
 

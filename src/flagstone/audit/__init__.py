@@ -1,5 +1,7 @@
-"""The tamper-evident audit log (issue 6, in progress): so far the RFC 6962 Merkle tree and its proofs."""
+"""The tamper-evident audit log: typed events (``events``), the RFC 6962 Merkle tree (``merkle``),
+the Ed25519 checkpoint key (``signing``), and the log itself with its verifier (``log``)."""
 
+from flagstone.audit.log import AuditLog, Checkpoint, Verification, latest_checkpoint, verify
 from flagstone.audit.merkle import (
     consistency_proof,
     inclusion_proof,
@@ -8,5 +10,22 @@ from flagstone.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from flagstone.audit.signing import Signer, audit_key_path, load_public_key, public_key_path
 
-__all__ = ["consistency_proof", "inclusion_proof", "leaf_hash", "root", "verify_consistency", "verify_inclusion"]
+__all__ = [
+    "AuditLog",
+    "Checkpoint",
+    "Signer",
+    "Verification",
+    "audit_key_path",
+    "consistency_proof",
+    "inclusion_proof",
+    "latest_checkpoint",
+    "leaf_hash",
+    "load_public_key",
+    "public_key_path",
+    "root",
+    "verify",
+    "verify_consistency",
+    "verify_inclusion",
+]

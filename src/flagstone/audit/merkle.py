@@ -120,3 +120,32 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         fn >>= 1
         sn >>= 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+class Frontier:
+    """The right edge of a growing tree: the roots of its perfect subtrees, largest first.
+
+    Appending is a binary carry (O(log n) hashes), and the root folds the edge from the right, which
+    gives the same tree as RFC 6962's split at the largest power of two.
+    """
+
+    def __init__(self, nodes: Sequence[tuple[int, bytes]] = ()) -> None:
+        self.nodes: list[tuple[int, bytes]] = list(nodes)
+
+    @property
+    def size(self) -> int:
+        return sum(n for n, _ in self.nodes)
+
+    def append(self, leaf: bytes) -> None:
+        self.nodes.append((1, leaf))
+        while len(self.nodes) >= 2 and self.nodes[-1][0] == self.nodes[-2][0]:
+            (n, left), (_, right) = self.nodes[-2], self.nodes[-1]
+            self.nodes[-2:] = [(2 * n, node_hash(left, right))]
+
+    def root(self) -> bytes:
+        if not self.nodes:
+            return hashlib.sha256(b"").digest()
+        acc = self.nodes[-1][1]
+        for _, h in reversed(self.nodes[:-1]):
+            acc = node_hash(h, acc)
+        return acc

@@ -1,0 +1,67 @@
+"""Opening the case database: SQLite beside the store by default, PostgreSQL (or any SQLAlchemy URL)
+by ``--db`` or ``$FLAGSTONE_DB``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from flagstone.errors import StoreError
+from flagstone.oversight.schema import audit_head, metadata
+
+DB_ENV = "FLAGSTONE_DB"
+
+
+def resolve_db_url(db: str | None, store_path: str | Path) -> str:
+    """``--db`` wins, then ``$FLAGSTONE_DB``, then ``<store>.cases.sqlite`` beside the store."""
+    return db or os.environ.get(DB_ENV) or f"sqlite:///{Path(store_path).resolve()}.cases.sqlite"
+
+
+def open_database(url: str) -> Engine:
+    """An engine on ``url`` with the tables created; SQLite gets WAL and writer-first transactions."""
+    kwargs: dict[str, Any] = {}
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    try:
+        engine = create_engine(url, **kwargs)
+        if sqlite:
+            _sqlite_writer_first(engine)
+        metadata.create_all(engine)
+        with engine.begin() as con:
+            if con.execute(select(audit_head.c.id)).first() is None:
+                con.execute(insert(audit_head).values(id=1, size=0, frontier="[]"))
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"case database {_safe(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+        ) from exc
+    return engine
+
+
+def _sqlite_writer_first(engine: Engine) -> None:
+    # pysqlite starts transactions lazily and as readers; two writers would then deadlock on the
+    # upgrade. BEGIN IMMEDIATE takes the write lock up front, so appends simply queue.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_con: Any, _record: Any) -> None:
+        dbapi_con.isolation_level = None
+        cur = dbapi_con.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(con: Any) -> None:
+        con.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, cred = head.partition("://")
+    return f"{scheme}://{cred.split(':')[0]}:***@{tail}"
