@@ -123,8 +123,8 @@ class Pseudonymiser:
         ]
         return nonces, ciphertexts
 
-    def _decrypt(self, pseudonym: str, nonce: bytes, ciphertext: bytes) -> str:
-        # Only the round-trip test uses this; re-identification is a later, audited feature.
+    def decrypt(self, pseudonym: str, nonce: bytes, ciphertext: bytes) -> str:
+        # Only the audited reveal (flagstone.oversight.cases.reveal) and the tests call this.
         return self._aead.decrypt(nonce, ciphertext, pseudonym.encode("ascii")).decode("utf-8")
 
     # -- the same HMAC in DuckDB SQL, so a whole batch is pseudonymised without a Python loop --

@@ -11,7 +11,9 @@ from typing import Any
 import yaml
 
 from flagstone._yaml import LocatedYaml, load_located
+from flagstone.config import load_config
 from flagstone.errors import RuleError
+from flagstone.protected import configured_match, references
 from flagstone.rules import ir, kinds_basic, kinds_deviation, kinds_dormancy, kinds_graph, kinds_sequence
 from flagstone.rules.expressions import to_predicate
 from flagstone.rules.reader import (
@@ -76,9 +78,14 @@ def load_rules(
     *,
     params_file: str | Path | None = None,
     overrides: Sequence[str] = (),
+    protected: Sequence[str] | None = None,
 ) -> RuleSet:
-    """Load rule files and packs; apply per-deployment parameters; refuse duplicate ids."""
+    """Load rule files and packs; apply per-deployment parameters; refuse duplicate ids, and rules
+    reading a field the configuration marks protected (``protected``; by default the deployment's
+    ``protected_fields``)."""
     deployment = _deployment_params(params_file, overrides)
+    if protected is None:
+        protected = load_config().protected_fields
     rules: list[ir.Rule] = []
     seen: dict[str, str] = {}
     for path in rule_files(paths):
@@ -92,12 +99,33 @@ def load_rules(
                 line=doc.line("id"),
                 field="id",
             )
+        _refuse_protected(rule, protected, path)
         seen[rule.meta.id] = str(path)
         rules.append(rule)
     for rid in deployment:
         if rid not in seen:
             raise RuleError(f"parameters given for unknown rule '{rid}'", path=params_file, field=rid)
     return RuleSet(tuple(rules))
+
+
+def _refuse_protected(rule: ir.Rule, protected: Sequence[str], path: Path) -> None:
+    for ref in sorted(references(rule)):
+        if (name := configured_match(ref, protected)) is not None:
+            raise RuleError(
+                f"rule '{rule.meta.id}' reads '{ref}', which the configuration marks protected ('{name}'): "
+                "rules may not use protected attributes",
+                path=path,
+                line=_first_line_naming(path, ref) or _first_line_naming(path, ref.rpartition(".")[2]),
+                field=ref,
+            )
+
+
+def _first_line_naming(path: Path, word: str) -> int | None:
+    pattern = re.compile(rf"(?<![\w.]){re.escape(word)}\b")
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if pattern.search(line) and not line.startswith(("id:", "title:", "description:")):
+            return n
+    return None
 
 
 def _deployment_params(params_file: str | Path | None, overrides: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,35 @@
+"""Who may do what: the four roles and the actions each may take.
+
+Rights are by role here and by team in :mod:`flagstone.oversight.access`: analysts and supervisors
+see their own team's cases; auditors read every case (pseudonyms only) and the audit log; admins
+manage users and see no case data at all.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Role = Literal["analyst", "supervisor", "auditor", "admin"]
+ROLES: tuple[Role, ...] = ("analyst", "supervisor", "auditor", "admin")
+
+REVIEWERS = frozenset({"analyst", "supervisor"})
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "view_cases": frozenset({"analyst", "supervisor", "auditor"}),
+    "comment": REVIEWERS,
+    "assign": REVIEWERS,
+    "escalate": REVIEWERS,
+    "dismiss": REVIEWERS,
+    "propose": REVIEWERS,
+    "reveal": frozenset({"supervisor"}),
+    "approve": frozenset({"supervisor"}),
+    "reject": frozenset({"supervisor"}),
+    "download_report": frozenset({"supervisor"}),
+    "file": frozenset({"supervisor"}),
+    "view_audit": frozenset({"auditor"}),
+    "manage_users": frozenset({"admin"}),
+}
+
+
+def allowed(role: str, action: str) -> bool:
+    return role in PERMISSIONS.get(action, frozenset())

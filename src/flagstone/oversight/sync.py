@@ -1,0 +1,155 @@
+"""Alerts from the event store become cases in the case database.
+
+Each new alert is copied with its evidence events and the encrypted identities of the parties in
+them, so reviewers never need the store itself (DuckDB admits one process at a time), and a case's
+evidence outlives the store's retention while the case is held. Alerts already synced are left
+alone, except that an open case gains the evidence an ongoing episode added since.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from flagstone.audit.events import CaseCreated
+from flagstone.oversight.context import Oversight, utcnow
+from flagstone.oversight.schema import case_events, cases, vault
+from flagstone.oversight.workflow import CLOSED, OPEN
+from flagstone.rules.ir import SEVERITIES
+from flagstone.store import Store
+
+SYSTEM = "system"
+EVIDENCE_COLUMNS = (
+    "source",
+    "event_id",
+    "ts",
+    "kind",
+    "actor",
+    "counterparty",
+    "amount",
+    "currency",
+    "item",
+    "category",
+    "quantity",
+    "place",
+    "channel",
+)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    cases: int
+    evidence: int
+    identities: int
+
+
+def sync_alerts(ov: Oversight, store: Store) -> SyncResult:
+    with ov.engine.connect() as con:
+        known = {r.alert_id: (r.id, r.state) for r in con.execute(select(cases.c.alert_id, cases.c.id, cases.c.state))}
+        have_identity = set(con.execute(select(vault.c.pseudonym)).scalars())
+    alerts = store.con.execute(
+        """SELECT a.alert_id, a.rule_id, a.rule_version, a.severity, a.group_key, a.first_ts, a.last_ts,
+                  a."values", a.reason, coalesce(s.finished_at, s.started_at) AS scanned_at, s.finished_at IS NULL
+           FROM alerts a LEFT JOIN scans s USING (scan_id) ORDER BY a.first_ts, a.alert_id"""
+    ).fetchall()
+    wanted = [a for a in alerts if a[0] not in known or known[a[0]][1] not in CLOSED]
+    evidence = _evidence(store, [a[0] for a in wanted])
+    now = utcnow()
+    new_cases = new_evidence = 0
+    new_parties: set[str] = set()
+    with ov.engine.begin() as con:
+        have_evidence = {
+            (r.case_id, r.source, r.event_id)
+            for r in con.execute(select(case_events.c.case_id, case_events.c.source, case_events.c.event_id))
+        }
+        for alert_id, rule_id, version, severity, group_key, first_ts, last_ts, values, reason, scanned, live in wanted:
+            if alert_id in known:
+                case_id = known[alert_id][0]
+            else:
+                detected = now if live or scanned is None else scanned
+                team = ov.config.cases.team_for(rule_id)
+                case_id = _insert_case(
+                    ov,
+                    con,
+                    alert_id,
+                    rule_id,
+                    version,
+                    severity,
+                    group_key,
+                    first_ts,
+                    last_ts,
+                    values,
+                    reason,
+                    detected,
+                    team,
+                    now,
+                )
+                ov.audit.record(SYSTEM, CaseCreated(case_id, alert_id, rule_id, team), con)
+                new_cases += 1
+            rows = [r for r in evidence.get(alert_id, []) if (case_id, r["source"], r["event_id"]) not in have_evidence]
+            if rows:
+                con.execute(insert(case_events), [{"case_id": case_id, **r} for r in rows])
+                new_evidence += len(rows)
+                new_parties.update(p for r in rows for p in (r["actor"], r["counterparty"]) if p)
+        identities = _identities(store, sorted(new_parties - have_identity))
+        if identities:
+            con.execute(insert(vault), identities)
+    return SyncResult(new_cases, new_evidence, len(identities))
+
+
+def _insert_case(
+    ov: Oversight, con: Any, alert_id: str, rule_id: str, version: int, severity: str, group_key: str,
+    first_ts: datetime, last_ts: datetime, values: Any, reason: str, detected: datetime, team: str, now: datetime,
+) -> int:  # fmt: skip
+    values_text = values if isinstance(values, str) else json.dumps(values)
+    result = con.execute(
+        insert(cases).values(
+            alert_id=alert_id,
+            team=team,
+            rule_id=rule_id,
+            rule_version=version,
+            severity=severity,
+            severity_rank=SEVERITIES.index(severity) if severity in SEVERITIES else 0,
+            group_key=group_key,
+            reason=reason,
+            values_json=values_text,
+            first_ts=first_ts,
+            last_ts=last_ts,
+            detected_at=detected,
+            deadline=detected + timedelta(days=ov.config.cases.filing_deadline_days),
+            state=OPEN,
+            updated_at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def _evidence(store: Store, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    if not alert_ids:
+        return {}
+    cols = ", ".join(f"e.{c}" for c in EVIDENCE_COLUMNS)
+    rows = store.con.execute(
+        f"""WITH wanted AS (SELECT unnest(?) AS alert_id),
+                 ev AS (SELECT a.alert_id, unnest(a.evidence_sources) AS source, unnest(a.evidence) AS event_id
+                        FROM alerts a SEMI JOIN wanted USING (alert_id))
+            SELECT ev.alert_id, {cols} FROM ev JOIN events e USING (source, event_id)
+            ORDER BY ev.alert_id, e.ts, e.source, e.event_id""",
+        [alert_ids],
+    ).fetchall()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for alert_id, *values in rows:
+        out.setdefault(alert_id, []).append(dict(zip(EVIDENCE_COLUMNS, values, strict=True)))
+    return out
+
+
+def _identities(store: Store, pseudonyms: list[str]) -> list[dict[str, Any]]:
+    if not pseudonyms:
+        return []
+    rows = store.con.execute(
+        "SELECT pseudonym, nonce, ciphertext FROM identities WHERE pseudonym IN (SELECT unnest(?))", [pseudonyms]
+    ).fetchall()
+    return [{"pseudonym": p, "nonce": bytes(n), "ciphertext": bytes(c)} for p, n, c in rows]
