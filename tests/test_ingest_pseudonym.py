@@ -131,7 +131,7 @@ def test_identities_round_trip_and_each_pseudonym_is_stored_once(
     with Store(tmp_path / "s.duckdb") as st:
         ingest_file(st, tmp_path / "d2.csv", tmp_path / "m.yaml", progress=False)
         rows = st.con.execute("SELECT pseudonym, nonce, ciphertext FROM identities").fetchall()
-    clear = {pseudonym: p._decrypt(pseudonym, nonce, ct) for pseudonym, nonce, ct in rows}
+    clear = {pseudonym: p.decrypt(pseudonym, nonce, ct) for pseudonym, nonce, ct in rows}
     assert sorted(clear.values()) == ["ACC-1", "ACC-2", "ACC-3", "Anna", "Bo", "Main St"]
     assert len(rows) == len(clear) == 6
     assert all(p.pseudonymise(v) == k for k, v in clear.items())
@@ -139,4 +139,4 @@ def test_identities_round_trip_and_each_pseudonym_is_stored_once(
     # The ciphertext is bound to its pseudonym: moved to another row it does not decrypt.
     (_, na, ca), (b, _, _) = rows[:2]
     with pytest.raises(Exception):  # noqa: B017 - cryptography's InvalidTag
-        p._decrypt(b, na, ca)
+        p.decrypt(b, na, ca)
