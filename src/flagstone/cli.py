@@ -96,9 +96,7 @@ class Engine(StrEnum):
 @app.command()
 @_friendly
 def scan(
-    rules: Annotated[
-        list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")
-    ],
+    rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")],
     store: StoreOpt = None,
     params: ParamsOpt = None,
     set_: SetOpt = None,
@@ -352,22 +350,18 @@ def evaluate(
 @app.command()
 @_friendly
 def backtest(
-    rules: Annotated[
-        list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")
-    ],
+    rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")],
     labels: Annotated[
         Path, typer.Option("--labels", help="Labels CSV, per scenario or per pattern (see docs/backtest.md).")
     ],
     store: StoreOpt = None,
     sweep: Annotated[
         list[str] | None,
-        typer.Option(
-            "--sweep", help="Run one rule for each threshold value: RULE_ID.PARAM=LO:HI:STEP (repeatable)."
-        ),
+        typer.Option("--sweep", help="Run one rule for each threshold value: RULE_ID.PARAM=LO:HI:STEP (repeatable)."),
     ] = None,
-    out_path: Annotated[
-        Path, typer.Option("--out", help="Self-contained HTML file with the sweep plots.")
-    ] = Path("backtest.html"),
+    out_path: Annotated[Path, typer.Option("--out", help="Self-contained HTML file with the sweep plots.")] = Path(
+        "backtest.html"
+    ),
     params: ParamsOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -388,8 +382,12 @@ def backtest(
     for table in render_backtest(result):
         out.print(table)
     path = write_backtest_report(result, out_path)
-    out.print(f"backtest of {result.events:,} events in {result.seconds:.1f}s; plots written to {path}",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"backtest of {result.events:,} events in {result.seconds:.1f}s; plots written to {path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
 
 @app.command()
 @_friendly
@@ -437,6 +435,15 @@ def _register_serve() -> None:
 
 
 _register_serve()
+
+
+def _register_oversight() -> None:
+    from flagstone.cli_oversight import register
+
+    register(app, _friendly)
+
+
+_register_oversight()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -50,7 +50,7 @@ class Cases(_Strict):
 
 
 class ReportingEntityConfig(_Strict):
-    rentity_id: int = 0
+    rentity_id: int = Field(default=1, ge=1)
     name: str = "Flagstone demo bank"
     branch: str | None = None
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")

@@ -14,9 +14,18 @@ from sqlalchemy import Connection, select
 
 from flagstone.ingest import Pseudonymiser
 from flagstone.oversight.context import Oversight, utcnow
-from flagstone.oversight.goaml import Party, ReportingEntity, ReportingPerson, StrReport, Transaction, build_report
+from flagstone.oversight.goaml import (
+    GoamlError,
+    Party,
+    ReportingEntity,
+    ReportingPerson,
+    StrReport,
+    Transaction,
+    build_report,
+)
 from flagstone.oversight.schema import case_events, vault
 from flagstone.oversight.users import User
+from flagstone.oversight.workflow import WorkflowError
 
 # Who sends and who receives, by event kind: the actor is always the reporting entity's client.
 _CASH_IN = frozenset({"cash_deposit"})
@@ -76,7 +85,10 @@ def case_report_xml(ov: Oversight, con: Connection, case: Any, *, approver: User
         indicators=(case.rule_id,),
         transactions=tuple(transactions),
     )
-    return build_report(report).decode("utf-8")
+    try:
+        return build_report(report).decode("utf-8")
+    except GoamlError as exc:  # e.g. a reporting entity the configuration left incomplete
+        raise WorkflowError(f"the goAML report cannot be built: {exc}") from exc
 
 
 def _describe(e: Any) -> str:

@@ -128,19 +128,23 @@ def list_users(ov: Oversight) -> list[dict[str, object]]:
 
 
 def authenticate(ov: Oversight, username: str, password: str) -> User:
-    """The user, if the password is right and the account neither locked nor disabled."""
+    """The user, if the password is right and the account neither locked nor disabled.
+
+    A failure is committed (the count, the lock, the audit entry) before it is raised.
+    """
     sec = ov.config.security
     now = utcnow()
+    failure: str | None = None
     with ov.engine.begin() as con:
         row = con.execute(select(users).where(users.c.username == username).with_for_update()).first()
         if row is None:
             _verify(_DUMMY, password)
             ov.audit.record(username, LoginFailed(username, "unknown user"), con)
-            raise LoginError("wrong user name or password")
-        if row.locked_until is not None and row.locked_until > now:
+            failure = "wrong user name or password"
+        elif row.locked_until is not None and row.locked_until > now:
             ov.audit.record(username, LoginFailed(username, "account locked"), con)
-            raise LoginError("this account is locked after too many failed log-ins; try later or ask an admin")
-        if not _verify(row.password_hash, password):
+            failure = "this account is locked after too many failed log-ins; try later or ask an admin"
+        elif not _verify(row.password_hash, password):
             failures = row.failed_logins + 1
             locked = now + timedelta(minutes=sec.lockout_minutes) if failures >= sec.lockout_attempts else None
             con.execute(
@@ -150,13 +154,16 @@ def authenticate(ov: Oversight, username: str, password: str) -> User:
             )
             reason = "wrong password" + (f"; locked for {sec.lockout_minutes} min" if locked else "")
             ov.audit.record(username, LoginFailed(username, reason), con)
-            raise LoginError("wrong user name or password")
-        if not row.active:
+            failure = "wrong user name or password"
+        elif not row.active:
             ov.audit.record(username, LoginFailed(username, "account disabled"), con)
-            raise LoginError("this account is disabled")
-        con.execute(update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until=None))
-        ov.audit.record(username, LoggedIn(username), con)
-        return _user(row)
+            failure = "this account is disabled"
+        else:
+            con.execute(update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until=None))
+            ov.audit.record(username, LoggedIn(username), con)
+    if failure is not None or row is None:
+        raise LoginError(failure or "wrong user name or password")
+    return _user(row)
 
 
 def _verify(stored: str, password: str) -> bool:

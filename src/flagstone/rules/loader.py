@@ -59,7 +59,6 @@ class RuleSet:
         raise KeyError(rule_id)
 
 
-
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:
     """Rule files named directly, plus every *.yaml / *.yml under named folders (sorted)."""
     found: list[Path] = []
@@ -143,7 +142,6 @@ def _deployment_params(params_file: str | Path | None, overrides: Sequence[str])
             raise RuleError(f"--set expects RULE_ID.PARAM=VALUE, got {item!r}", field="--set", value=item)
         merged.setdefault(rid, {})[name] = yaml.safe_load(raw)
     return merged
-
 
 
 def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.Rule:

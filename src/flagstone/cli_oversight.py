@@ -1,0 +1,378 @@
+"""Oversight on the command line: ``audit``, ``users``, ``cases``, ``retention`` and ``web``.
+
+Every command here works on the case database (``--db``, ``$FLAGSTONE_DB``, or
+``<store>.cases.sqlite`` beside the store) and writes what it does to the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flagstone.errors import InputError
+
+err = Console(stderr=True)
+out = Console()
+
+audit_app = typer.Typer(name="audit", help="Check and read the tamper-evident audit log.", no_args_is_help=True)
+users_app = typer.Typer(name="users", help="People who review cases, and their roles.", no_args_is_help=True)
+cases_app = typer.Typer(name="cases", help="Cases made from alerts, for review.", no_args_is_help=True)
+retention_app = typer.Typer(name="retention", help="Delete data past its retention period.", no_args_is_help=True)
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="DuckDB store file. Default: $FLAGSTONE_STORE, else ./flagstone.duckdb."),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Case database URL, e.g. postgresql+psycopg://user:pw@host/db. "
+        "Default: $FLAGSTONE_DB, else sqlite beside the store (<store>.cases.sqlite).",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Deployment configuration YAML. Default: $FLAGSTONE_CONFIG, else ./flagstone.yaml."),
+]
+
+
+def _open(store: Path | None, db: str | None, config: Path | None = None):  # type: ignore[no-untyped-def]
+    from flagstone.oversight.context import Oversight
+
+    return Oversight.open(store, db, config)
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+def audit_verify(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="The audit key's public half. Default: <store>.audit-key.pub."),
+    ] = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option("--witness", help="A checkpoint saved earlier by `flagstone audit checkpoint`, kept elsewhere."),
+    ] = None,
+) -> None:
+    """Check every audit entry against its hash and the Merkle tree, and every checkpoint's signature.
+
+    Exits 0 when the whole log verifies. Otherwise prints what is wrong, starting with the first bad
+    entry (its number, time, actor and action), and exits 1. With --witness, also proves that the
+    log still holds the entries that checkpoint signed (a log cut short with its checkpoints
+    cannot pass).
+    """
+    from flagstone.audit import Checkpoint, audit_key_path, load_public_key, public_key_path, verify
+    from flagstone.audit.events import AuditVerified
+    from flagstone.oversight.context import cli_actor
+
+    ov = _open(store, db)
+    try:
+        key_file = public_key or public_key_path(audit_key_path(ov.store_path))
+        w = None
+        if witness is not None:
+            try:
+                w = Checkpoint.from_json(witness.read_text(encoding="utf-8"))
+            except (OSError, ValueError, KeyError) as exc:
+                raise InputError(
+                    f"not a checkpoint saved by `flagstone audit checkpoint`: {exc}", path=witness
+                ) from exc
+        result = verify(ov.engine, load_public_key(key_file), witness=w)
+        if result.ok:
+            out.print(f"audit log OK: {result.entries:,} entries, {result.checkpoints:,} signed checkpoints verified")
+        else:
+            err.print(f"[bold red]audit log FAILED[/] after {result.entries:,} good entries", highlight=False)
+            for p in result.problems:
+                err.print(f"  {p}", highlight=False, soft_wrap=True)
+            if result.first_bad:
+                err.print(f"  first bad entry: {json.dumps(result.first_bad)}", highlight=False, soft_wrap=True)
+        # The check itself is an audited action (appended after it, so it never checks itself).
+        ov.audit.record(cli_actor(), AuditVerified(result.entries, result.ok, tuple(result.problems)))
+    finally:
+        ov.close()
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def audit_checkpoint(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout).")] = None,
+) -> None:
+    """Print the newest signed checkpoint (tree size, root, time, signature) as JSON.
+
+    Keep it somewhere the log's administrators cannot write (a ticket, an e-mail to the auditor,
+    a regulator's portal); `flagstone audit verify --witness FILE` later proves the log was only
+    appended to since.
+    """
+    from flagstone.audit import latest_checkpoint
+
+    ov = _open(store, db)
+    try:
+        cp = latest_checkpoint(ov.engine)
+    finally:
+        ov.close()
+    if cp is None:
+        raise InputError("the audit log is empty: nothing to checkpoint yet")
+    text = cp.to_json()
+    if out_path is None:
+        print(text)
+    else:
+        out_path.write_text(text + "\n", encoding="utf-8")
+        err.print(f"checkpoint of {cp.size:,} entries written to {out_path}")
+
+
+def audit_log(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    action: Annotated[str | None, typer.Option(help="Only entries of this action, e.g. identity_revealed.")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest entries.")] = 50,
+) -> None:
+    """Print the newest audit entries as JSON lines (sequence number, time, actor, action, target, details)."""
+    from sqlalchemy import select
+
+    from flagstone.oversight.schema import audit_entries
+
+    ov = _open(store, db)
+    try:
+        query = select(audit_entries).order_by(audit_entries.c.seq.desc()).limit(limit)
+        if action:
+            query = query.where(audit_entries.c.action == action)
+        with ov.engine.connect() as con:
+            rows = list(con.execute(query))
+    finally:
+        ov.close()
+    for r in reversed(rows):
+        entry = {k: r._mapping[k] for k in ("seq", "ts", "actor", "action", "target")}
+        entry["details"] = json.loads(r.details)
+        print(json.dumps(entry, ensure_ascii=False))
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+def _password(stdin: bool) -> tuple[str, bool]:
+    """(password, generated?) from stdin, a prompt, or a fresh random one."""
+    from flagstone.oversight.users import new_password
+
+    if stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    if sys.stdin.isatty():
+        return typer.prompt("password", hide_input=True, confirmation_prompt=True), False
+    return new_password(), True
+
+
+def users_add(
+    username: Annotated[str, typer.Argument(help="Log-in name.")],
+    role: Annotated[str, typer.Option("--role", help="analyst, supervisor, auditor or admin.")],
+    team: Annotated[str, typer.Option("--team", help="The team whose cases the user reviews.")] = "compliance",
+    display_name: Annotated[str | None, typer.Option("--name", help="Full name, shown in the UI and reports.")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Add a user. Analysts review their team's cases and propose reports; supervisors also reveal
+    identities and approve others' reports; auditors read every case and the audit log; admins
+    manage users. Without a terminal or --password-stdin, a random password is made and printed once."""
+    from flagstone.oversight.context import cli_actor
+    from flagstone.oversight.users import create_user
+
+    password, generated = _password(password_stdin)
+    ov = _open(store, db)
+    try:
+        create_user(ov, cli_actor(), username, password, role, team, display_name)
+    finally:
+        ov.close()
+    out.print(f"user {username} added ({role}, team {team})", highlight=False)
+    if generated:
+        err.print("password (shown only now):", highlight=False)
+        print(password)
+
+
+def users_list(store: StoreOpt = None, db: DbOpt = None) -> None:
+    """Users with their role, team and whether they are locked out or disabled."""
+    from flagstone.oversight.users import list_users
+
+    ov = _open(store, db)
+    try:
+        rows = list_users(ov)
+    finally:
+        ov.close()
+    table = Table("user", "name", "role", "team", "state")
+    for u in rows:
+        state = "disabled" if not u["active"] else "locked" if u["locked"] else "active"
+        table.add_row(str(u["username"]), str(u["display_name"]), str(u["role"]), str(u["team"]), state)
+    out.print(table)
+
+
+def users_unlock(username: Annotated[str, typer.Argument()], store: StoreOpt = None, db: DbOpt = None) -> None:
+    """Lift a lock-out after too many failed log-ins."""
+    from flagstone.oversight.context import cli_actor
+    from flagstone.oversight.users import unlock
+
+    ov = _open(store, db)
+    try:
+        unlock(ov, cli_actor(), username)
+    finally:
+        ov.close()
+    out.print(f"user {username} unlocked")
+
+
+def users_disable(username: Annotated[str, typer.Argument()], store: StoreOpt = None, db: DbOpt = None) -> None:
+    """Stop a user logging in (and end their sessions); their past actions stay in the log."""
+    _set_active(username, store, db, False)
+
+
+def users_enable(username: Annotated[str, typer.Argument()], store: StoreOpt = None, db: DbOpt = None) -> None:
+    """Let a disabled user log in again."""
+    _set_active(username, store, db, True)
+
+
+def _set_active(username: str, store: Path | None, db: str | None, active: bool) -> None:
+    from flagstone.oversight.context import cli_actor
+    from flagstone.oversight.users import set_active
+
+    ov = _open(store, db)
+    try:
+        set_active(ov, cli_actor(), username, active)
+    finally:
+        ov.close()
+    out.print(f"user {username} {'enabled' if active else 'disabled'}")
+
+
+def users_password(
+    username: Annotated[str, typer.Argument()],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Set a user's password (prompted, read from stdin, or made at random and printed once)."""
+    from flagstone.oversight.context import cli_actor
+    from flagstone.oversight.users import set_password
+
+    password, generated = _password(password_stdin)
+    ov = _open(store, db)
+    try:
+        set_password(ov, cli_actor(), username, password)
+    finally:
+        ov.close()
+    out.print(f"password of {username} set")
+    if generated:
+        print(password)
+
+
+# -- cases, retention, web ------------------------------------------------------------------------
+
+
+def cases_sync(store: StoreOpt = None, db: DbOpt = None, config: ConfigOpt = None) -> None:
+    """Make a case of every alert in the store that has none yet (with its evidence and the
+    encrypted identities of its parties). `flagstone scan` does this itself; use this after
+    `flagstone serve`, whose alerts reach the store as it runs."""
+    from flagstone.oversight.sync import sync_alerts
+    from flagstone.store import Store
+
+    ov = _open(store, db, config)
+    try:
+        with Store(ov.store_path, read_only=True) as st:
+            result = sync_alerts(ov, st)
+    finally:
+        ov.close()
+    out.print(
+        f"{result.cases:,} new cases, {result.evidence:,} evidence events, {result.identities:,} identities copied",
+        highlight=False,
+    )
+
+
+def retention_run(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    days: Annotated[
+        int | None, typer.Option(help="Keep this many days (default: retention.days of the configuration, 1826).")
+    ] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", help="Count the period back from this UTC time instead of now.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would go.")] = False,
+) -> None:
+    """Delete events older than the retention period, except those a case holds (legal hold: an
+    open case, or a filed report). Also deletes quarantined records of old batches, old alerts and
+    service decisions, identities nothing refers to any more, and old dismissed cases. Prints what
+    was purged and what was held; the purge is audited."""
+    from flagstone.oversight.retention import run_retention
+    from flagstone.store import Store
+
+    ov = _open(store, db, config)
+    try:
+        with Store(ov.store_path, create=False) as st:
+            result = run_retention(ov, st, days=days, as_of=as_of, dry_run=dry_run)
+    finally:
+        ov.close()
+    for line in result.summary_lines():
+        out.print(line, highlight=False, soft_wrap=True)
+
+
+def web(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    sync: Annotated[bool, typer.Option(help="Make cases of new alerts in the store before starting.")] = True,
+) -> None:
+    """The case review web UI: alert queue, case view with evidence, reveal with a reason, and
+    reports that need two people (proposed by one, approved by a second supervisor) before their
+    goAML XML can be filed. Users come from `flagstone users add`. Everything is audited."""
+    import uvicorn
+
+    from flagstone.errors import StoreError
+    from flagstone.oversight.sync import sync_alerts
+    from flagstone.store import Store
+    from flagstone.web import create_web_app
+
+    ov = _open(store, db, config)
+    if sync:
+        try:
+            with Store(ov.store_path, read_only=True) as st:
+                result = sync_alerts(ov, st)
+            err.print(f"{result.cases:,} new cases from the store's alerts", highlight=False)
+        except StoreError as exc:
+            err.print(f"cases not synced ({exc}); showing the cases already in the database", highlight=False)
+    err.print(f"case review on http://{host}:{port}", highlight=False)
+    uvicorn.run(create_web_app(ov), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer, friendly: object) -> None:
+    """Add these commands to the main ``flagstone`` app (``friendly`` turns errors into one line)."""
+    wrap = friendly  # type: ignore[assignment]
+    for group, commands in (
+        (audit_app, {"verify": audit_verify, "checkpoint": audit_checkpoint, "log": audit_log}),
+        (
+            users_app,
+            {
+                "add": users_add,
+                "list": users_list,
+                "unlock": users_unlock,
+                "disable": users_disable,
+                "enable": users_enable,
+                "password": users_password,
+            },
+        ),
+        (cases_app, {"sync": cases_sync}),
+        (retention_app, {"run": retention_run}),
+    ):
+        for name, fn in commands.items():
+            group.command(name)(wrap(fn))  # type: ignore[operator]
+        app.add_typer(group)
+    app.command()(wrap(web))  # type: ignore[operator]

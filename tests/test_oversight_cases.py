@@ -1,0 +1,191 @@
+"""Cases on both case databases (SQLite and PostgreSQL): sync from alerts, team isolation, the
+four-eyes report path to goAML XML, reveals with reasons, lock-out, and an intact audit log after
+all of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from oversight_data import PASSWORD, Setup, build_scanned_store, copy_store, set_up
+from sqlalchemy import func, select
+
+from flagstone.audit import verify
+from flagstone.ingest import Pseudonymiser
+from flagstone.oversight import cases as ops
+from flagstone.oversight.goaml import validate
+from flagstone.oversight.schema import audit_entries, case_events, cases, vault
+from flagstone.oversight.sync import sync_alerts
+from flagstone.oversight.users import LoginError, authenticate, unlock
+from flagstone.oversight.workflow import WorkflowError
+from flagstone.store import Store
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_scanned_store(tmp_path_factory.mktemp("scanned"))
+
+
+@pytest.fixture
+def setup(scanned: Path, db_url: str, tmp_path: Path) -> Iterator[Setup]:
+    s = set_up(copy_store(scanned, tmp_path / "store"), db_url)
+    yield s
+    s.ov.close()
+
+
+def audited(s: Setup, action: str) -> list[dict[str, object]]:
+    with s.ov.engine.connect() as con:
+        rows = con.execute(select(audit_entries).where(audit_entries.c.action == action)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def first_case(s: Setup, team: str, **where: object) -> int:
+    with s.ov.engine.connect() as con:
+        q = select(cases.c.id).where(cases.c.team == team).order_by(cases.c.id)
+        for k, v in where.items():
+            q = q.where(cases.c[k] == v)
+        return int(con.execute(q.limit(1)).scalar_one())
+
+
+def test_sync_makes_one_case_per_alert_with_its_evidence(setup: Setup) -> None:
+    s = setup
+    with Store(s.store, read_only=True) as st:
+        alerts = st.con.execute("SELECT alert_id, len(evidence) FROM alerts").fetchall()
+        again = sync_alerts(s.ov, st)
+    assert again.cases == 0 and again.evidence == 0  # a second sync adds nothing
+    with s.ov.engine.connect() as con:
+        n_cases = con.execute(select(func.count()).select_from(cases)).scalar_one()
+        per_case = dict(
+            con.execute(
+                select(cases.c.alert_id, func.count())
+                .join(case_events, case_events.c.case_id == cases.c.id)
+                .group_by(cases.c.alert_id)
+            ).all()
+        )
+        teams = set(con.execute(select(cases.c.team)).scalars())
+        parties = set(con.execute(select(case_events.c.actor)).scalars()) - {None}
+        held = set(con.execute(select(vault.c.pseudonym)).scalars())
+    assert n_cases == len(alerts) > 0
+    assert per_case == {a: n for a, n in alerts}
+    assert teams <= {"aml", "precursors", "transit"} and "aml" in teams
+    assert parties <= held  # every party's encrypted identity came along
+    assert len(audited(s, "case_created")) == n_cases
+
+
+def test_other_teams_cases_are_not_found_and_the_attempt_is_audited(setup: Setup) -> None:
+    s = setup
+    aml_case = first_case(s, "aml")
+    with pytest.raises(ops.NotFound):
+        ops.view_case(s.ov, s.users["pat"], aml_case)  # precursors analyst, aml case
+    with pytest.raises(ops.NotFound):
+        ops.act(s.ov, s.users["pia"], aml_case, "comment", "hello")
+    with pytest.raises(ops.NotFound):
+        ops.view_case(s.ov, s.users["ana"], 999_999)
+    assert all(c.team == "precursors" for c in ops.queue(s.ov, s.users["pat"], state=""))
+    assert all(c.team == "aml" for c in ops.queue(s.ov, s.users["ana"], state=""))
+    assert {c.team for c in ops.queue(s.ov, s.users["aud"], state="")} >= {"aml", "precursors"}
+    with pytest.raises(ops.Forbidden):
+        ops.queue(s.ov, s.users["adm"])  # admins see no case data
+    with pytest.raises(ops.Forbidden):
+        ops.act(s.ov, s.users["aud"], aml_case, "comment", "auditors only read")
+    failures = audited(s, "authorisation_failed")
+    assert len(failures) == 5
+    assert any("belongs to team aml" in str(f["details"]) for f in failures)
+
+
+def test_four_eyes_report_reaches_goaml_xml(setup: Setup) -> None:
+    s = setup
+    case_id = first_case(s, "aml", rule_id="aml.structuring")
+    ana, sam, sue = s.users["ana"], s.users["sam"], s.users["sue"]
+    ops.act(s.ov, ana, case_id, "assign", assignee="ana")
+    ops.act(s.ov, ana, case_id, "comment", "three deposits just under the threshold")
+    ops.act(s.ov, ana, case_id, "escalate", "looks deliberate")
+    with pytest.raises(ops.Forbidden):
+        ops.act(s.ov, ana, case_id, "approve")  # nothing proposed, and ana is no supervisor
+    ops.act(s.ov, sam, case_id, "propose", "structuring: deposits split to stay under 10,000")
+    with pytest.raises(ops.Forbidden, match="other than the person who proposed"):
+        ops.act(s.ov, sam, case_id, "approve")
+    with pytest.raises(WorkflowError):
+        ops.act(s.ov, sue, case_id, "file")  # not approved yet
+    with pytest.raises(WorkflowError):
+        ops.report_xml(s.ov, sue, case_id)
+    after = ops.act(s.ov, sue, case_id, "approve")
+    assert (after.state, after.proposer, after.approver) == ("approved", "sam", "sue")
+    xml = ops.report_xml(s.ov, sam, case_id)
+    validate(xml)
+    text = xml.decode()
+    assert f"FLAGSTONE-CASE-{case_id}" in text and "<report_code>STR</report_code>" in text
+    with pytest.raises(ops.Forbidden):
+        ops.report_xml(s.ov, ana, case_id)  # analysts may not download reports
+    ops.act(s.ov, sam, case_id, "file")
+    view = ops.view_case(s.ov, sam, case_id)
+    assert view.case["state"] == "filed"
+    actions = [h["action"] for h in view.history]
+    for expected in ("case_created", "case_assigned", "case_commented", "case_escalated", "report_proposed",
+                     "report_approved", "report_filed"):  # fmt: skip
+        assert expected in actions
+    # The XML carries the real identifiers (decrypted after approval), not pseudonyms.
+    party = view.evidence[0]["actor"]
+    assert party not in text
+    assert verify(s.ov.engine, s.ov.audit.signer.public).ok
+
+
+def test_reveal_needs_a_supervisor_a_reason_and_a_party_of_the_case(setup: Setup) -> None:
+    s = setup
+    case_id = first_case(s, "aml")
+    other = first_case(s, "precursors")
+    party = ops.view_case(s.ov, s.users["sam"], case_id).parties[0]
+    with pytest.raises(ops.Forbidden):
+        ops.reveal(s.ov, s.users["ana"], case_id, party, "need to know")
+    with pytest.raises(WorkflowError, match="written reason"):
+        ops.reveal(s.ov, s.users["sam"], case_id, party, "   ")
+    with pytest.raises(ops.NotFound):
+        ops.reveal(s.ov, s.users["sam"], other, party, "wrong team")
+    outsider = ops.view_case(s.ov, s.users["pia"], other).parties[0]
+    with pytest.raises(WorkflowError, match="not a party"):
+        ops.reveal(s.ov, s.users["sam"], case_id, outsider, "not in this case")
+    value = ops.reveal(s.ov, s.users["sam"], case_id, party, "customer due diligence for the STR")
+    # Independent check: the revealed value pseudonymises back to the pseudonym.
+    assert Pseudonymiser.for_store(s.store).pseudonymise(value) == party
+    assert ops.view_case(s.ov, s.users["sue"], case_id).revealed == {party: value}
+    analyst_view = ops.view_case(s.ov, s.users["ana"], case_id)
+    assert analyst_view.revealed == {} and party in analyst_view.reveal_reasons
+    assert ops.view_case(s.ov, s.users["aud"], case_id).revealed == {}
+    # The identity shows only inside this case: another case with the same party shows nothing.
+    with s.ov.engine.connect() as con:
+        elsewhere = con.execute(
+            select(case_events.c.case_id).where(case_events.c.actor == party, case_events.c.case_id != case_id)
+        ).first()
+    if elsewhere is not None:
+        assert ops.view_case(s.ov, s.users["sam"], elsewhere[0]).revealed == {}
+    [entry] = audited(s, "identity_revealed")
+    assert entry["actor"] == "sam" and "customer due diligence" in str(entry["details"])
+
+
+def test_dismiss_needs_a_reason_and_closes_the_case(setup: Setup) -> None:
+    s = setup
+    case_id = first_case(s, "aml")
+    with pytest.raises(WorkflowError):
+        ops.act(s.ov, s.users["ana"], case_id, "dismiss", "")
+    ops.act(s.ov, s.users["ana"], case_id, "dismiss", "known customer, salary split by employer")
+    assert case_id not in [c.id for c in ops.queue(s.ov, s.users["ana"])]
+    assert case_id in [c.id for c in ops.queue(s.ov, s.users["ana"], state="dismissed")]
+    with pytest.raises(WorkflowError):
+        ops.act(s.ov, s.users["abe"], case_id, "propose", "after all")
+
+
+def test_brute_force_locks_the_account(setup: Setup) -> None:
+    s = setup
+    for _ in range(s.ov.config.security.lockout_attempts):
+        with pytest.raises(LoginError, match="wrong user name or password"):
+            authenticate(s.ov, "ana", "guess" * 3)
+    with pytest.raises(LoginError, match="locked"):
+        authenticate(s.ov, "ana", PASSWORD)  # even the right password, while locked
+    unlock(s.ov, "adm", "ana")
+    assert authenticate(s.ov, "ana", PASSWORD).username == "ana"
+    with pytest.raises(LoginError):
+        authenticate(s.ov, "nobody", PASSWORD)
+    failed = audited(s, "login_failed")
+    assert len(failed) == s.ov.config.security.lockout_attempts + 2
+    assert "locked" in str(failed[s.ov.config.security.lockout_attempts - 1]["details"])
