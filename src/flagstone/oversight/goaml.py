@@ -183,8 +183,8 @@ def build_report(
     _leaf(root, "currency_code_local", entity.currency_code_local)
     _reporting_person(root, report.person)
     _location(root, entity)
-    _optional(root, "action", _text(report.action, _COMMENTS))
     _optional(root, "reason", _text(report.reason, _COMMENTS))
+    _optional(root, "action", _text(report.action, _COMMENTS))
     for index, txn in enumerate(report.transactions, start=1):
         _transaction(root, txn, entity, transmodes, funds, index)
     block = ET.SubElement(root, "report_indicators")
