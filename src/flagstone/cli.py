@@ -79,13 +79,16 @@ def ingest(
     Prints one reconciliation line per file: read N = loaded L + quarantined Q + duplicates D.
     Loading the same file twice adds nothing; a killed ingest leaves the store as it was.
     """
+    from flagstone.audit.events import Ingested
     from flagstone.ingest import ingest_file
+    from flagstone.oversight.activity import record
     from flagstone.store import Store
 
     with Store(store) as st:
         for f in files:
-            result = ingest_file(st, f, mapping, batch_size=batch_size, progress=not quiet)
-            out.print(result.summary(), highlight=False, soft_wrap=True)
+            r = ingest_file(st, f, mapping, batch_size=batch_size, progress=not quiet)
+            out.print(r.summary(), highlight=False, soft_wrap=True)
+            record(st.path, [Ingested(r.source, r.file, r.batch_id, r.read, r.loaded, r.quarantined, r.duplicates)])
 
 
 class Engine(StrEnum):
@@ -181,13 +184,16 @@ def scan(
         _scan_on_spark(ruleset, events, entities, out_dir, master, _spark_settings(spark_conf or []), overwrite)
         return
 
+    from flagstone.oversight.activity import after_scan
     from flagstone.scan import scan_store
     from flagstone.store import Store
 
     with Store(store, create=False) as st:
         result = scan_store(st, ruleset, progress=True)
+        synced = after_scan(st, ruleset, result.scan_id, "duckdb", result.alerts)
     for line in result.summary_lines():
         out.print(line, highlight=False, soft_wrap=True)
+    out.print(f"{synced.cases} new cases for review (flagstone web)", highlight=False)
 
 
 def _spark_settings(pairs: list[str]) -> dict[str, str]:
@@ -287,10 +293,14 @@ def alerts(
 ) -> None:
     """Export the alerts in the store, with their evidence and computed values."""
     from flagstone.alerts import export_alerts
+    from flagstone.audit.events import Exported
+    from flagstone.oversight.activity import record
     from flagstone.store import Store
 
     with Store(store, read_only=True) as st:
         n = export_alerts(st, format.value, out_path, rule_id=rule, stdout=sys.stdout)
+        path = st.path
+    record(path, [Exported(f"alerts ({format.value})", str(out_path or "stdout"), n)])
     if out_path is not None:
         err.print(f"wrote {n} alerts to {out_path}")
 
@@ -317,11 +327,15 @@ def export(
 
     A folder that is not empty is refused unless --overwrite, which replaces only those three outputs.
     """
+    from flagstone.audit.events import Exported
     from flagstone.export import export_parquet
+    from flagstone.oversight.activity import record
     from flagstone.store import Store
 
     with Store(store, read_only=True) as st:
         result = export_parquet(st, parquet, overwrite=overwrite, progress=not quiet)
+        path = st.path
+    record(path, [Exported("store (parquet)", str(parquet), result.events)])
     out.print(result.summary(), highlight=False, soft_wrap=True)
 
 
@@ -400,11 +414,16 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (opens offline): alerts over time, severities, top groups,
     and each alert's evidence timeline."""
+    from flagstone.audit.events import Exported
+    from flagstone.oversight.activity import record
     from flagstone.report import write_report
     from flagstone.store import Store
 
     with Store(store, read_only=True) as st:
         path = write_report(st, out_path, labels=labels)
+        n = int(st.scalar("SELECT count(*) FROM alerts"))
+        store_path = st.path
+    record(store_path, [Exported("report (html)", str(path), n)])
     out.print(f"report written to {path}")
 
 

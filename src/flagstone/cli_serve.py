@@ -85,7 +85,15 @@ def serve(
         runnable.append(rule)
     mappings = [load_mapping(m) for m in mapping or []]
     err.print("rebuilding the real-time state from the store ...", highlight=False)
-    service = ScoringService(store, runnable, mappings, canonical=source or [], lateness=late)
+    from flagstone.audit.events import Scanned
+    from flagstone.oversight.activity import record, service_hook
+    from flagstone.store import resolve_store_path
+
+    store_path = resolve_store_path(store)
+    service = ScoringService(
+        store, runnable, mappings, canonical=source or [], lateness=late, on_absorbed=service_hook(store_path)
+    )
+    record(store_path, [Scanned(f"serve-{service.scan_id}", "realtime", tuple(r.meta.id for r in runnable), 0)])
     err.print(
         f"{len(runnable)} rules, {service.replayed:,} stored events replayed; "
         f"listening on http://{host}:{port} (API docs at /docs)",

@@ -12,12 +12,14 @@ rule, enough that precision and recall mean something. ``--events 300000`` runs 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -28,6 +30,7 @@ DEMO_EVENTS = 5_000_000
 PACKS = ("aml", "precursors", "transit", "pep")
 STORE_NAME = "flagstone.duckdb"
 REPORT_NAME = "report.html"
+USERS_NAME = "demo-users.txt"
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,16 @@ def find_packs(start: Path | None = None) -> Path:
 
 def _fresh_store(path: Path) -> None:
     """A demo starts from an empty store; only the demo's own files in its own folder are removed."""
-    for suffix in ("", ".wal"):
+    # The demo's case database and audit key go too: a fresh demo has fresh users and a new log.
+    for suffix in (
+        "",
+        ".wal",
+        ".cases.sqlite",
+        ".cases.sqlite-wal",
+        ".cases.sqlite-shm",
+        ".audit-key",
+        ".audit-key.pub",
+    ):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
@@ -70,6 +82,7 @@ def run_demo(
 ) -> DemoResult:
     from flagstone.generate import generate_demo
     from flagstone.ingest import ingest_file
+    from flagstone.oversight.activity import after_scan, record
     from flagstone.report import write_report
     from flagstone.rules import load_rules
     from flagstone.scan import scan_store
@@ -88,13 +101,19 @@ def run_demo(
     _fresh_store(store_path)
     with Store(store_path) as store:
         console.rule("[bold]2/5 ingest")
+        ingested = []
         for data, mapping in info.ingest_order():
-            console.print(ingest_file(store, data, mapping, progress=progress).summary(), highlight=False)
+            ingested.append(ingest_file(store, data, mapping, progress=progress))
+            console.print(ingested[-1].summary(), highlight=False)
+        record(store_path, [_ingested(r) for r in ingested])
 
         console.rule("[bold]3/5 scan")
         ruleset = load_rules([packs / p for p in PACKS])
-        for line in scan_store(store, ruleset, progress=progress).summary_lines():
+        scanned = scan_store(store, ruleset, progress=progress)
+        for line in scanned.summary_lines():
             console.print(line, highlight=False)
+        cases = after_scan(store, ruleset, scanned.scan_id, "duckdb", scanned.alerts).cases
+        users_file = _demo_users(store_path, out / USERS_NAME)
 
         console.rule("[bold]4/5 evaluate against the planted scenarios")
         scores = evaluate_store(store, info.files["labels"])
@@ -116,9 +135,46 @@ def run_demo(
         "open the report in a browser (works offline), or explore the store:",
         f"  {cli} alerts --store {store_path} --rule aml.structuring",
         f"  {cli} evaluate --store {store_path} --labels {info.files['labels']}",
+        f"review the {cases:,} cases in the browser (demo users and passwords in {users_file}):",
+        f"  {cli} web --store {store_path}",
     ):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     return result
+
+
+def _ingested(r: Any) -> Any:
+    from flagstone.audit.events import Ingested
+
+    return Ingested(r.source, r.file, r.batch_id, r.read, r.loaded, r.quarantined, r.duplicates)
+
+
+def _demo_users(store_path: Path, users_file: Path) -> Path:
+    """One user per role for trying the case review, with random passwords written to a file only
+    the owner can read. Two supervisors, so that a report can pass four eyes."""
+    from flagstone.oversight.context import Oversight, cli_actor
+    from flagstone.oversight.users import create_user, new_password
+
+    people = [
+        ("analyst", "analyst", "Ada Analyst"),
+        ("supervisor", "supervisor", "Sam Supervisor"),
+        ("supervisor2", "supervisor", "Sue Supervisor"),
+        ("auditor", "auditor", "Aud Auditor"),
+        ("admin", "admin", "Ann Admin"),
+    ]
+    lines = []
+    ov = Oversight.open(store_path)
+    try:
+        for username, role, name in people:
+            password = new_password()
+            create_user(ov, cli_actor(), username, password, role, ov.config.cases.default_team, name)
+            lines.append(f"{username}\t{role}\t{password}")
+    finally:
+        ov.close()
+    users_file.unlink(missing_ok=True)
+    fd = os.open(users_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("# demo users of `flagstone web` (user, role, password)\n" + "\n".join(lines) + "\n")
+    return users_file
 
 
 def _cli_path() -> str:
@@ -150,4 +206,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import duckdb
 from sqlalchemy import insert, select
 
 from flagstone.audit.events import CaseCreated
@@ -47,17 +48,19 @@ class SyncResult:
     identities: int
 
 
-def sync_alerts(ov: Oversight, store: Store) -> SyncResult:
+def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> SyncResult:
+    """Cases for the store's new alerts; ``store`` may be a connection (the service's absorber passes its own)."""
+    con_store = store.con if isinstance(store, Store) else store
     with ov.engine.connect() as con:
         known = {r.alert_id: (r.id, r.state) for r in con.execute(select(cases.c.alert_id, cases.c.id, cases.c.state))}
         have_identity = set(con.execute(select(vault.c.pseudonym)).scalars())
-    alerts = store.con.execute(
+    alerts = con_store.execute(
         """SELECT a.alert_id, a.rule_id, a.rule_version, a.severity, a.group_key, a.first_ts, a.last_ts,
                   a."values", a.reason, coalesce(s.finished_at, s.started_at) AS scanned_at, s.finished_at IS NULL
            FROM alerts a LEFT JOIN scans s USING (scan_id) ORDER BY a.first_ts, a.alert_id"""
     ).fetchall()
     wanted = [a for a in alerts if a[0] not in known or known[a[0]][1] not in CLOSED]
-    evidence = _evidence(store, [a[0] for a in wanted])
+    evidence = _evidence(con_store, [a[0] for a in wanted])
     now = utcnow()
     new_cases = new_evidence = 0
     new_parties: set[str] = set()
@@ -95,7 +98,7 @@ def sync_alerts(ov: Oversight, store: Store) -> SyncResult:
                 con.execute(insert(case_events), [{"case_id": case_id, **r} for r in rows])
                 new_evidence += len(rows)
                 new_parties.update(p for r in rows for p in (r["actor"], r["counterparty"]) if p)
-        identities = _identities(store, sorted(new_parties - have_identity))
+        identities = _identities(con_store, sorted(new_parties - have_identity))
         if identities:
             con.execute(insert(vault), identities)
     return SyncResult(new_cases, new_evidence, len(identities))
@@ -128,11 +131,11 @@ def _insert_case(
     return int(result.inserted_primary_key[0])
 
 
-def _evidence(store: Store, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+def _evidence(store: duckdb.DuckDBPyConnection, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     if not alert_ids:
         return {}
     cols = ", ".join(f"e.{c}" for c in EVIDENCE_COLUMNS)
-    rows = store.con.execute(
+    rows = store.execute(
         f"""WITH wanted AS (SELECT unnest(?) AS alert_id),
                  ev AS (SELECT a.alert_id, unnest(a.evidence_sources) AS source, unnest(a.evidence) AS event_id
                         FROM alerts a SEMI JOIN wanted USING (alert_id))
@@ -146,10 +149,10 @@ def _evidence(store: Store, alert_ids: list[str]) -> dict[str, list[dict[str, An
     return out
 
 
-def _identities(store: Store, pseudonyms: list[str]) -> list[dict[str, Any]]:
+def _identities(store: duckdb.DuckDBPyConnection, pseudonyms: list[str]) -> list[dict[str, Any]]:
     if not pseudonyms:
         return []
-    rows = store.con.execute(
+    rows = store.execute(
         "SELECT pseudonym, nonce, ciphertext FROM identities WHERE pseudonym IN (SELECT unnest(?))", [pseudonyms]
     ).fetchall()
     return [{"pseudonym": p, "nonce": bytes(n), "ciphertext": bytes(c)} for p, n, c in rows]

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from flagstone.alerts import alert_id, alert_rows
@@ -110,6 +111,7 @@ class ScoringService:
         segment_seconds: float = 1.0,
         absorb_every: float = 0.5,
         on_progress: Callable[[int], None] | None = None,
+        on_absorbed: Callable[[duckdb.DuckDBPyConnection, str, int], None] | None = None,
     ) -> None:
         sources = [m.source for m in mappings] + list(canonical)
         if not sources:
@@ -142,6 +144,7 @@ class ScoringService:
         self.segment_seconds = segment_seconds  # how long a log segment stays open
         self.absorb_every = absorb_every
         self._absorb_lock = threading.Lock()
+        self.on_absorbed = on_absorbed  # e.g. the audit log and the cases (flagstone.oversight.activity)
         self._absorb_con = con.cursor()
         self._reader = con.cursor()  # the writer's own reads (retries)
         self._pending: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # logged, not yet absorbed
@@ -344,8 +347,14 @@ class ScoringService:
         """Move every closed log segment into the store (one transaction each)."""
         with self._absorb_lock:
             for path in self.log.closed_segments():
-                for key in absorb(self.store, self._absorb_con, path):
+                keys = absorb(self.store, self._absorb_con, path)
+                for key in keys:
                     self._pending.pop(key, None)
+                if self.on_absorbed is not None and keys:
+                    try:
+                        self.on_absorbed(self._absorb_con, path.name, len(keys))
+                    except Exception as exc:  # the events are stored; say loudly what was not recorded
+                        print(f"flagstone serve: cannot audit segment {path.name}: {exc}", file=sys.stderr, flush=True)
 
     def _convert(self, group: list[_Submission]) -> list[_Submission]:
         """Convert each source's records with one query; reject requests with a bad record."""
