@@ -7,11 +7,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import insert, select
+
 from flagstone.config import Cases, Config
 from flagstone.demo import PACKS, find_packs
 from flagstone.generate import generate_demo
 from flagstone.ingest import ingest_file
+from flagstone.oversight import cases as ops
 from flagstone.oversight.context import Oversight
+from flagstone.oversight.schema import case_events, cases
 from flagstone.oversight.sync import sync_alerts
 from flagstone.oversight.users import User, create_user
 from flagstone.rules import load_rules
@@ -69,3 +73,28 @@ def set_up(store: Path, db_url: str) -> Setup:
     with Store(store, read_only=True) as st:
         sync_alerts(ov, st)
     return Setup(ov, people, store)
+
+
+def clone_case(s: Setup, team: str = "aml", state: str = "open") -> int:
+    """A fresh case (a copy of the team's first case, with its evidence) brought to ``state``."""
+    with s.ov.engine.begin() as con:
+        row = con.execute(select(cases).where(cases.c.team == team).order_by(cases.c.id).limit(1)).one()
+        data = {k: v for k, v in row._mapping.items() if k != "id"}
+        n = con.execute(select(cases.c.id).order_by(cases.c.id.desc()).limit(1)).scalar_one()
+        data.update(
+            alert_id=f"clone-{n + 1}",
+            state="open",
+            proposer_id=None,
+            approver_id=None,
+            filer_id=None,
+            assignee_id=None,
+            report_xml=None,
+        )
+        new_id = int(con.execute(insert(cases).values(**data)).inserted_primary_key[0])  # type: ignore[index]
+        ev = [dict(r._mapping) for r in con.execute(select(case_events).where(case_events.c.case_id == row.id))]
+        con.execute(insert(case_events), [{**e, "case_id": new_id} for e in ev])
+    if state in ("proposed", "approved"):
+        ops.act(s.ov, s.users["sam"], new_id, "propose", "structuring")
+    if state == "approved":
+        ops.act(s.ov, s.users["sue"], new_id, "approve")
+    return new_id

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-BLOCK = ("pyspark", "hypothesis", "pytest", "fastapi", "uvicorn")
+BLOCK = ("pyspark", "hypothesis", "pytest", "fastapi", "uvicorn", "psycopg", "playwright", "sqlalchemy", "argon2")
 
 
 def test_cli_help_without_optional_packages() -> None:

@@ -4,11 +4,14 @@ all of it."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from oversight_data import PASSWORD, Setup, build_scanned_store, copy_store, set_up
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oversight_data import PASSWORD, Setup, build_scanned_store, clone_case, copy_store, set_up
 from sqlalchemy import func, select
 
 from flagstone.audit import verify
@@ -189,3 +192,40 @@ def test_brute_force_locks_the_account(setup: Setup) -> None:
     failed = audited(s, "login_failed")
     assert len(failed) == s.ov.config.security.lockout_attempts + 2
     assert "locked" in str(failed[s.ov.config.security.lockout_attempts - 1]["details"])
+
+
+# Every action, the report steps more often, so that sequences reach approval and filing.
+ACTIONS = ["comment", "assign", "escalate", "dismiss", "reject", *["propose", "approve", "file"] * 2]
+
+
+# Mostly the team's own people, with an outsider and an auditor now and then.
+ACTORS = ["sam", "sue", "ana", "sam", "sue", "pia", "aud", "sam", "sue"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(ACTORS), st.sampled_from(ACTIONS), st.sampled_from(["because", "", "because"])),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_no_sequence_of_requests_files_without_two_people(setup: Setup, steps: list[tuple[str, str, str]]) -> None:
+    """The same four-eyes property as tests/test_workflow.py, through the code that writes the
+    database (rights, teams, transactions): whatever random people try, a case in the database
+    that is approved or filed was proposed and approved by two different people, the approver a
+    supervisor of its team."""
+    s = setup
+    case_id = clone_case(s)
+    for name, action, text in steps:
+        with contextlib.suppress(ops.Refusal, WorkflowError):  # refusals are part of the game
+            ops.act(s.ov, s.users[name], case_id, action, text, assignee="ana")
+        with s.ov.engine.connect() as con:
+            row = con.execute(select(cases).where(cases.c.id == case_id)).one()
+        if row.state in ("approved", "filed"):
+            assert row.proposer_id is not None and row.approver_id is not None
+            assert row.proposer_id != row.approver_id
+            approver = next(u for u in s.users.values() if u.id == row.approver_id)
+            assert approver.role == "supervisor" and approver.team == "aml"
+        if row.state == "filed":
+            assert row.filer_id is not None and row.report_xml

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from case_db import BACKENDS, fresh_db_url
 from fastapi.testclient import TestClient
-from oversight_data import PASSWORD, Setup, build_scanned_store, copy_store, set_up
-from sqlalchemy import insert, select
+from oversight_data import PASSWORD, Setup, build_scanned_store, clone_case, copy_store, set_up
+from sqlalchemy import select
 
 from flagstone.oversight import cases as ops
-from flagstone.oversight.schema import audit_entries, case_events, cases
+from flagstone.oversight.schema import audit_entries, cases
 from flagstone.web import create_web_app
 
 ROLES = {"analyst": "ana", "supervisor": "sue", "auditor": "aud", "admin": "adm"}
@@ -78,31 +78,6 @@ def csrf(client: TestClient) -> str:
     if page.status_code != 200:
         page = client.get("/audit")
     return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-
-
-def clone_case(s: Setup, team: str = "aml", state: str = "open") -> int:
-    """A fresh case (a copy of the team's first case, with its evidence) brought to ``state``."""
-    with s.ov.engine.begin() as con:
-        row = con.execute(select(cases).where(cases.c.team == team).order_by(cases.c.id).limit(1)).one()
-        data = {k: v for k, v in row._mapping.items() if k != "id"}
-        n = con.execute(select(cases.c.id).order_by(cases.c.id.desc()).limit(1)).scalar_one()
-        data.update(
-            alert_id=f"clone-{n + 1}",
-            state="open",
-            proposer_id=None,
-            approver_id=None,
-            filer_id=None,
-            assignee_id=None,
-            report_xml=None,
-        )
-        new_id = int(con.execute(insert(cases).values(**data)).inserted_primary_key[0])  # type: ignore[index]
-        ev = [dict(r._mapping) for r in con.execute(select(case_events).where(case_events.c.case_id == row.id))]
-        con.execute(insert(case_events), [{**e, "case_id": new_id} for e in ev])
-    if state in ("proposed", "approved"):
-        ops.act(s.ov, s.users["sam"], new_id, "propose", "structuring")
-    if state == "approved":
-        ops.act(s.ov, s.users["sue"], new_id, "approve")
-    return new_id
 
 
 def request_for(s: Setup, action: str, case_id: int, token: str) -> tuple[str, str, dict[str, str]]:

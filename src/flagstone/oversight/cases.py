@@ -294,6 +294,7 @@ def act(ov: Oversight, user: User, case_id: int, action: str, text: str = "", as
             digest = hashlib.sha256((row.report_xml or "").encode("utf-8")).hexdigest()
             changes["closing_reason"] = "report filed"
             event = ReportFiled(case_id, digest)
+            ov.audit.record(user.username, CaseClosed(case_id, "reported", "report filed with the FIU"), con)
         con.execute(update(cases).where(cases.c.id == case_id).values(**changes))
         ov.audit.record(user.username, event, con)
         return after

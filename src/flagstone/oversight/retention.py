@@ -89,6 +89,8 @@ def run_retention(
     result.quarantined = _count(con, f"SELECT count(*) FROM quarantine WHERE {old_batches}", params)
     result.alerts = _count(con, f"SELECT count(*) FROM alerts WHERE {old_alerts}", params)
     result.decisions = _count(con, f"SELECT count(*) FROM served WHERE {old_decisions}", params)
+    kept = f"(SELECT * FROM events WHERE NOT ({old} AND (source, event_id) NOT IN (SELECT * FROM held)))"
+    result.identities = _count(con, f"SELECT count(*) FROM identities WHERE {_unreferenced(kept)}", params)
     if dry_run:
         result.cases = _old_dismissed(ov, cutoff, count_only=True)
         return result
@@ -97,8 +99,7 @@ def run_retention(
         con.execute(f"DELETE FROM quarantine WHERE {old_batches}", params)
         con.execute(f"DELETE FROM alerts WHERE {old_alerts}", params)
         con.execute(f"DELETE FROM served WHERE {old_decisions}", params)
-        result.identities = _count(con, f"SELECT count(*) FROM identities WHERE {_UNREFERENCED}")
-        con.execute(f"DELETE FROM identities WHERE {_UNREFERENCED}")
+        con.execute(f"DELETE FROM identities WHERE {_unreferenced('events')}")
     result.cases = _old_dismissed(ov, cutoff, count_only=False)
     ov.audit.record(
         _actor(),
@@ -109,13 +110,14 @@ def run_retention(
     return result
 
 
-# A pseudonym is still needed while any event or entity names it, in a field or inside attrs.
-_UNREFERENCED = f"""pseudonym NOT IN (
-    SELECT actor FROM events WHERE actor IS NOT NULL
-    UNION SELECT counterparty FROM events WHERE counterparty IS NOT NULL
-    UNION SELECT entity FROM entities
-    UNION SELECT unnest(regexp_extract_all(CAST(attrs AS VARCHAR), '{_PSEUDONYM_RE}')) FROM events
-    WHERE attrs IS NOT NULL)"""
+def _unreferenced(events: str) -> str:
+    """Identities no row of ``events`` nor any entity names, in a field or inside attrs."""
+    return f"""pseudonym NOT IN (
+        SELECT actor FROM {events} WHERE actor IS NOT NULL
+        UNION SELECT counterparty FROM {events} WHERE counterparty IS NOT NULL
+        UNION SELECT entity FROM entities
+        UNION SELECT unnest(regexp_extract_all(CAST(attrs AS VARCHAR), '{_PSEUDONYM_RE}')) FROM {events}
+        WHERE attrs IS NOT NULL)"""
 
 
 def _count(con: Any, sql: str, params: dict[str, Any] | None = None) -> int:
