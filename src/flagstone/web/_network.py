@@ -47,10 +47,11 @@ def network_svg(evidence: list[dict[str, Any]], focus: str | None) -> str:
             continue
         (x1, y1), (x2, y2) = pos[a], pos[b]
         label = f"{len(amounts)}× {sum(amounts):,.2f}"
+        lx, ly = x1 + (x2 - x1) * 0.62, y1 + (y2 - y1) * 0.62 - 4  # two thirds out, where lines are apart
         parts.append(
             f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#888" '
             f'stroke-width="{min(1 + len(amounts) / 2, 6):.1f}" marker-end="url(#arrow)"/>'
-            f'<text class="flow" x="{(x1 + x2) / 2:.0f}" y="{(y1 + y2) / 2 - 4:.0f}">{escape(label)}</text>'
+            f'<text class="flow" x="{lx:.0f}" y="{ly:.0f}">{escape(label)}</text>'
         )
     for p, (x, y) in pos.items():
         cls = "focus" if p == centre else "party"
