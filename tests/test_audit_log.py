@@ -217,3 +217,13 @@ def test_witness_checkpoint_round_trips_and_accepts_a_grown_log(tmp_path: Path) 
     assert verify(engine, signer.public, witness=witness).ok
     forged = Checkpoint(witness.size, "00" * 32, witness.ts, witness.key_id, witness.signature)
     assert not verify(engine, signer.public, witness=forged).ok
+
+
+def test_a_new_sqlite_case_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    engine = open_database(f"sqlite:///{tmp_path / 'cases.sqlite'}")
+    AuditLog(engine, Signer.load_or_create(tmp_path / "k")).record("a", LoggedIn("a"))
+    for f in tmp_path.glob("cases.sqlite*"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600

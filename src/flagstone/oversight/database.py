@@ -3,6 +3,7 @@ by ``--db`` or ``$FLAGSTONE_DB``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ def open_database(url: str) -> Engine:
     sqlite = url.startswith("sqlite")
     if sqlite:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        _private_file(url)
     try:
         engine = create_engine(url, **kwargs)
         if sqlite:
@@ -40,6 +42,16 @@ def open_database(url: str) -> Engine:
             f"case database {_safe(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
         ) from exc
     return engine
+
+
+def _private_file(url: str) -> None:
+    """Create a new SQLite file readable by its owner only (it holds password hashes and the
+    encrypted identities of case parties); SQLite gives its -wal and -shm files the same mode."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path or path == ":memory:" or Path(path).exists():
+        return
+    with contextlib.suppress(OSError):  # a missing folder and the like: SQLite says so more precisely
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_writer_first(engine: Engine) -> None:
