@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 from collections import Counter
@@ -13,8 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from browser import require_chromium
 from conftest import REPO
-from test_report import CHROMIUM, CHROMIUM_FLAGS, EXTERNAL
+from test_report import CHROMIUM_FLAGS, EXTERNAL
 from typer.testing import CliRunner
 
 from flagstone.backtest import BacktestResult, parse_sweep, run_backtest
@@ -143,12 +143,9 @@ def test_html_is_offline_and_carries_the_sweep(swept: BacktestResult, tmp_path: 
 
 
 def test_html_draws_offline_in_chromium(swept: BacktestResult, tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        if os.environ.get("FLAGSTONE_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (FLAGSTONE_REQUIRE_BROWSER is set) but not installed")
-        pytest.skip("chromium not installed (apt-get install chromium)")
+    chromium = require_chromium()
     path = write_backtest_report(swept, tmp_path / "bt.html").resolve()
-    base = [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*base, "--dump-dom", path.as_uri() + "#all"], capture_output=True, text=True, timeout=120)
     assert dom.stdout.count('data-drawn="1"') == 2, dom.stderr[-2000:]
     assert dom.stdout.count('class="main-svg"') >= 2

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -13,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM_ARGS, require_chromium
 
 from flagstone.report import write_report
 from flagstone.store import Store
@@ -153,29 +152,13 @@ def test_report_of_empty_store(tmp_path: Path) -> None:
     assert "No alerts in the store" in html and figures(html) == {}
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=8000",
-]
+CHROMIUM_FLAGS = ["--headless", *CHROMIUM_ARGS, "--hide-scrollbars", "--virtual-time-budget=8000"]
 
 
 def test_report_renders_offline_in_chromium(store: Store, tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        # CI sets FLAGSTONE_REQUIRE_BROWSER=1 after installing Debian's chromium: never skip there.
-        if os.environ.get("FLAGSTONE_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (FLAGSTONE_REQUIRE_BROWSER is set) but not installed")
-        pytest.skip("chromium not installed (apt-get install chromium)")
+    chromium = require_chromium()
     path = write_report(store, tmp_path / "report.html").resolve()
-    base = [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*base, "--dump-dom", path.as_uri() + "#all"], capture_output=True, text=True, timeout=120)
     # plotly.js ran from the page itself, offline, and drew every figure (over time, severity,
     # top groups, four timelines) as SVG; "#all" draws those outside the window too.

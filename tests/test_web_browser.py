@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import shutil
 import struct
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import CHROMIUM_ARGS, require_chromium
 from oversight_data import PASSWORD, Setup, build_scanned_store, copy_store, set_up
 from sqlalchemy import select, update
 from web_server import serving
@@ -38,15 +38,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None  # type: ignore[assignment]
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = (
     "01-login.png",
     "02-queue.png",
@@ -75,15 +66,7 @@ def readable(value: object) -> str:
 
 
 def require_browser() -> str:
-    """Chromium's path; a skip without it (or Playwright), a failure when CI requires the browser."""
-    missing = [name for name, ok in (("chromium", CHROMIUM), ("playwright", sync_playwright)) if not ok]
-    if missing:
-        # CI sets FLAGSTONE_REQUIRE_BROWSER=1 after installing Debian's chromium: never skip there.
-        if os.environ.get("FLAGSTONE_REQUIRE_BROWSER"):
-            pytest.fail(f"{' and '.join(missing)} required (FLAGSTONE_REQUIRE_BROWSER is set) but not installed")
-        pytest.skip(f"{' and '.join(missing)} not installed (apt-get install chromium; pip install playwright)")
-    assert CHROMIUM is not None
-    return CHROMIUM
+    return require_chromium(("playwright", sync_playwright))
 
 
 @pytest.fixture

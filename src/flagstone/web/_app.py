@@ -274,22 +274,21 @@ def create_web_app(ov: Oversight) -> FastAPI:
 
     # -- audit and users ------------------------------------------------------------------------
 
-    def require(request: Request, session: Session, action: str) -> None:
-        if not allowed(session.user.role, action):
-            raise case_ops.Forbidden(
-                f"a user with the role {session.user.role} may not {action.replace('_', ' ')}",
-                request.url.path,
-                request.method,
-                f"role {session.user.role}",
-            )
+    def lacks(request: Request, session: Session, action: str) -> Response | None:
+        """The audited refusal page when the user's role may not take ``action``; None when it may."""
+        if allowed(session.user.role, action):
+            return None
+        role = session.user.role
+        exc = case_ops.Forbidden(
+            f"a user with the role {role} may not {action.replace('_', ' ')}", request.url.path, request.method, role
+        )
+        ov.audit.record(session.user.username, exc.event)
+        return refused(request, session, exc)
 
     @app.get("/audit", response_class=HTMLResponse)
     def audit_page(request: Request, session: Current, action: str = "") -> Response:
-        try:
-            require(request, session, "view_audit")
-        except case_ops.Forbidden as exc:
-            ov.audit.record(session.user.username, exc.event)
-            return refused(request, session, exc)
+        if (refusal := lacks(request, session, "view_audit")) is not None:
+            return refusal
         query = select(audit_entries).order_by(audit_entries.c.seq.desc()).limit(300)
         if action:
             query = query.where(audit_entries.c.action == action)
@@ -302,11 +301,8 @@ def create_web_app(ov: Oversight) -> FastAPI:
         from flagstone.audit import verify
         from flagstone.audit.events import AuditVerified
 
-        try:
-            require(request, session, "view_audit")
-        except case_ops.Forbidden as exc:
-            ov.audit.record(session.user.username, exc.event)
-            return refused(request, session, exc)
+        if (refusal := lacks(request, session, "view_audit")) is not None:
+            return refusal
         result = verify(ov.engine, ov.audit.signer.public)
         ov.audit.record(session.user.username, AuditVerified(result.entries, result.ok, tuple(result.problems)))
         with ov.engine.connect() as con:
@@ -318,11 +314,8 @@ def create_web_app(ov: Oversight) -> FastAPI:
 
     @app.get("/admin/users", response_class=HTMLResponse)
     def users_page(request: Request, session: Current) -> Response:
-        try:
-            require(request, session, "manage_users")
-        except case_ops.Forbidden as exc:
-            ov.audit.record(session.user.username, exc.event)
-            return refused(request, session, exc)
+        if (refusal := lacks(request, session, "manage_users")) is not None:
+            return refusal
         return render(request, "users.html", session, users=user_ops.list_users(ov), roles=ROLES)
 
     @app.post("/admin/users")
@@ -335,27 +328,23 @@ def create_web_app(ov: Oversight) -> FastAPI:
         team: Annotated[str, Form()] = "",
         password: Annotated[str, Form()] = "",
     ) -> Response:
+        if (refusal := lacks(request, session, "manage_users")) is not None:
+            return refusal
         try:
-            require(request, session, "manage_users")
             user_ops.create_user(ov, session.user.username, username, password, role, team, display_name or None)
-        except case_ops.Forbidden as exc:
-            ov.audit.record(session.user.username, exc.event)
-            return refused(request, session, exc)
         except InputError as exc:
             return refused(request, session, WorkflowError(exc.message))
         return RedirectResponse("/admin/users?done=added", status_code=303)
 
     def user_change(change: str) -> Callable[..., Response]:
         def handler(request: Request, session: Checked, username: str) -> Response:
+            if (refusal := lacks(request, session, "manage_users")) is not None:
+                return refusal
             try:
-                require(request, session, "manage_users")
                 if change == "unlock":
                     user_ops.unlock(ov, session.user.username, username)
                 else:
                     user_ops.set_active(ov, session.user.username, username, change == "enable")
-            except case_ops.Forbidden as exc:
-                ov.audit.record(session.user.username, exc.event)
-                return refused(request, session, exc)
             except InputError as exc:
                 return refused(request, session, WorkflowError(exc.message))
             return RedirectResponse(f"/admin/users?done={change}", status_code=303)
