@@ -229,3 +229,50 @@ def test_no_sequence_of_requests_files_without_two_people(setup: Setup, steps: l
             assert approver.role == "supervisor" and approver.team == "aml"
         if row.state == "filed":
             assert row.filer_id is not None and row.report_xml
+
+
+def test_retention_holds_the_evidence_of_alerts_nobody_has_reviewed_yet(setup: Setup) -> None:
+    from datetime import datetime
+
+    from sqlalchemy import delete
+
+    from flagstone.oversight.retention import run_retention
+
+    s = setup
+    # One alert without a case (as after `flagstone serve`, before the next sync), one dismissed.
+    unsynced, dismissed = first_case(s, "aml"), first_case(s, "precursors")
+    with s.ov.engine.begin() as con:
+        alert_id = con.execute(select(cases.c.alert_id).where(cases.c.id == unsynced)).scalar_one()
+        con.execute(delete(case_events).where(case_events.c.case_id == unsynced))
+        con.execute(delete(cases).where(cases.c.id == unsynced))
+    ops.act(s.ov, s.users["pat"], dismissed, "dismiss", "false positive")
+    with Store(s.store) as st:
+        evidence = set(
+            st.con.execute(
+                "SELECT unnest(evidence_sources), unnest(evidence) FROM alerts WHERE alert_id = ?", [alert_id]
+            ).fetchall()
+        )
+        run_retention(s.ov, st, days=1, as_of=datetime(2100, 1, 1))  # everything is old
+        left = set(st.con.execute("SELECT source, event_id FROM events").fetchall())
+        alerts_left = {r[0] for r in st.con.execute("SELECT alert_id FROM alerts").fetchall()}
+    assert evidence and evidence <= left
+    assert alert_id in alerts_left
+    with s.ov.engine.connect() as con:
+        assert con.execute(select(cases.c.id).where(cases.c.id == dismissed)).first() is None
+
+
+def test_without_the_stores_key_nothing_is_revealed_and_no_key_is_made(setup: Setup) -> None:
+    s = setup
+    case_id = first_case(s, "aml")
+    party = ops.view_case(s.ov, s.users["sam"], case_id).parties[0]
+    ops.reveal(s.ov, s.users["sam"], case_id, party, "before the key goes")
+    key = Path(f"{s.store}.key")
+    key.rename(key.with_suffix(".moved"))
+    with pytest.raises(WorkflowError, match="no key"):
+        ops.reveal(s.ov, s.users["sam"], case_id, ops.view_case(s.ov, s.users["sam"], case_id).parties[-1], "why")
+    assert not key.exists()  # a reveal never makes a key that would decrypt nothing
+    assert "not shown" in ops.view_case(s.ov, s.users["sam"], case_id).revealed[party]
+    key.write_text("00" * 32 + "\n")  # a different key: decryption fails loudly, not with garbage
+    key.chmod(0o600)
+    with pytest.raises(WorkflowError, match="not the one"):
+        ops.reveal(s.ov, s.users["sam"], case_id, party, "with the wrong key")

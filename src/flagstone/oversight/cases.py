@@ -33,7 +33,6 @@ from flagstone.audit.events import (
     ReportProposed,
     ReportRejected,
 )
-from flagstone.ingest import Pseudonymiser
 from flagstone.oversight.context import Oversight, utcnow
 from flagstone.oversight.roles import REVIEWERS, allowed
 from flagstone.oversight.schema import audit_entries, case_events, cases, comments, reveals, users, vault
@@ -232,8 +231,10 @@ def _revealed(ov: Oversight, con: Connection, user: User, case_id: int) -> tuple
     reasons = {r.pseudonym: r.reason for r in rows}
     if not rows or not allowed(user.role, "reveal"):
         return {}, reasons
-    p = Pseudonymiser.for_store(ov.store_path)
-    return {r.pseudonym: p.decrypt(r.pseudonym, r.nonce, r.ciphertext) for r in rows}, reasons
+    try:
+        return ov.decrypt(rows), reasons
+    except WorkflowError as exc:  # show the case all the same, and say why the identities are missing
+        return {r.pseudonym: f"(not shown: {exc})" for r in rows}, reasons
 
 
 def _state(row: Any, people: dict[int, str]) -> CaseState:
@@ -332,7 +333,7 @@ def reveal(ov: Oversight, user: User, case_id: int, pseudonym: str, reason: str)
         secret = con.execute(select(vault).where(vault.c.pseudonym == pseudonym)).first()
         if secret is None:
             raise WorkflowError(f"no identity is held for {pseudonym} (it may have been purged)")
-        value = Pseudonymiser.for_store(ov.store_path).decrypt(pseudonym, secret.nonce, secret.ciphertext)
+        value = ov.decrypt([secret])[pseudonym]
         already = con.execute(
             select(reveals.c.id).where(reveals.c.case_id == case_id, reveals.c.pseudonym == pseudonym)
         ).first()

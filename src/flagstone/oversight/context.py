@@ -4,16 +4,22 @@ configuration (and the store path, whose key file decrypts identities for a reve
 from __future__ import annotations
 
 import getpass
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine
 
 from flagstone.audit.log import AuditLog
 from flagstone.audit.signing import Signer, audit_key_path
 from flagstone.config import Config, load_config
+from flagstone.ingest._pseudonym import KEY_ENV, Pseudonymiser, key_file_for
 from flagstone.oversight.database import open_database, resolve_db_url
+from flagstone.oversight.workflow import WorkflowError
 from flagstone.store import resolve_store_path
 
 
@@ -51,3 +57,19 @@ class Oversight:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def decrypt(self, rows: Iterable[Any]) -> dict[str, str]:
+        """Real identifiers of vault rows (pseudonym, nonce, ciphertext), with the store's key.
+
+        Only a reveal and an approved report call this. Unlike an ingest it never makes a key: a
+        missing or different key is an error, not a new key that decrypts nothing.
+        """
+        if not os.environ.get(KEY_ENV) and not key_file_for(self.store_path).exists():
+            raise WorkflowError(
+                f"identities cannot be decrypted here: no key ({key_file_for(self.store_path)} or ${KEY_ENV})"
+            )
+        p = Pseudonymiser.for_store(self.store_path)
+        try:
+            return {r.pseudonym: p.decrypt(r.pseudonym, r.nonce, r.ciphertext) for r in rows}
+        except InvalidTag as exc:
+            raise WorkflowError("identities cannot be decrypted: the key is not the one they were stored with") from exc

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from flagstone.ingest import Pseudonymiser
 from flagstone.oversight.context import Oversight, utcnow
 from flagstone.oversight.goaml import (
     GoamlError,
@@ -108,5 +107,4 @@ def _identities(ov: Oversight, con: Connection, pseudonyms: set[str]) -> dict[st
     rows = con.execute(select(vault).where(vault.c.pseudonym.in_(sorted(pseudonyms)))).all()
     if not rows:
         return {}
-    p = Pseudonymiser.for_store(ov.store_path)
-    return {r.pseudonym: p.decrypt(r.pseudonym, r.nonce, r.ciphertext) for r in rows}
+    return ov.decrypt(rows)

@@ -1,7 +1,8 @@
 """Retention: events older than the configured period are deleted, unless a case holds them.
 
 Legal hold: the evidence of a case that is still open (open, escalated, proposed, approved) or
-whose report was filed is kept, in the store and in the case database. Everything else past the
+whose report was filed is kept, in the store and in the case database, and so is the evidence of
+an alert that has no case yet (nobody has reviewed it). Everything else past the
 cut-off goes: events, quarantined raw records of old batches, alerts and service decisions that
 only concern old events, identities no remaining event refers to, and dismissed cases with their
 evidence, comments and reveals. The audit log is kept: it is the proof of what was done.
@@ -65,7 +66,18 @@ def run_retention(
         {"source": [s for s, _ in held], "event_id": [e for _, e in held]},
         schema=pa.schema([("source", pa.string()), ("event_id", pa.string())]),
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE held AS SELECT * FROM held_keys")
+    dismissed_ids = pa.table(  # noqa: F841
+        {"alert_id": _dismissed_alerts(ov)}, schema=pa.schema([("alert_id", pa.string())])
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE dismissed AS SELECT * FROM dismissed_ids")
+    # Held: the evidence of every case not dismissed, and of every alert that has no case yet
+    # (an alert nobody has reviewed is as open as an open case).
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE held AS
+           SELECT * FROM held_keys
+           UNION SELECT unnest(evidence_sources) AS source, unnest(evidence) AS event_id
+           FROM alerts WHERE alert_id NOT IN (SELECT alert_id FROM dismissed)"""
+    )
     old = "ts < $cutoff"
     params = {"cutoff": cutoff}
     result.events_by_source = dict(
@@ -81,10 +93,7 @@ def run_retention(
         ).fetchone()[0]  # type: ignore[index]
     )
     old_batches = "batch_id IN (SELECT batch_id FROM ingest_batches WHERE started_at < $cutoff)"
-    held_alerts = _held_alerts(ov)
-    alert_keep = pa.table({"alert_id": held_alerts}, schema=pa.schema([("alert_id", pa.string())]))  # noqa: F841
-    con.execute("CREATE OR REPLACE TEMP TABLE held_alerts AS SELECT * FROM alert_keep")
-    old_alerts = "last_ts < $cutoff AND alert_id NOT IN (SELECT alert_id FROM held_alerts)"
+    old_alerts = "last_ts < $cutoff AND alert_id IN (SELECT alert_id FROM dismissed)"
     old_decisions = "received_at < $cutoff AND (source, event_id) NOT IN (SELECT * FROM held)"
     result.quarantined = _count(con, f"SELECT count(*) FROM quarantine WHERE {old_batches}", params)
     result.alerts = _count(con, f"SELECT count(*) FROM alerts WHERE {old_alerts}", params)
@@ -141,9 +150,9 @@ def _held_events(ov: Oversight) -> list[tuple[str, str]]:
     return [(r.source, r.event_id) for r in rows]
 
 
-def _held_alerts(ov: Oversight) -> list[str]:
+def _dismissed_alerts(ov: Oversight) -> list[str]:
     with ov.engine.connect() as con:
-        return list(con.execute(select(cases.c.alert_id).where(cases.c.state != DISMISSED)).scalars())
+        return list(con.execute(select(cases.c.alert_id).where(cases.c.state == DISMISSED)).scalars())
 
 
 def _old_dismissed(ov: Oversight, cutoff: datetime, *, count_only: bool) -> int:
