@@ -22,12 +22,15 @@ app = typer.Typer(
     name="flagstone",
     help=(
         "Find crime-indicative patterns in event data, explain every alert, keep identities "
-        "pseudonymised. Typical flow: generate (or bring your data) -> ingest -> scan -> alerts / "
-        "evaluate / report; backtest replays rules and threshold sweeps against labels."
+        "pseudonymised. Typical flow: generate (or bring your data) -> ingest -> scan -> cases reviewed "
+        "in `flagstone web` (four eyes before any report); alerts / evaluate / report / backtest to "
+        "study the rules; every action goes into the audit log (`flagstone audit verify`)."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown joins a docstring's wrapped lines into paragraphs (blank lines separate them).
+    rich_markup_mode="markdown",
 )
 err = Console(stderr=True)
 out = Console()

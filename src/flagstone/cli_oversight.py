@@ -21,10 +21,18 @@ from flagstone.errors import InputError
 err = Console(stderr=True)
 out = Console()
 
-audit_app = typer.Typer(name="audit", help="Check and read the tamper-evident audit log.", no_args_is_help=True)
-users_app = typer.Typer(name="users", help="People who review cases, and their roles.", no_args_is_help=True)
-cases_app = typer.Typer(name="cases", help="Cases made from alerts, for review.", no_args_is_help=True)
-retention_app = typer.Typer(name="retention", help="Delete data past its retention period.", no_args_is_help=True)
+audit_app = typer.Typer(
+    name="audit", help="Check and read the tamper-evident audit log.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+users_app = typer.Typer(
+    name="users", help="People who review cases, and their roles.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+cases_app = typer.Typer(
+    name="cases", help="Cases made from alerts, for review.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+retention_app = typer.Typer(
+    name="retention", help="Delete data past its retention period.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 StoreOpt = Annotated[
     Path | None,

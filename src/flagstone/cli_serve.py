@@ -15,7 +15,10 @@ from rich.console import Console
 from flagstone.errors import InputError
 
 keys_app = typer.Typer(
-    name="keys", help="API keys of the scoring service (shown once, stored hashed).", no_args_is_help=True
+    name="keys",
+    help="API keys of the scoring service (shown once, stored hashed).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 err = Console(stderr=True)
 out = Console()
