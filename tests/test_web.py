@@ -269,3 +269,23 @@ def test_a_browsers_own_origin_is_accepted_and_a_null_one_refused(env: Setup, ap
     form = {"username": "sam", "password": PASSWORD, "csrf_token": token}
     assert client.post("/login", data=form, headers={"Origin": "null"}).status_code == 403
     assert client.post("/login", data=form, headers={"Origin": "http://testserver"}).status_code == 303
+
+
+def test_the_queue_pages_through_every_case_once(
+    env: Setup, clients: dict[str, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flagstone.web._app as web_app
+
+    monkeypatch.setattr(web_app, "QUEUE_PAGE", 7)
+    client = clients["auditor"]
+    expected = [c.id for c in ops.queue(env.ov, env.users["aud"], state="", sort="age", limit=10_000)]
+    seen: list[int] = []
+    page = 1
+    while True:
+        html = client.get(f"/queue?state=&sort=age&page={page}").text
+        seen += [int(i) for i in re.findall(r'href="/cases/(\d+)" class="case-link"', html)]
+        assert f"{len(expected)} cases" in html
+        if 'id="next"' not in html:
+            break
+        page += 1
+    assert seen == expected and page == (len(expected) + 6) // 7

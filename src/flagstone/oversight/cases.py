@@ -118,21 +118,15 @@ def queue(
     severity: str | None = None,
     sort: str = "severity",
     limit: int = 200,
+    offset: int = 0,
 ) -> list[CaseSummary]:
-    """The cases this user may see, filtered and sorted (most severe or oldest first)."""
+    """The cases this user may see, filtered and sorted (most severe or oldest first); one page of
+    ``limit`` from ``offset`` (:func:`queue_size` counts them all)."""
     if not allowed(user.role, "view_cases"):
         exc = Forbidden(f"a user with the role {user.role} may not view cases", "/queue", "view", f"role {user.role}")
         ov.audit.record(user.username, exc.event)
         raise exc
-    conds = [_visible(user)]
-    if state == ACTIVE:
-        conds.append(cases.c.state.not_in(CLOSED))
-    elif state:
-        conds.append(cases.c.state == state)
-    if rule:
-        conds.append(cases.c.rule_id.startswith(rule, autoescape=True))
-    if severity:
-        conds.append(cases.c.severity == severity)
+    conds = _queue_filter(user, state, rule, severity)
     n_evidence = (
         select(func.count()).select_from(case_events).where(case_events.c.case_id == cases.c.id).scalar_subquery()
     )
@@ -142,6 +136,7 @@ def queue(
         .where(and_(*conds))
         .order_by(*SORTS.get(sort, SORTS["severity"]), cases.c.id)
         .limit(limit)
+        .offset(max(offset, 0))
     )
     with ov.engine.connect() as con:
         rows = con.execute(query).all()
@@ -160,6 +155,30 @@ def queue(
         )
         for r in rows
     ]
+
+
+def _queue_filter(user: User, state: str, rule: str | None, severity: str | None) -> list[ColumnElement[bool]]:
+    conds = [_visible(user)]
+    if state == ACTIVE:
+        conds.append(cases.c.state.not_in(CLOSED))
+    elif state:
+        conds.append(cases.c.state == state)
+    if rule:
+        conds.append(cases.c.rule_id.startswith(rule, autoescape=True))
+    if severity:
+        conds.append(cases.c.severity == severity)
+    return conds
+
+
+def queue_size(
+    ov: Oversight, user: User, *, state: str = ACTIVE, rule: str | None = None, severity: str | None = None
+) -> int:
+    """How many cases :func:`queue` has for these filters, over all pages."""
+    if not allowed(user.role, "view_cases"):
+        return 0
+    query = select(func.count()).select_from(cases).where(and_(*_queue_filter(user, state, rule, severity)))
+    with ov.engine.connect() as con:
+        return int(con.execute(query).scalar_one())
 
 
 def _load(con: Connection, user: User, case_id: int, action: str, *, lock: bool = False) -> Any:

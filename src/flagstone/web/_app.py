@@ -42,6 +42,7 @@ from flagstone.web._security import (
 )
 
 HERE = Path(str(files("flagstone.web")))
+QUEUE_PAGE = 200  # cases per page of the queue
 CASE_ACTIONS = ("comment", "assign", "escalate", "dismiss", "propose", "reject", "approve", "file")
 # What the banner says after an action; only these fixed texts, whatever the link's ?done= holds.
 FLASH = {
@@ -183,16 +184,21 @@ def create_web_app(ov: Oversight) -> FastAPI:
         rule: str = "",
         severity: str = "",
         sort: str = "severity",
+        page: int = 1,
     ) -> Response:
-        limit = 500
+        limit, page = QUEUE_PAGE, max(page, 1)
+        by = {"rule": rule or None, "severity": severity or None}
         try:
             rows = case_ops.queue(
-                ov, session.user, state=state, rule=rule or None, severity=severity or None, sort=sort, limit=limit
+                ov, session.user, state=state, **by, sort=sort, limit=limit, offset=(page - 1) * limit
             )
         except case_ops.Refusal as exc:
             return refused(request, session, exc)
+        total = case_ops.queue_size(ov, session.user, state=state, **by)
         f = {"state": state, "rule": rule, "severity": severity, "sort": sort}
-        return render(request, "queue.html", session, rows=rows, f=f, limit=limit, overdue=_overdue)
+        pages = max((total + limit - 1) // limit, 1)
+        shown = {"total": total, "page": page, "pages": pages, "first": (page - 1) * limit}
+        return render(request, "queue.html", session, rows=rows, f=f, overdue=_overdue, **shown)
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse)
     def case_page(request: Request, session: Current, case_id: int) -> Response:
