@@ -4,6 +4,7 @@ and escaping."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -289,3 +290,20 @@ def test_the_queue_pages_through_every_case_once(
             break
         page += 1
     assert seen == expected and page == (len(expected) + 6) // 7
+
+
+def test_an_idle_session_ends(env: Setup, app: Any) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from flagstone.oversight.schema import sessions
+
+    client = login(app, "sam")
+    assert client.get("/queue").status_code == 200
+    idle = timedelta(minutes=env.ov.config.security.idle_minutes)
+    mine = sessions.c.token_hash == hashlib.sha256(client.cookies["flagstone_session"].encode()).hexdigest()
+    with env.ov.engine.begin() as con:  # as if this session's last request were that long ago
+        seen = con.execute(select(sessions.c.last_seen).where(mine)).scalar_one()
+        con.execute(update(sessions).where(mine).values(last_seen=seen - idle - timedelta(seconds=5)))
+    assert client.get("/queue").status_code == 303  # back to the log-in

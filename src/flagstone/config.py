@@ -9,7 +9,8 @@ Keys (all optional; see docs/oversight.md):
 - ``cases.filing_deadline_days``: days from detection to the filing deadline (default 30).
 - ``cases.teams``: team name -> rule id prefixes it reviews; ``cases.default_team`` gets the rest.
 - ``reporting_entity``: who files goAML reports (``rentity_id``, ``name``, ``branch``, ``currency``, ``country``).
-- ``security``: ``lockout_attempts`` (5), ``lockout_minutes`` (15), ``session_hours`` (8), ``secure_cookies``.
+- ``security``: ``lockout_attempts`` (5), ``lockout_minutes`` (15), ``session_hours`` (8),
+  ``idle_minutes`` (30), ``secure_cookies``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Security(_Strict):
     lockout_attempts: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
     session_hours: int = Field(default=8, ge=1)
+    idle_minutes: int = Field(default=30, ge=1)
     secure_cookies: bool = False
 
 

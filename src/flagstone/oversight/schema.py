@@ -47,6 +47,7 @@ sessions = Table(
     Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
 )
 

@@ -3,7 +3,8 @@
 Passwords are hashed with Argon2id (memory-hard). After ``lockout_attempts`` wrong passwords in a
 row an account is locked for ``lockout_minutes``; unknown names cost the same hashing time as
 known ones, so timing does not tell which names exist. A session is a random token in an HttpOnly
-cookie; only its SHA-256 is stored, with the session's CSRF token beside it.
+cookie; only its SHA-256 is stored, with the session's CSRF token beside it. A session ends after
+``session_hours``, or after ``idle_minutes`` without a request.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flagstone.oversight.roles import ROLES
 from flagstone.oversight.schema import sessions, users
 
 MIN_PASSWORD = 12
+_TOUCH_EVERY = timedelta(minutes=1)
 _hasher = PasswordHasher()  # Argon2id, RFC 9106's second recommended parameter set (64 MiB, t=3)
 _DUMMY = _hasher.hash("not a real password, for equal timing")
 
@@ -189,6 +191,7 @@ def start_session(ov: Oversight, user: User) -> tuple[str, str]:
                 user_id=user.id,
                 csrf_token=csrf,
                 created_at=now,
+                last_seen=now,
                 expires_at=now + timedelta(hours=ov.config.security.session_hours),
             )
         )
@@ -201,12 +204,17 @@ def session_user(ov: Oversight, token: str | None) -> tuple[User, str] | None:
         return None
     with ov.engine.connect() as con:
         row = con.execute(
-            select(users, sessions.c.csrf_token, sessions.c.expires_at)
+            select(users, sessions.c.csrf_token, sessions.c.expires_at, sessions.c.last_seen)
             .join(sessions, sessions.c.user_id == users.c.id)
             .where(sessions.c.token_hash == _digest(token))
         ).first()
-    if row is None or row.expires_at < utcnow() or not row.active:
+    now = utcnow()
+    idle = timedelta(minutes=ov.config.security.idle_minutes)
+    if row is None or row.expires_at < now or row.last_seen + idle < now or not row.active:
         return None
+    if now - row.last_seen > _TOUCH_EVERY:  # a write a minute at most, not one per request
+        with ov.engine.begin() as con:
+            con.execute(update(sessions).where(sessions.c.token_hash == _digest(token)).values(last_seen=now))
     return _user(row), row.csrf_token
 
 
