@@ -276,3 +276,31 @@ def test_without_the_stores_key_nothing_is_revealed_and_no_key_is_made(setup: Se
     key.chmod(0o600)
     with pytest.raises(WorkflowError, match="not the one"):
         ops.reveal(s.ov, s.users["sam"], case_id, party, "with the wrong key")
+
+
+def test_a_filed_report_holds_its_evidence_for_the_configured_time_after_filing(setup: Setup) -> None:
+    from datetime import timedelta
+
+    from flagstone.oversight.context import utcnow
+    from flagstone.oversight.retention import run_retention
+
+    s = setup
+    case_id = first_case(s, "aml")
+    ops.act(s.ov, s.users["sam"], case_id, "propose", "structuring")
+    ops.act(s.ov, s.users["sue"], case_id, "approve")
+    ops.act(s.ov, s.users["sam"], case_id, "file")
+    with s.ov.engine.connect() as con:
+        rows = con.execute(select(case_events.c.case_id, case_events.c.source, case_events.c.event_id)).all()
+    evidence = {(r.source, r.event_id) for r in rows if r.case_id == case_id}
+    # Events that other (open) cases share stay held by them; the rest is this report's alone.
+    alone = evidence - {(r.source, r.event_id) for r in rows if r.case_id != case_id}
+    assert alone
+    hold = timedelta(days=s.ov.config.retention.after_filing_days)
+    with Store(s.store) as st:
+        run_retention(s.ov, st, days=1, as_of=utcnow() + hold - timedelta(days=1))  # still held
+        assert evidence <= set(st.con.execute("SELECT source, event_id FROM events").fetchall())
+        run_retention(s.ov, st, days=1, as_of=utcnow() + hold + timedelta(days=1))  # the hold is over
+        left = set(st.con.execute("SELECT source, event_id FROM events").fetchall())
+    assert not alone & left and evidence - alone <= left
+    with s.ov.engine.connect() as con:
+        assert con.execute(select(cases.c.id).where(cases.c.id == case_id)).first() is None

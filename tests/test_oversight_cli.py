@@ -340,7 +340,7 @@ def _summary(verb: str, cutoff: datetime, by_source: Counter[str], held: int, id
         *(f"  {source}: {n:,}" for source, n in sorted(by_source.items())),
         f"kept under legal hold (open cases, filed reports): {held:,} events",
         f"also {verb}: 0 quarantined records, 1 alerts, 0 service decisions, {identities:,} identities, "
-        "1 dismissed cases",
+        "1 closed cases past their hold",
     ]
 
 
@@ -400,7 +400,7 @@ def test_retention_purges_old_events_except_those_cases_hold(store: Path) -> Non
     args = ["retention", "run", "--store", str(store), "--days", str(days), "--as-of", as_of.isoformat()]
     dry = run([*args, "--dry-run"], 0).output.splitlines()
     assert dry[:-1] == _summary("would purge", cutoff, by_source, len(held), 0)[:-1]
-    assert dry[-1].endswith("1 dismissed cases") and "1 alerts" in dry[-1]
+    assert dry[-1].endswith("1 closed cases past their hold") and "1 alerts" in dry[-1]
     assert _store_state(store) == before  # a dry run changes nothing
     assert dict(sql(db, "SELECT id, state FROM cases")) == states
     assert sql(db, "SELECT count(*) FROM audit_entries WHERE action = 'retention_purge'") == [(0,)]

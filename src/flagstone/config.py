@@ -5,7 +5,8 @@ Keys (all optional; see docs/oversight.md):
 
 - ``protected_fields``: further fields no rule may read, beyond the built-in special categories,
   e.g. ``[attrs.nationality, actor.country]``; a bare name (``nationality``) matches it anywhere.
-- ``retention.days``: how long events are kept (default 1826, five years as AML law asks).
+- ``retention.days``: how long events are kept (default 1826, five years as AML law asks);
+  ``retention.after_filing_days``: how long a filed report holds its evidence (default 1826).
 - ``cases.filing_deadline_days``: days from detection to the filing deadline (default 30).
 - ``cases.teams``: team name -> rule id prefixes it reviews; ``cases.default_team`` gets the rest.
 - ``reporting_entity``: who files goAML reports (``rentity_id``, ``name``, ``branch``, ``currency``, ``country``).
@@ -33,6 +34,7 @@ class _Strict(BaseModel):
 
 class Retention(_Strict):
     days: int = Field(default=1826, ge=1)
+    after_filing_days: int = Field(default=1826, ge=1)
 
 
 class Cases(_Strict):

@@ -313,6 +313,7 @@ def act(ov: Oversight, user: User, case_id: int, action: str, text: str = "", as
         else:  # file
             digest = hashlib.sha256((row.report_xml or "").encode("utf-8")).hexdigest()
             changes["closing_reason"] = "report filed"
+            changes["filed_at"] = utcnow()
             event = ReportFiled(case_id, digest)
             ov.audit.record(user.username, CaseClosed(case_id, "reported", "report filed with the FIU"), con)
         con.execute(update(cases).where(cases.c.id == case_id).values(**changes))

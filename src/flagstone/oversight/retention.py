@@ -1,11 +1,12 @@
 """Retention: events older than the configured period are deleted, unless a case holds them.
 
-Legal hold: the evidence of a case that is still open (open, escalated, proposed, approved) or
-whose report was filed is kept, in the store and in the case database, and so is the evidence of
-an alert that has no case yet (nobody has reviewed it). Everything else past the
-cut-off goes: events, quarantined raw records of old batches, alerts and service decisions that
-only concern old events, identities no remaining event refers to, and dismissed cases with their
-evidence, comments and reveals. The audit log is kept: it is the proof of what was done.
+Legal hold: the evidence of a case that is still open (open, escalated, proposed, approved), or
+whose report was filed less than ``retention.after_filing_days`` ago, is kept, in the store and in
+the case database; so is the evidence of an alert that has no case yet (nobody has reviewed it).
+Everything else past the cut-off goes: events, quarantined raw records of old batches, released
+alerts and service decisions about unheld events, identities no remaining event refers to, and
+released cases (dismissed, or filed and past their hold) with their evidence, comments and
+reveals. The audit log is kept: it is the proof of what was done.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import delete, func, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from flagstone.audit.events import RetentionPurged
 from flagstone.ingest._pseudonym import HEX_DIGITS, PREFIX
 from flagstone.oversight.context import Oversight, utcnow
 from flagstone.oversight.schema import case_events, cases, comments, reveals, vault
-from flagstone.oversight.workflow import DISMISSED
+from flagstone.oversight.workflow import DISMISSED, FILED
 from flagstone.store import Store
 
 _PSEUDONYM_RE = f"{PREFIX}[0-9a-f]{{{HEX_DIGITS}}}"
@@ -50,7 +52,8 @@ class RetentionResult:
         lines.append(f"kept under legal hold (open cases, filed reports): {self.held:,} events")
         lines.append(
             f"also {verb}: {self.quarantined:,} quarantined records, {self.alerts:,} alerts, "
-            f"{self.decisions:,} service decisions, {self.identities:,} identities, {self.cases:,} dismissed cases"
+            f"{self.decisions:,} service decisions, {self.identities:,} identities, "
+            f"{self.cases:,} closed cases past their hold"
         )
         return lines
 
@@ -58,25 +61,27 @@ class RetentionResult:
 def run_retention(
     ov: Oversight, store: Store, *, days: int | None = None, as_of: datetime | None = None, dry_run: bool = False
 ) -> RetentionResult:
-    cutoff = (as_of or utcnow()) - timedelta(days=days if days is not None else ov.config.retention.days)
+    now = as_of or utcnow()
+    cutoff = now - timedelta(days=days if days is not None else ov.config.retention.days)
+    released = _released(now - timedelta(days=ov.config.retention.after_filing_days))
     result = RetentionResult(cutoff, dry_run)
-    held = _held_events(ov)
+    held = _held_events(ov, released)
     con = store.con
     held_keys = pa.table(  # noqa: F841 (read by DuckDB by name)
         {"source": [s for s, _ in held], "event_id": [e for _, e in held]},
         schema=pa.schema([("source", pa.string()), ("event_id", pa.string())]),
     )
-    dismissed_ids = pa.table(  # noqa: F841
-        {"alert_id": _dismissed_alerts(ov)}, schema=pa.schema([("alert_id", pa.string())])
+    released_ids = pa.table(  # noqa: F841
+        {"alert_id": _released_alerts(ov, released)}, schema=pa.schema([("alert_id", pa.string())])
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE dismissed AS SELECT * FROM dismissed_ids")
-    # Held: the evidence of every case not dismissed, and of every alert that has no case yet
-    # (an alert nobody has reviewed is as open as an open case).
+    con.execute("CREATE OR REPLACE TEMP TABLE released AS SELECT * FROM released_ids")
+    # Held: the evidence of every case still held, and of every alert that has no case yet (an
+    # alert nobody has reviewed is as open as an open case).
     con.execute(
         """CREATE OR REPLACE TEMP TABLE held AS
            SELECT * FROM held_keys
            UNION SELECT unnest(evidence_sources) AS source, unnest(evidence) AS event_id
-           FROM alerts WHERE alert_id NOT IN (SELECT alert_id FROM dismissed)"""
+           FROM alerts WHERE alert_id NOT IN (SELECT alert_id FROM released)"""
     )
     old = "ts < $cutoff"
     params = {"cutoff": cutoff}
@@ -93,7 +98,7 @@ def run_retention(
         ).fetchone()[0]  # type: ignore[index]
     )
     old_batches = "batch_id IN (SELECT batch_id FROM ingest_batches WHERE started_at < $cutoff)"
-    old_alerts = "last_ts < $cutoff AND alert_id IN (SELECT alert_id FROM dismissed)"
+    old_alerts = "last_ts < $cutoff AND alert_id IN (SELECT alert_id FROM released)"
     old_decisions = "received_at < $cutoff AND (source, event_id) NOT IN (SELECT * FROM held)"
     result.quarantined = _count(con, f"SELECT count(*) FROM quarantine WHERE {old_batches}", params)
     result.alerts = _count(con, f"SELECT count(*) FROM alerts WHERE {old_alerts}", params)
@@ -101,7 +106,7 @@ def run_retention(
     kept = f"(SELECT * FROM events WHERE NOT ({old} AND (source, event_id) NOT IN (SELECT * FROM held)))"
     result.identities = _count(con, f"SELECT count(*) FROM identities WHERE {_unreferenced(kept)}", params)
     if dry_run:
-        result.cases = _old_dismissed(ov, cutoff, count_only=True)
+        result.cases = _old_released(ov, cutoff, released, count_only=True)
         return result
     with store.transaction():
         con.execute(f"DELETE FROM events WHERE {old} AND (source, event_id) NOT IN (SELECT * FROM held)", params)
@@ -109,7 +114,7 @@ def run_retention(
         con.execute(f"DELETE FROM alerts WHERE {old_alerts}", params)
         con.execute(f"DELETE FROM served WHERE {old_decisions}", params)
         con.execute(f"DELETE FROM identities WHERE {_unreferenced('events')}")
-    result.cases = _old_dismissed(ov, cutoff, count_only=False)
+    result.cases = _old_released(ov, cutoff, released, count_only=False)
     ov.audit.record(
         _actor(),
         RetentionPurged(
@@ -139,29 +144,32 @@ def _actor() -> str:
     return cli_actor()
 
 
-def _held_events(ov: Oversight) -> list[tuple[str, str]]:
+def _released(filed_before: datetime) -> ColumnElement[bool]:
+    """Cases that hold nothing any more: dismissed, or filed longer ago than the hold after filing."""
+    return (cases.c.state == DISMISSED) | ((cases.c.state == FILED) & (cases.c.filed_at < filed_before))
+
+
+def _held_events(ov: Oversight, released: ColumnElement[bool]) -> list[tuple[str, str]]:
     with ov.engine.connect() as con:
         rows = con.execute(
             select(case_events.c.source, case_events.c.event_id)
             .join(cases, cases.c.id == case_events.c.case_id)
-            .where(cases.c.state != DISMISSED)
+            .where(~released)
             .distinct()
         ).all()
     return [(r.source, r.event_id) for r in rows]
 
 
-def _dismissed_alerts(ov: Oversight) -> list[str]:
+def _released_alerts(ov: Oversight, released: ColumnElement[bool]) -> list[str]:
     with ov.engine.connect() as con:
-        return list(con.execute(select(cases.c.alert_id).where(cases.c.state == DISMISSED)).scalars())
+        return list(con.execute(select(cases.c.alert_id).where(released)).scalars())
 
 
-def _old_dismissed(ov: Oversight, cutoff: datetime, *, count_only: bool) -> int:
-    """Dismissed cases whose alert the store purges too (last event before the cut-off) go, with
+def _old_released(ov: Oversight, cutoff: datetime, released: ColumnElement[bool], *, count_only: bool) -> int:
+    """Released cases whose alert the store purges too (last event before the cut-off) go, with
     what hangs off them; a later sync cannot bring them back."""
     with ov.engine.begin() as con:
-        ids = list(
-            con.execute(select(cases.c.id).where(cases.c.state == DISMISSED, cases.c.last_ts < cutoff)).scalars()
-        )
+        ids = list(con.execute(select(cases.c.id).where(released, cases.c.last_ts < cutoff)).scalars())
         if count_only or not ids:
             return len(ids)
         for table in (case_events, comments, reveals):

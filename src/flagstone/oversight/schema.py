@@ -78,6 +78,7 @@ cases = Table(
     Column("proposal", Text, nullable=True),
     Column("closing_reason", Text, nullable=True),
     Column("report_xml", Text, nullable=True),
+    Column("filed_at", DateTime, nullable=True),
     Column("updated_at", DateTime, nullable=False),
 )
 
