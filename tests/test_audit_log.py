@@ -227,3 +227,16 @@ def test_a_new_sqlite_case_database_is_readable_by_its_owner_only(tmp_path: Path
     for f in tmp_path.glob("cases.sqlite*"):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+
+
+def test_a_case_database_from_an_older_flagstone_is_refused_with_what_it_lacks(tmp_path: Path) -> None:
+    import sqlite3
+
+    from flagstone.errors import StoreError
+
+    path = tmp_path / "old.sqlite"
+    open_database(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as con:  # as an older version made it, without a newer column
+        con.execute("ALTER TABLE sessions DROP COLUMN last_seen")
+    with pytest.raises(StoreError, match="table sessions lacks last_seen"):
+        open_database(f"sqlite:///{path}")

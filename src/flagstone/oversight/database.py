@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Engine, create_engine, event, insert, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from flagstone.errors import StoreError
@@ -34,6 +34,7 @@ def open_database(url: str) -> Engine:
         if sqlite:
             _sqlite_writer_first(engine)
         metadata.create_all(engine)
+        _check_columns(engine, url)
         with engine.begin() as con:
             if con.execute(select(audit_head.c.id)).first() is None:
                 con.execute(insert(audit_head).values(id=1, size=0, frontier="[]"))
@@ -42,6 +43,20 @@ def open_database(url: str) -> Engine:
             f"case database {_safe(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
         ) from exc
     return engine
+
+
+def _check_columns(engine: Engine, url: str) -> None:
+    """Refuse a database whose tables an older Flagstone made without columns this one needs
+    (``create_all`` adds missing tables, never missing columns)."""
+    found = inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in have]
+        if missing:
+            raise StoreError(
+                f"case database {_safe(url)}: table {table.name} lacks {', '.join(missing)} (made by an older "
+                "Flagstone); migrate it or start a new case database"
+            )
 
 
 def _private_file(url: str) -> None:
