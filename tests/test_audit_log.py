@@ -77,6 +77,8 @@ def test_entry_and_action_commit_together(tmp_path: Path) -> None:
 
 
 def _flip(value: str, pos: int) -> str:
+    if not value:
+        return "0"  # an empty field (e.g. an empty target) gains a byte instead
     pos %= len(value)
     c = value[pos]
     replacement = "0" if c != "0" else "1"
