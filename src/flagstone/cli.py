@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from flagstone.cli_options import StoreOpt
 from flagstone.errors import FlagstoneError, InputError
 
 app = typer.Typer(
@@ -35,14 +36,6 @@ app = typer.Typer(
 err = Console(stderr=True)
 out = Console()
 
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--store",
-        help="DuckDB store file. Default: $FLAGSTONE_STORE, else ./flagstone.duckdb.",
-        show_default=False,
-    ),
-]
 # Per-deployment thresholds, shared by every command that runs rules.
 ParamsOpt = Annotated[
     Path | None, typer.Option("--params", help="YAML of per-deployment thresholds: {rule_id: {param: value}}.")

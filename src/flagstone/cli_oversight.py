@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flagstone.cli_options import StoreOpt
 from flagstone.errors import InputError
 
 err = Console(stderr=True)
@@ -34,10 +35,6 @@ retention_app = typer.Typer(
     name="retention", help="Delete data past its retention period.", no_args_is_help=True, rich_markup_mode="markdown"
 )
 
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", help="DuckDB store file. Default: $FLAGSTONE_STORE, else ./flagstone.duckdb."),
-]
 DbOpt = Annotated[
     str | None,
     typer.Option(

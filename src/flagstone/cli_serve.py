@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from flagstone.cli_options import StoreOpt
 from flagstone.errors import InputError
 
 keys_app = typer.Typer(
@@ -22,10 +23,6 @@ keys_app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", help="DuckDB store file. Default: $FLAGSTONE_STORE, else ./flagstone.duckdb."),
-]
 
 
 def serve(
