@@ -27,6 +27,7 @@ from flagstone.audit.events import (
     CaseClosed,
     CaseCommented,
     CaseEscalated,
+    Exported,
     IdentityRevealed,
     ReportApproved,
     ReportFiled,
@@ -37,7 +38,7 @@ from flagstone.oversight.context import Oversight, utcnow
 from flagstone.oversight.roles import REVIEWERS, allowed
 from flagstone.oversight.schema import audit_entries, case_events, cases, comments, reveals, users, vault
 from flagstone.oversight.users import User
-from flagstone.oversight.workflow import CLOSED, CaseState, NotPermitted, Person, WorkflowError, apply
+from flagstone.oversight.workflow import APPROVED, CLOSED, FILED, CaseState, NotPermitted, Person, WorkflowError, apply
 
 
 class Refusal(Exception):
@@ -221,7 +222,7 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
             )
         ]  # fmt: skip
         revealed, reasons = _revealed(ov, con, user, case_id)
-        people = {r.id: r.username for r in con.execute(select(users.c.id, users.c.username))}
+        people = _people(con)
     parties = sorted({p for e in evidence for p in (e["actor"], e["counterparty"]) if p})
     return CaseView(
         case=dict(row._mapping),
@@ -237,7 +238,7 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
 
 
 _CASE_ACTIONS = ("alert_viewed", "identity_revealed", "report_proposed", "report_rejected", "report_approved",
-                 "report_filed", "export")  # fmt: skip
+                 "report_filed")  # fmt: skip
 
 
 def _revealed(ov: Oversight, con: Connection, user: User, case_id: int) -> tuple[dict[str, str], dict[str, str]]:
@@ -254,6 +255,11 @@ def _revealed(ov: Oversight, con: Connection, user: User, case_id: int) -> tuple
         return ov.decrypt(rows), reasons
     except WorkflowError as exc:  # show the case all the same, and say why the identities are missing
         return {r.pseudonym: f"(not shown: {exc})" for r in rows}, reasons
+
+
+def _people(con: Connection) -> dict[int, str]:
+    """User names by id: the workflow speaks of people, the tables of ids."""
+    return {r.id: r.username for r in con.execute(select(users.c.id, users.c.username))}
 
 
 def _state(row: Any, people: dict[int, str]) -> CaseState:
@@ -273,7 +279,7 @@ def act(ov: Oversight, user: User, case_id: int, action: str, text: str = "", as
         raise WorkflowError("use reveal() to reveal an identity")
     with _transaction(ov, user) as con:
         row = _load(con, user, case_id, action, lock=True)
-        people = {r.id: r.username for r in con.execute(select(users.c.id, users.c.username))}
+        people = _people(con)
         ids = {v: k for k, v in people.items()}
         if action == "assign" and assignee is not None:
             _check_assignee(con, assignee, row.team)
@@ -340,7 +346,7 @@ def reveal(ov: Oversight, user: User, case_id: int, pseudonym: str, reason: str)
     """A supervisor reveals the real identifier behind a pseudonym of this case, for ``reason``."""
     with _transaction(ov, user) as con:
         row = _load(con, user, case_id, "reveal", lock=True)
-        people = {r.id: r.username for r in con.execute(select(users.c.id, users.c.username))}
+        people = _people(con)
         _apply(user, row, people, "reveal", reason)
         in_case = con.execute(
             select(func.count())
@@ -369,11 +375,9 @@ def reveal(ov: Oversight, user: User, case_id: int, pseudonym: str, reason: str)
 
 def report_xml(ov: Oversight, user: User, case_id: int) -> bytes:
     """The approved (or filed) goAML report of a case, for download; the export is audited."""
-    from flagstone.audit.events import Exported
-
     with _transaction(ov, user) as con:
         row = _load(con, user, case_id, "download_report")
-        if row.state not in ("approved", "filed") or not row.report_xml:
+        if row.state not in (APPROVED, FILED) or not row.report_xml:
             raise WorkflowError(f"case {case_id} has no approved report (it is {row.state})")
         data = str(row.report_xml).encode("utf-8")
         ov.audit.record(user.username, Exported(f"goaml report of case {case_id}", "download", 1), con)

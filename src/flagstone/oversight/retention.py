@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from flagstone.audit.events import RetentionPurged
 from flagstone.ingest._pseudonym import HEX_DIGITS, PREFIX
-from flagstone.oversight.context import Oversight, utcnow
+from flagstone.oversight.context import Oversight, cli_actor, utcnow
 from flagstone.oversight.schema import case_events, cases, comments, reveals, vault
 from flagstone.oversight.workflow import DISMISSED, FILED
 from flagstone.store import Store
@@ -116,7 +116,7 @@ def run_retention(
         con.execute(f"DELETE FROM identities WHERE {_unreferenced('events')}")
     result.cases = _old_released(ov, cutoff, released, count_only=False)
     ov.audit.record(
-        _actor(),
+        cli_actor(),
         RetentionPurged(
             str(store.path), cutoff.isoformat(), result.events, result.held, result.identities, result.cases
         ),
@@ -136,12 +136,6 @@ def _unreferenced(events: str) -> str:
 
 def _count(con: Any, sql: str, params: dict[str, Any] | None = None) -> int:
     return int(con.execute(sql, params or {}).fetchone()[0])
-
-
-def _actor() -> str:
-    from flagstone.oversight.context import cli_actor
-
-    return cli_actor()
 
 
 def _released(filed_before: datetime) -> ColumnElement[bool]:

@@ -133,12 +133,16 @@ def create_web_app(ov: Oversight) -> FastAPI:
 
     # -- log-in ---------------------------------------------------------------------------------
 
+    def login_form(request: Request, code: int = 200, **ctx: Any) -> HTMLResponse:
+        """The log-in page with a fresh double-submit token, in the form and in its cookie."""
+        token = new_login_csrf()
+        page = render(request, "login.html", None, code, login_csrf=token, **ctx)
+        set_cookie(page, LOGIN_CSRF_COOKIE, token, secure=secure, max_age=3600)
+        return page
+
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request) -> Response:
-        token = new_login_csrf()
-        response = render(request, "login.html", None, login_csrf=token)
-        set_cookie(response, LOGIN_CSRF_COOKIE, token, secure=secure, max_age=3600)
-        return response
+        return login_form(request)
 
     @app.post("/login")
     def login(
@@ -153,10 +157,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
         try:
             user = user_ops.authenticate(ov, username, password)
         except user_ops.LoginError as exc:
-            fresh = new_login_csrf()
-            page = render(request, "login.html", None, 401, login_csrf=fresh, error=str(exc), username=username)
-            set_cookie(page, LOGIN_CSRF_COOKIE, fresh, secure=secure, max_age=3600)
-            return page
+            return login_form(request, 401, error=str(exc), username=username)
         token, _csrf = user_ops.start_session(ov, user)
         response: Response = RedirectResponse(_home(user.role), status_code=303)
         set_cookie(response, SESSION_COOKIE, token, secure=secure, max_age=ov.config.security.session_hours * 3600)
