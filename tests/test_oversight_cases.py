@@ -304,3 +304,39 @@ def test_a_filed_report_holds_its_evidence_for_the_configured_time_after_filing(
     assert not alone & left and evidence - alone <= left
     with s.ov.engine.connect() as con:
         assert con.execute(select(cases.c.id).where(cases.c.id == case_id)).first() is None
+
+
+def test_an_open_case_gains_the_evidence_its_episode_adds_and_a_closed_one_does_not(setup: Setup) -> None:
+    s = setup
+    open_id, closed_id = first_case(s, "aml"), first_case(s, "precursors")
+    ops.act(s.ov, s.users["pat"], closed_id, "dismiss", "explained")
+    with s.ov.engine.connect() as con:
+        alert_of = dict(
+            con.execute(select(cases.c.id, cases.c.alert_id).where(cases.c.id.in_([open_id, closed_id]))).all()
+        )
+    with Store(s.store) as st:
+        # An event no case holds yet, appended to both alerts as a growing episode would.
+        extra = st.con.execute(
+            "SELECT source, event_id FROM events WHERE (source, event_id) NOT IN "
+            "(SELECT unnest(evidence_sources), unnest(evidence) FROM alerts) LIMIT 1"
+        ).fetchone()
+        assert extra is not None
+        for alert_id in alert_of.values():
+            st.con.execute(
+                "UPDATE alerts SET evidence_sources = list_append(evidence_sources, ?), "
+                "evidence = list_append(evidence, ?) WHERE alert_id = ?",
+                [extra[0], extra[1], alert_id],
+            )
+        result = sync_alerts(s.ov, st)
+        again = sync_alerts(s.ov, st)
+    assert (result.cases, result.evidence) == (0, 1)
+    assert (again.cases, again.evidence) == (0, 0)
+    with s.ov.engine.connect() as con:
+        holders = set(
+            con.execute(
+                select(case_events.c.case_id).where(
+                    case_events.c.source == extra[0], case_events.c.event_id == extra[1]
+                )
+            ).scalars()
+        )
+    assert holders == {open_id}

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from flagstone.audit.events import CaseCreated
 from flagstone.oversight.context import Oversight, utcnow
@@ -51,23 +51,35 @@ class SyncResult:
 def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> SyncResult:
     """Cases for the store's new alerts; ``store`` may be a connection (the service's absorber passes its own)."""
     con_store = store.con if isinstance(store, Store) else store
+    n_evidence = select(func.count()).where(case_events.c.case_id == cases.c.id).scalar_subquery()
     with ov.engine.connect() as con:
-        known = {r.alert_id: (r.id, r.state) for r in con.execute(select(cases.c.alert_id, cases.c.id, cases.c.state))}
+        known = {
+            r.alert_id: (r.id, r.state, r.n)
+            for r in con.execute(select(cases.c.alert_id, cases.c.id, cases.c.state, n_evidence.label("n")))
+        }
         have_identity = set(con.execute(select(vault.c.pseudonym)).scalars())
     alerts = con_store.execute(
         """SELECT a.alert_id, a.rule_id, a.rule_version, a.severity, a.group_key, a.first_ts, a.last_ts,
-                  a."values", a.reason, coalesce(s.finished_at, s.started_at) AS scanned_at, s.finished_at IS NULL
+                  a."values", a.reason, coalesce(s.finished_at, s.started_at) AS scanned_at, s.finished_at IS NULL,
+                  len(a.evidence)
            FROM alerts a LEFT JOIN scans s USING (scan_id) ORDER BY a.first_ts, a.alert_id"""
     ).fetchall()
-    wanted = [a for a in alerts if a[0] not in known or known[a[0]][1] not in CLOSED]
+    # New alerts, and open cases whose alert has gained evidence since (an ongoing episode); the
+    # rest are synced already, so their evidence is not read again.
+    wanted = [a[:-1] for a in alerts if a[0] not in known or (known[a[0]][1] not in CLOSED and a[-1] > known[a[0]][2])]
     evidence = _evidence(con_store, [a[0] for a in wanted])
+    growing = [known[a[0]][0] for a in wanted if a[0] in known]
     now = utcnow()
     new_cases = new_evidence = 0
     new_parties: set[str] = set()
     with ov.engine.begin() as con:
         have_evidence = {
             (r.case_id, r.source, r.event_id)
-            for r in con.execute(select(case_events.c.case_id, case_events.c.source, case_events.c.event_id))
+            for r in con.execute(
+                select(case_events.c.case_id, case_events.c.source, case_events.c.event_id).where(
+                    case_events.c.case_id.in_(growing)
+                )
+            )
         }
         for alert_id, rule_id, version, severity, group_key, first_ts, last_ts, values, reason, scanned, live in wanted:
             if alert_id in known:
