@@ -78,13 +78,18 @@ def ingest(
     from flagstone.audit.events import Ingested
     from flagstone.ingest import ingest_file
     from flagstone.oversight.activity import record
-    from flagstone.store import Store
+    from flagstone.store import Store, resolve_store_path
 
-    with Store(store) as st:
-        for f in files:
-            r = ingest_file(st, f, mapping, batch_size=batch_size, progress=not quiet)
-            out.print(r.summary(), highlight=False, soft_wrap=True)
-            record(st.path, [Ingested(r.source, r.file, r.batch_id, r.read, r.loaded, r.quarantined, r.duplicates)])
+    loaded: list[Ingested] = []
+    try:
+        with Store(store) as st:
+            for f in files:
+                r = ingest_file(st, f, mapping, batch_size=batch_size, progress=not quiet)
+                out.print(r.summary(), highlight=False, soft_wrap=True)
+                loaded.append(Ingested(r.source, r.file, r.batch_id, r.read, r.loaded, r.quarantined, r.duplicates))
+    finally:  # the files loaded before a failure are audited too; the case database is opened once
+        if loaded:
+            record(resolve_store_path(store), loaded)
 
 
 class Engine(StrEnum):
