@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from rich.table import Table
 
 from flagstone.cli_options import StoreOpt
 from flagstone.errors import InputError
+
+if TYPE_CHECKING:  # the oversight stack is imported only when a command runs
+    from flagstone.oversight.context import Oversight
 
 err = Console(stderr=True)
 out = Console()
@@ -50,7 +54,7 @@ ConfigOpt = Annotated[
 ]
 
 
-def _open(store: Path | None, db: str | None, config: Path | None = None):  # type: ignore[no-untyped-def]
+def _open(store: Path | None, db: str | None, config: Path | None = None) -> Oversight:
     from flagstone.oversight.context import Oversight
 
     return Oversight.open(store, db, config)
@@ -358,10 +362,9 @@ def web(
     uvicorn.run(create_web_app(ov), host=host, port=port, log_level="warning")
 
 
-def register(app: typer.Typer, friendly: object) -> None:
+def register(app: typer.Typer, friendly: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     """Add these commands to the main ``flagstone`` app (``friendly`` turns errors into one line)."""
-    wrap = friendly  # type: ignore[assignment]
-    for group, commands in (
+    groups: list[tuple[typer.Typer, dict[str, Callable[..., Any]]]] = [
         (audit_app, {"verify": audit_verify, "checkpoint": audit_checkpoint, "log": audit_log}),
         (
             users_app,
@@ -376,8 +379,9 @@ def register(app: typer.Typer, friendly: object) -> None:
         ),
         (cases_app, {"sync": cases_sync}),
         (retention_app, {"run": retention_run}),
-    ):
+    ]
+    for group, commands in groups:
         for name, fn in commands.items():
-            group.command(name)(wrap(fn))  # type: ignore[operator]
+            group.command(name)(friendly(fn))
         app.add_typer(group)
-    app.command()(wrap(web))  # type: ignore[operator]
+    app.command()(friendly(web))
