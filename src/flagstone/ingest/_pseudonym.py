@@ -42,12 +42,15 @@ def key_file_for(store_path: str | Path) -> Path:
     return Path(os.environ.get(KEY_FILE_ENV) or f"{store_path}.key")
 
 
-def load_master_key(store_path: str | Path) -> bytes:
-    """The master key from ``$FLAGSTONE_KEY``, else from the key file (created 0600 on first use)."""
+def load_master_key(store_path: str | Path, *, create: bool = True) -> bytes:
+    """The master key from ``$FLAGSTONE_KEY``, else from the key file (created 0600 on first use,
+    unless ``create`` is false: reading identities back needs the key they were stored with)."""
     env = os.environ.get(KEY_ENV)
     if env:
         return _decode_key(env.strip(), f"${KEY_ENV}")
     path = key_file_for(store_path)
+    if not create and not path.exists():
+        raise InputError(f"no key to decrypt identities with (this file, or ${KEY_ENV})", path=path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -100,8 +103,8 @@ class Pseudonymiser:
         self._aead = AESGCM(_derive(master_key, b"flagstone/identity/aes-256-gcm/v1"))
 
     @classmethod
-    def for_store(cls, store_path: str | Path) -> Pseudonymiser:
-        return cls(load_master_key(store_path))
+    def for_store(cls, store_path: str | Path, *, create: bool = True) -> Pseudonymiser:
+        return cls(load_master_key(store_path, create=create))
 
     def pseudonymise(self, value: str) -> str:
         digest = hmac.new(self._mac_key, value.encode("utf-8"), hashlib.sha256).hexdigest()

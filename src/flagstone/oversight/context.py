@@ -4,7 +4,6 @@ configuration (and the store path, whose key file decrypts identities for a reve
 from __future__ import annotations
 
 import getpass
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +16,8 @@ from sqlalchemy import Engine
 from flagstone.audit.log import AuditLog
 from flagstone.audit.signing import Signer, audit_key_path
 from flagstone.config import Config, load_config
-from flagstone.ingest._pseudonym import KEY_ENV, Pseudonymiser, key_file_for
+from flagstone.errors import InputError
+from flagstone.ingest import Pseudonymiser
 from flagstone.oversight.database import open_database, resolve_db_url
 from flagstone.oversight.workflow import WorkflowError
 from flagstone.store import resolve_store_path
@@ -64,11 +64,10 @@ class Oversight:
         Only a reveal and an approved report call this. Unlike an ingest it never makes a key: a
         missing or different key is an error, not a new key that decrypts nothing.
         """
-        if not os.environ.get(KEY_ENV) and not key_file_for(self.store_path).exists():
-            raise WorkflowError(
-                f"identities cannot be decrypted here: no key ({key_file_for(self.store_path)} or ${KEY_ENV})"
-            )
-        p = Pseudonymiser.for_store(self.store_path)
+        try:
+            p = Pseudonymiser.for_store(self.store_path, create=False)
+        except InputError as exc:
+            raise WorkflowError(f"identities cannot be decrypted here: {exc}") from exc
         try:
             return {r.pseudonym: p.decrypt(r.pseudonym, r.nonce, r.ciphertext) for r in rows}
         except InvalidTag as exc:
