@@ -203,7 +203,7 @@ def test_flagstone_ingest_refuses_the_mapping(tmp_path: Path, monkeypatch: pytes
     ("condition", "profile", "protected"),
     [
         ("attrs.rеligion = 'x'", None, []),  # Cyrillic е
-        ("attrs.RELIGION = 'x'", None, []),
+        ("attrs.ＲＥＬＩＧＩＯＮ = 'x'", None, []),  # fullwidth
         ('attrs."re\u200bligion" = \'x\'', None, []),
         ("actor.devout > 0", "attrs.r1 = 'x'", ["attrs.r1"]),  # a configured attribute, read by a profile
         ("actor.devout > 0", "attrs.Nаtionality = 'x'", ["nationality"]),
