@@ -255,3 +255,31 @@ def test_an_older_stores_clear_quarantine_is_sealed_by_the_next_ingest(
         (7, None, "a;SECRET-OLD;b"),  # a value that may have been an identifier is dropped
         (8, "yesterday", "a;SECRET-OLD-2;yesterday"),
     ]
+
+
+def test_the_scoring_service_keeps_no_identifier_in_clear_and_its_files_owner_only(
+    tmp_path: Path, env: None, loose_umask: None
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from flagstone.serve import ScoringService, create_app, create_key
+
+    path = tmp_path / "served.duckdb"
+    key = create_key(path, "tests")
+    service = ScoringService(path, [], canonical=["api"])
+    good = {"event_id": "e1", "ts": "2024-07-01T10:00:00Z", "kind": "payment", "actor": SECRETS[0], "amount": 5}
+    bad = {**good, "event_id": "e2", "counterparty": SECRETS[2], "amount": "five"}
+    with TestClient(create_app(service)) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        assert client.post("/v1/events", json=[good], headers=auth).status_code == 200
+        assert client.post("/v1/events", json=[bad], headers=auth).status_code == 422
+        segments = list(Path(f"{path}.intake").glob("*"))
+        files = _bytes_beside(path)
+        service.flush()
+        files.update(_bytes_beside(path))
+    files.update(_bytes_beside(path))
+    assert segments and any("intake" in name for name in files)
+    for name, data in files.items():
+        assert SECRETS[0].encode() not in data and SECRETS[2].encode() not in data, name
+    for p in beside_store(path):
+        assert _mode(p) == (0o700 if p.is_dir() else 0o600), f"{p}: {_mode(p):04o}"

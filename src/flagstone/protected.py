@@ -150,23 +150,27 @@ _PART = re.compile(r"[a-z]+|[0-9]+")
 
 
 @lru_cache(maxsize=4096)
+def _folded(name: str) -> str:
+    """NFKC; marks, format and invisible characters removed; lookalikes read as Latin letters."""
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name))
+    kept = (c for c in text if unicodedata.category(c) not in ("Mn", "Me", "Cf", "Cc") and c not in _INVISIBLE)
+    return "".join(kept).translate(_LOOKALIKES)
+
+
+@lru_cache(maxsize=4096)
 def name_parts(name: str) -> tuple[tuple[str, ...], ...]:
     """The words of ``name`` as plain lower-case ASCII, in two readings: split at case changes
     ('clientRace' -> client, race) and not ('rAcE' -> race). Letters other than Latin ones and
     their lookalikes separate words, as '_', '-', '.' and spaces do."""
-    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name))
-    text = "".join(
-        c for c in text if unicodedata.category(c) not in ("Mn", "Me", "Cf", "Cc") and c not in _INVISIBLE
-    ).translate(_LOOKALIKES)
-    readings = []
-    for reading in (_CAMEL.sub("_", text), text):
-        readings.append(tuple(_PART.findall(reading.casefold())))
+    text = _folded(name)
+    readings = [tuple(_PART.findall(reading.casefold())) for reading in (_CAMEL.sub("_", text), text)]
     return tuple(dict.fromkeys(readings))
 
 
 def skeleton(name: str) -> str:
-    """The letters and digits of ``name`` as plain lower case, without separators."""
-    return "".join(name_parts(name)[-1])
+    """``name`` for comparing with another name: folded as above, case-folded, only its letters and
+    digits (of any script, so that two names in another script do not both come out empty)."""
+    return "".join(c for c in _folded(name).casefold() if c.isalnum())
 
 
 def protected_match(name: str) -> str | None:
