@@ -283,3 +283,21 @@ def test_the_scoring_service_keeps_no_identifier_in_clear_and_its_files_owner_on
         assert SECRETS[0].encode() not in data and SECRETS[2].encode() not in data, name
     for p in beside_store(path):
         assert _mode(p) == (0o700 if p.is_dir() else 0o600), f"{p}: {_mode(p):04o}"
+
+
+def test_a_sealed_record_moved_to_another_row_does_not_decrypt(tmp_path: Path, env: None) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store(path) as st:
+        _ingest(st, tmp_path)
+        # Someone with write access to the store swaps two records' sealed texts.
+        st.con.execute(
+            "UPDATE quarantine q SET raw_nonce = o.raw_nonce, raw_sealed = o.raw_sealed FROM quarantine o "
+            "WHERE q.record = 2 AND o.record = 3"
+        )
+    ov = Oversight.open(path)
+    create_user(ov, "test", "sam", PASSWORD, "supervisor", "aml")
+    ov.close()
+    args = ["quarantine", "reveal", "1", "2", "--user", "sam", "--reason", "r", "--password-stdin", "--store", str(path)]
+    result = CliRunner().invoke(app, args, input=PASSWORD + "\n")
+    assert result.exit_code == 2 and "cannot be decrypted" in result.output
+    assert SECRETS[1] not in result.output

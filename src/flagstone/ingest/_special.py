@@ -21,6 +21,8 @@ from flagstone.errors import MappingError
 from flagstone.protected import configured_match, protected_match, skeleton
 
 Fail = Callable[..., MappingError]
+# Bidirectional controls make a name show as something else ('\u202enoigiler' reads 'religion').
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _HOW = (
     "leave it unmapped, or have the data protection officer declare it with its purpose in "
     "`declared_special_columns` of the configuration (docs/oversight.md)"
@@ -41,6 +43,14 @@ def refuse_special(
     bare = [n for n in config.protected_fields if "." not in n]
     for target, column, keys, long_form in placed:
         column_keys = (*keys, "column") if long_form else keys
+        for name, where in ((column, column_keys), (target, keys)):
+            if name is not None and _BIDI & set(name):
+                raise fail(
+                    f"'{shown(name)}' holds bidirectional control characters, which make a name show as "
+                    "another; rename the column or the attribute",
+                    *where,
+                    value=name,
+                )
         declared = _declared(column, source, config.declared_special_columns) if column is not None else None
         key = target.removeprefix("attrs.")
         if declared is not None:
