@@ -77,5 +77,8 @@ def tighten_store(store_path: str | Path) -> list[str]:
             notes.append(f"{path} is readable by other users and cannot be made private: {exc.strerror}")
             continue
         if old is not None:
-            notes.append(f"{path} was readable by other users (mode {old:04o}); now {old & ~OTHERS:04o}")
+            notes.append(
+                f"{path} was readable by other users (mode {old:04o}); now {old & ~OTHERS:04o} "
+                "(whoever could read it may have copied it)"
+            )
     return notes
