@@ -297,7 +297,8 @@ def test_a_sealed_record_moved_to_another_row_does_not_decrypt(tmp_path: Path, e
     ov = Oversight.open(path)
     create_user(ov, "test", "sam", PASSWORD, "supervisor", "aml")
     ov.close()
-    args = ["quarantine", "reveal", "1", "2", "--user", "sam", "--reason", "r", "--password-stdin", "--store", str(path)]
+    args = ["quarantine", "reveal", "1", "2", "--user", "sam", "--reason", "r", "--password-stdin"]
+    args += ["--store", str(path)]
     result = CliRunner().invoke(app, args, input=PASSWORD + "\n")
     assert result.exit_code == 2 and "cannot be decrypted" in result.output
     assert SECRETS[1] not in result.output
