@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flagstone.ingest import IngestResult, ingest_file
+from flagstone.ingest import IngestResult, Pseudonymiser, ingest_file
+from flagstone.ingest._quarantine import open_raw
 from flagstone.store import Store
 
 
@@ -40,6 +41,13 @@ def ts_of(store: Store) -> dict[str, str]:
 
 def reasons(store: Store) -> dict[int, str]:
     return dict(store.con.execute("SELECT record, field || ': ' || reason FROM quarantine").fetchall())
+
+
+def raw_texts(store: Store) -> dict[int, str]:
+    """Each quarantined record's raw text, decrypted."""
+    p = Pseudonymiser.for_store(store.path, create=False)
+    rows = store.con.execute("SELECT batch_id, record, raw_nonce, raw_sealed FROM quarantine").fetchall()
+    return {rec: open_raw(p, b, rec, n, s) for b, rec, n, s in rows}
 
 
 TS_MAPPING = """
@@ -237,7 +245,7 @@ def test_jsonl_input(store: Store) -> None:
     assert (r.read, r.loaded, r.quarantined) == (6, 2, 4)
     got = reasons(store)
     assert "not valid JSON" in got[3] and "ARRAY" in got[4] and got[5].startswith("kind") and "UTF-8" in got[6]
-    raw = dict(store.con.execute("SELECT record, raw FROM quarantine").fetchall())
+    raw = raw_texts(store)
     assert raw[3] == "not json at all" and raw[4] == "[1, 2]" and raw[6].endswith('"user": "\\xff"}')
     rows = store.con.execute(
         "SELECT event_id, amount, attrs->>'device', attrs->'tags' FROM events ORDER BY event_id"
@@ -278,7 +286,7 @@ attrs: {meta: meta, local: local}
         ("10", "12:00", Decimal("1.25"), Decimal("1.5"), "1"),
         ("11", "12:00", Decimal("-3.5"), Decimal(2), "2"),
     ]
-    raw = store.con.execute("SELECT raw FROM quarantine").fetchone()[0]
+    [raw] = raw_texts(store).values()
     assert json.loads(raw)["id"] == 12
 
     # A naive Parquet timestamp is read in the mapping's zone.

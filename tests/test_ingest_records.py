@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from flagstone.ingest import IngestResult, ingest_file
+from flagstone.ingest import IngestResult, Pseudonymiser, ingest_file
+from flagstone.ingest._quarantine import open_raw
 from flagstone.store import Store
 
 MAPPING = """
@@ -48,9 +49,12 @@ def ingest(
 
 
 def quarantine(store: Store) -> list[tuple[Any, ...]]:
-    return store.con.execute(
-        "SELECT record, field, value, reason, raw FROM quarantine ORDER BY batch_id, record"
+    """(record, field, value, reason, raw text) of each quarantined record; the raw text decrypted."""
+    rows = store.con.execute(
+        "SELECT record, field, value, reason, batch_id, raw_nonce, raw_sealed FROM quarantine ORDER BY batch_id, record"
     ).fetchall()
+    p = Pseudonymiser.for_store(store.path, create=False)
+    return [(rec, f, v, why, open_raw(p, b, rec, n, s)) for rec, f, v, why, b, n, s in rows]
 
 
 def assert_reconciles(store: Store, r: IngestResult) -> None:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flagstone.errors import InputError
+from flagstone.owner_only import private_output
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
 from flagstone.store import Store
@@ -177,6 +178,8 @@ def export_alerts(
     where = "WHERE rule_id = ?" if rule_id else ""
     args = [rule_id] if rule_id else []
     query = f"SELECT * FROM alerts {where} ORDER BY first_ts, rule_id, alert_id"
+    if out is not None:
+        private_output(out)
     if fmt == "parquet":
         if out is None:
             raise InputError("--format parquet needs --out FILE", field="--out")

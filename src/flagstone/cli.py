@@ -466,5 +466,23 @@ def _register_oversight() -> None:
 _register_oversight()
 
 
+def _register_quarantine() -> None:
+    from flagstone.cli_quarantine import register
+
+    register(app, _friendly)
+
+
+_register_quarantine()
+
+
+@app.callback()
+def _owner_only() -> None:
+    # Every file a command makes is its owner's only (flagstone.owner_only): exports and reports
+    # hold pseudonymised personal data, the rest more.
+    from flagstone.owner_only import owner_only_umask
+
+    owner_only_umask()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -5,6 +5,10 @@ Keys (all optional; see docs/oversight.md):
 
 - ``protected_fields``: further fields no rule may read, beyond the built-in special categories,
   e.g. ``[attrs.nationality, actor.country]``; a bare name (``nationality``) matches it anywhere.
+  No mapping may write them either, nor read a source column with a bare name listed here.
+- ``declared_special_columns``: source columns the data protection officer has declared to hold
+  special-category data, each with its purpose (``[{column: religion, purpose: ...}]``). A mapping
+  may keep one only in ``attrs`` under its own name, which no rule may read.
 - ``retention.days``: how long events are kept (default 1826, five years as AML law asks);
   ``retention.after_filing_days``: how long a filed report holds its evidence (default 1826).
 - ``cases.filing_deadline_days``: days from detection to the filing deadline (default 30).
@@ -68,13 +72,27 @@ class Security(_Strict):
     secure_cookies: bool = False
 
 
+class DeclaredColumn(_Strict):
+    """A source column known to hold special-category data, and why the deployment receives it."""
+
+    column: str = Field(min_length=1)
+    purpose: str = Field(min_length=1, pattern=r"\S")
+    source: str | None = None  # only this mapping's source; every source when absent
+
+
 class Config(_Strict):
     protected_fields: list[str] = Field(default_factory=list)
+    declared_special_columns: list[DeclaredColumn] = Field(default_factory=list)
     retention: Retention = Retention()
     cases: Cases = Cases()
     reporting_entity: ReportingEntityConfig = ReportingEntityConfig()
     security: Security = Security()
     path: str | None = None
+
+    def unreadable_by_rules(self) -> list[str]:
+        """The fields no rule may read beyond the built-in special categories: ``protected_fields``,
+        and the attribute each declared special column may be kept as (``attrs.<column>``)."""
+        return [*self.protected_fields, *(f"attrs.{d.column}" for d in self.declared_special_columns)]
 
 
 def config_path(path: str | Path | None = None) -> Path | None:

@@ -3,11 +3,16 @@ for the scoring service, the decisions it gave and the intake-log segments it ab
 
 Every writer goes through a transaction (``Store.transaction``) so that a batch lands whole or not
 at all; DuckDB's write-ahead log makes that hold even when the process is killed mid-batch.
+
+The store and every file beside it are readable by their owner only (``flagstone.owner_only``):
+opening a store makes this process create files 0600 and folders 0700 from then on, and tightens
+what an older Flagstone left readable by others, saying so on stderr.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +22,7 @@ import duckdb
 
 from flagstone.errors import StoreError
 from flagstone.events import CATALOGUE_COLUMNS, DECIMAL_SQL, ENTITY_COLUMNS, EVENT_COLUMNS, Column
+from flagstone.owner_only import owner_only_umask, tighten_store
 
 DEFAULT_STORE = "flagstone.duckdb"
 STORE_ENV = "FLAGSTONE_STORE"
@@ -61,7 +67,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
   field VARCHAR,
   value VARCHAR,
   reason VARCHAR NOT NULL,
-  raw VARCHAR
+  parsed JSON,
+  raw_nonce BLOB,
+  raw_sealed BLOB
 );
 CREATE TABLE IF NOT EXISTS identities (
   pseudonym VARCHAR PRIMARY KEY,
@@ -107,6 +115,13 @@ CREATE TABLE IF NOT EXISTS absorbed_segments (
 """
 
 assert DECIMAL_SQL in SCHEMA
+# Columns a store made by an older Flagstone lacks, added when it is opened for writing. (Its
+# clear ``quarantine.raw`` is sealed and dropped by the next ingest, which has the key.)
+ADDED_COLUMNS = (
+    ("quarantine", "parsed", "JSON"),
+    ("quarantine", "raw_nonce", "BLOB"),
+    ("quarantine", "raw_sealed", "BLOB"),
+)
 
 
 def resolve_store_path(path: str | Path | None) -> Path:
@@ -121,12 +136,27 @@ class Store:
         self.path = resolve_store_path(path)
         if (read_only or not create) and not self.path.exists():
             raise StoreError(f"{self.path}: no such store; run `flagstone ingest` first")
+        owner_only_umask()  # DuckDB makes the WAL and temporary files later, with the umask
+        for note in tighten_store(self.path):
+            print(f"flagstone: {note}", file=sys.stderr, flush=True)
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
             raise StoreError(f"{self.path}: cannot open store: {exc}") from exc
         if not read_only:
             self.con.execute(SCHEMA)
+            self._add_columns()
+
+    def _add_columns(self) -> None:
+        have = set(
+            self.con.execute(
+                "SELECT table_name, column_name FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main'"
+            ).fetchall()
+        )
+        for table, column, sql_type in ADDED_COLUMNS:
+            if (table, column) not in have:
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     def close(self) -> None:
         self.con.close()

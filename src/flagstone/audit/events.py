@@ -244,3 +244,17 @@ def all_event_types() -> list[type[AuditEvent]]:
 
 def field_names(cls: type[AuditEvent]) -> list[str]:
     return [f.name for f in fields(cls)]
+
+
+# -- quarantine (issue 13, privacy at rest) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuarantineRevealed(AuditEvent):
+    """A supervisor read the decrypted raw text of a quarantined record (batch/record), for a reason."""
+
+    action = "quarantine_revealed"
+    target_field = "record"
+    record: str
+    source: str
+    reason: str

@@ -2,7 +2,8 @@
 
 Per batch: pseudonymise the personal values not seen before (and encrypt their identities), then
 one SQL query converts and checks every record and appends it to a staging table, with its first
-problem if it has one; bad records go to quarantine with their raw text at once. At the end of the
+problem if it has one; bad records go to quarantine at once, their identifiers protected like
+accepted ones and their raw text encrypted (``_quarantine``). At the end of the
 file one set-based step finds duplicates (within the file: first record wins; against the store:
 by source and key) and moves the rest to the target table. Doing the store anti-join once per
 file, instead of once per batch, keeps an ingest linear in file size plus store size rather than
@@ -30,6 +31,7 @@ from flagstone.ingest._csv import CsvSource, NeedsExactReader
 from flagstone.ingest._identities import Identities
 from flagstone.ingest._mapping import Mapping, load_mapping
 from flagstone.ingest._pseudonym import Pseudonymiser
+from flagstone.ingest._quarantine import Quarantine, Rejected, seal_legacy
 from flagstone.ingest._sources import (
     BATCH_VIEW,
     REC,
@@ -38,6 +40,7 @@ from flagstone.ingest._sources import (
     Reject,
     Source,
     query_arrow,
+    quote_ident,
     quote_str,
 )
 from flagstone.store import Store
@@ -115,6 +118,7 @@ def ingest_file(
     pseudonymiser = Pseudonymiser.for_store(store.path)
 
     with pseudonymiser.bound(store.con), store.transaction() as con, _progress_bar(path, source, progress) as tick:
+        seal_legacy(con, pseudonymiser)
         batch_id = store.next_id("ingest_batches", "batch_id")
         loader = _Loader(con, m, source, Identities(con, pseudonymiser), build(m, source, fmt), batch_id, str(path))
         try:
@@ -161,6 +165,7 @@ class _Loader:
         self.batch_id = batch_id
         self.file = file
         self.result = IngestResult(mapping.source, mapping.target, file, batch_id)
+        self.quarantine = Quarantine(con, identities.pseudonymiser, mapping, batch_id, file)
         self.staged = 0
         self.started_at = _utcnow()
         cols = ", ".join(f'"{c.name}" {c.sql_type}' for c in self.conv.columns)
@@ -188,7 +193,7 @@ class _Loader:
             tick(chunk.done, None)
 
     def _convert(self, table: pa.Table) -> None:
-        """Stage a batch's records, bad ones included, then quarantine the bad ones with their raw text."""
+        """Stage a batch's records, bad ones included, then quarantine the bad ones."""
         records = table.column(REC)
         first, last = records[0].as_py(), records[-1].as_py()
         if self.conv.personal_sql:
@@ -198,36 +203,23 @@ class _Loader:
         this_batch = f"s.{REC} BETWEEN {first} AND {last} AND s.{ERR} IS NOT NULL"
         bad = _count(self.con.execute(f"SELECT count(*) FROM {STAGE} s WHERE {this_batch}"))
         if bad:
-            query_arrow(
+            # The converted columns hold pseudonyms already; the raw text and the failing value
+            # come to Python only to be protected (sealed, pseudonymised) before they are stored.
+            parsed = ", ".join(f"{quote_str(c.name)}, s.{quote_ident(c.name)}" for c in self.conv.columns)
+            rows = query_arrow(
                 self.con,
                 table,
                 BATCH_VIEW,
-                f"INSERT INTO quarantine SELECT {self.batch_id}, {quote_str(self.m.source)}, {quote_str(self.file)}, "
-                f"s.{REC}, s.{ERR}.field, s.{ERR}.value, s.{ERR}.reason, {self.source.raw_sql('b')} "
+                f"SELECT s.{REC}, s.{ERR}.field, s.{ERR}.value, s.{ERR}.reason, "
+                f"CAST(json_object({parsed}) AS VARCHAR), {self.source.raw_sql('b')} "
                 f"FROM {STAGE} s JOIN {BATCH_VIEW} b ON b.{REC} = s.{REC} WHERE {this_batch}",
             )
+            self.quarantine.add([Rejected(*row) for row in rows])
         self.result.quarantined += bad
         self.staged += n - bad
 
     def _quarantine_rejects(self, rejects: list[Reject]) -> None:
-        if not rejects:
-            return
-        rows = pa.table(
-            {
-                "record": pa.array([r.record for r in rejects], pa.int64()),
-                "field": pa.array([r.field for r in rejects], pa.string()),
-                "value": pa.array([r.value for r in rejects], pa.string()),
-                "reason": pa.array([r.reason for r in rejects], pa.string()),
-                "raw": pa.array([r.raw for r in rejects], pa.string()),
-            }
-        )
-        query_arrow(
-            self.con,
-            rows,
-            "r",
-            f"INSERT INTO quarantine SELECT {self.batch_id}, {quote_str(self.m.source)}, {quote_str(self.file)}, "
-            "record, field, value, reason, raw FROM r",
-        )
+        self.quarantine.add([Rejected(r.record, r.field, r.value, r.reason, None, r.raw) for r in rejects])
         self.result.quarantined += len(rejects)
 
     def finish(self) -> None:

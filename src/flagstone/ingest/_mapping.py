@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from flagstone._yaml import LocatedYaml, load_located
+from flagstone.config import Config, load_config
 from flagstone.errors import MappingError
 from flagstone.events import (
     CATALOGUE_COLUMNS,
@@ -26,6 +27,7 @@ from flagstone.events import (
     Column,
     ValueType,
 )
+from flagstone.ingest._special import refuse_special
 
 TARGET_COLUMNS: dict[str, tuple[Column, ...]] = {
     "events": EVENT_COLUMNS,
@@ -189,8 +191,12 @@ class _Reader:
         return text
 
 
-def load_mapping(path: str | Path) -> Mapping:
-    """Read and validate a mapping file; any problem raises MappingError with file, line and key."""
+def load_mapping(path: str | Path, config: Config | None = None) -> Mapping:
+    """Read and validate a mapping file; any problem raises MappingError with file, line and key.
+
+    Special categories and the ``protected_fields`` of ``config`` (by default the deployment's)
+    are refused here, as in rules (``_special``).
+    """
     doc = load_located(path, MappingError)
     r = _Reader(doc)
     top = r.table(doc.data, TOP_KEYS)
@@ -229,6 +235,14 @@ def load_mapping(path: str | Path) -> Mapping:
     for name, spec in attrs_data.items():
         attrs.append(_attr(r, str(name), spec, f"attrs.{name}" in personal))
 
+    placed = [(s, ("fields", s.name), fields_data[s.name]) for s in specs]
+    placed += [(s, ("attrs", k), d) for s, (k, d) in zip(attrs, attrs_data.items(), strict=True)]
+    refuse_special(
+        r.fail,
+        source,
+        [(s.name, s.column, keys, isinstance(data, dict)) for s, keys, data in placed],
+        config if config is not None else load_config(),
+    )
     mapped = {s.name for s in specs} | {s.name for s in attrs}
     if any(s.lookup for s in specs) and "item" not in mapped:
         raise r.fail(

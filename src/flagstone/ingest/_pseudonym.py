@@ -116,19 +116,29 @@ class Pseudonymiser:
         return nonces[0], ciphertexts[0]
 
     def encrypt_many(self, pseudonyms: list[str], values: list[str]) -> tuple[list[bytes], list[bytes]]:
-        # Random 96-bit nonces are safe for far more than 2^32 identities per key would ever need;
-        # drawing them in one call halves the cost per value.
-        pool = os.urandom(12 * len(values))
-        nonces = [pool[12 * i : 12 * i + 12] for i in range(len(values))]
-        encrypt = self._aead.encrypt
-        ciphertexts = [
-            encrypt(n, v.encode("utf-8"), p.encode("ascii")) for n, p, v in zip(nonces, pseudonyms, values, strict=True)
-        ]
-        return nonces, ciphertexts
+        return self.seal_many(pseudonyms, values)
 
     def decrypt(self, pseudonym: str, nonce: bytes, ciphertext: bytes) -> str:
         # Only the audited reveal (flagstone.oversight.cases.reveal) and the tests call this.
-        return self._aead.decrypt(nonce, ciphertext, pseudonym.encode("ascii")).decode("utf-8")
+        return self.unseal(pseudonym, nonce, ciphertext)
+
+    def seal_many(self, labels: list[str], texts: list[str]) -> tuple[list[bytes], list[bytes]]:
+        """(nonces, ciphertexts) of ``texts`` under the identities' key, each bound to its label
+        (a pseudonym, or a quarantined record's place) so that no row can stand in for another."""
+        # Random 96-bit nonces are safe for far more than 2^32 values per key would ever need;
+        # drawing them in one call halves the cost per value.
+        pool = os.urandom(12 * len(texts))
+        nonces = [pool[12 * i : 12 * i + 12] for i in range(len(texts))]
+        encrypt = self._aead.encrypt
+        ciphertexts = [
+            encrypt(n, t.encode("utf-8"), label.encode("utf-8"))
+            for n, label, t in zip(nonces, labels, texts, strict=True)
+        ]
+        return nonces, ciphertexts
+
+    def unseal(self, label: str, nonce: bytes, ciphertext: bytes) -> str:
+        """The text sealed under ``label``; ``InvalidTag`` for another key, label or a changed byte."""
+        return self._aead.decrypt(nonce, ciphertext, label.encode("utf-8")).decode("utf-8")
 
     # -- the same HMAC in DuckDB SQL, so a whole batch is pseudonymised without a Python loop --
 

@@ -18,6 +18,7 @@ from plotly.offline import get_plotlyjs
 
 from flagstone.backtest import BacktestResult, BacktestRow, Sweep
 from flagstone.evaluate import ratio
+from flagstone.owner_only import private_output
 from flagstone.report._figures import _json, _layout
 from flagstone.report._page import CSS, SCRIPT, _Page, _script_json
 
@@ -181,5 +182,5 @@ def write_backtest_report(result: BacktestResult, out: Path) -> Path:
     """Write the backtest page to ``out`` (parents created) and return its path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_backtest_page(result), encoding="utf-8")
+    private_output(out).write_text(render_backtest_page(result), encoding="utf-8")
     return out

@@ -20,6 +20,7 @@ from plotly.offline import get_plotlyjs
 
 from flagstone.alerts import format_value
 from flagstone.evaluate import RuleScore, evaluate_store
+from flagstone.owner_only import private_output
 from flagstone.report import _figures
 from flagstone.report._data import AlertView, ReportData, load
 from flagstone.store import Store
@@ -311,5 +312,5 @@ def write_report(store: Store, out: Path, *, labels: Path | None = None, top_ale
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     html = render(store, labels=Path(labels) if labels is not None else None, top_alerts=top_alerts)
-    out.write_text(html, encoding="utf-8")
+    private_output(out).write_text(html, encoding="utf-8")
     return out

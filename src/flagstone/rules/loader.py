@@ -13,7 +13,7 @@ import yaml
 from flagstone._yaml import LocatedYaml, load_located
 from flagstone.config import load_config
 from flagstone.errors import RuleError
-from flagstone.protected import configured_match, references
+from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match, references
 from flagstone.rules import ir, kinds_basic, kinds_deviation, kinds_dormancy, kinds_graph, kinds_sequence
 from flagstone.rules.expressions import to_predicate
 from flagstone.rules.reader import (
@@ -80,11 +80,11 @@ def load_rules(
     protected: Sequence[str] | None = None,
 ) -> RuleSet:
     """Load rule files and packs; apply per-deployment parameters; refuse duplicate ids, and rules
-    reading a field the configuration marks protected (``protected``; by default the deployment's
-    ``protected_fields``)."""
+    reading a special category or a field the configuration marks protected (``protected``; by
+    default the deployment's ``protected_fields`` and declared special columns)."""
     deployment = _deployment_params(params_file, overrides)
     if protected is None:
-        protected = load_config().protected_fields
+        protected = load_config().unreadable_by_rules()
     rules: list[ir.Rule] = []
     seen: dict[str, str] = {}
     for path in rule_files(paths):
@@ -108,13 +108,24 @@ def load_rules(
 
 
 def _refuse_protected(rule: ir.Rule, protected: Sequence[str], path: Path) -> None:
+    """Every field the rule reads, its profiles' reads included: a special-category name (attributes
+    are refused by name already while parsing; this also covers profile names), or a configured one."""
     for ref in sorted(references(rule)):
+        line = _first_line_naming(path, ref) or _first_line_naming(path, ref.rpartition(".")[2])
+        if (stem := protected_match(ref.rpartition(".")[2])) is not None:
+            raise RuleError(
+                f"rule '{rule.meta.id}' reads '{ref}', which looks like a protected attribute ('{stem}'): "
+                + PROTECTED_REFUSAL,
+                path=path,
+                line=line,
+                field=ref,
+            )
         if (name := configured_match(ref, protected)) is not None:
             raise RuleError(
                 f"rule '{rule.meta.id}' reads '{ref}', which the configuration marks protected ('{name}'): "
                 "rules may not use protected attributes",
                 path=path,
-                line=_first_line_naming(path, ref) or _first_line_naming(path, ref.rpartition(".")[2]),
+                line=line,
                 field=ref,
             )
 
