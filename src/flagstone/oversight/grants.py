@@ -5,8 +5,8 @@ holding two such accounts would pass four eyes alone. So granting either role (a
 or a role changed to it) is a request that a second admin approves; until then no account has the
 role (a new user does not exist yet; their password hash waits in the request). Exceptions:
 
-- **bootstrap**: on a case database with no admin at all, the command line may create the first
-  admin directly (a fresh deployment has nobody to ask);
+- **bootstrap**: on a case database that never had an admin, the command line may create the
+  first admin directly (a fresh deployment has nobody to ask);
 - **single-admin mode** (``security.single_admin: true``): every grant takes effect at once,
   recorded with that mode in the audit log, and every page of the case review says so.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from flagstone.errors import InputError
 from flagstone.oversight.context import utcnow
@@ -58,14 +58,14 @@ def person(actor: str) -> str:
     return actor.removeprefix(CLI_PREFIX)
 
 
-def immediate(role: str, *, single_admin: bool, admins: int, actor: str) -> str | None:
+def immediate(role: str, *, single_admin: bool, had_admin: bool, actor: str) -> str | None:
     """How a grant of ``role`` asked for by ``actor`` takes effect at once, or None when it must wait
     for a second admin. Roles below supervisor need no grant ("")."""
     if role not in PRIVILEGED:
         return ""
     if single_admin:
         return SINGLE_ADMIN
-    if role == "admin" and admins == 0 and actor.startswith(CLI_PREFIX):
+    if role == "admin" and not had_admin and actor.startswith(CLI_PREFIX):
         return BOOTSTRAP
     return None
 
@@ -81,9 +81,13 @@ def check_approver(grant: Grant, approver: str, role: str, active: bool) -> None
         raise NotPermitted(f"grant #{grant.id} gives {grant.username} a role: they may not approve it themselves")
 
 
-def admins(con: Connection) -> int:
-    """Admin accounts in the database, enabled or not (disabling one does not reopen the bootstrap)."""
-    return int(con.execute(select(func.count()).select_from(users).where(users.c.role == "admin")).scalar_one())
+def had_admin(con: Connection) -> bool:
+    """Whether the database has, or ever had, an admin. Only a database that never had one may
+    bootstrap: an admin who demoted or disabled themselves (or every other admin) does not reopen it."""
+    if con.execute(select(users.c.id).where(users.c.role == "admin").limit(1)).first():
+        return True
+    ever = select(role_grants.c.id).where(role_grants.c.role == "admin", role_grants.c.state == GRANTED).limit(1)
+    return con.execute(ever).first() is not None
 
 
 def request(

@@ -90,7 +90,7 @@ def _ask(
     """The pending grant, when ``role`` waits for a second admin; else how it takes effect at once
     ("" for roles below supervisor)."""
     single = ov.config.security.single_admin
-    mode = grants.immediate(role, single_admin=single, admins=grants.admins(con), actor=actor)
+    mode = grants.immediate(role, single_admin=single, had_admin=grants.had_admin(con), actor=actor)
     if mode is not None:
         return mode
     grant = grants.request(con, username=username, role=role, team=team, requested_by=actor, change=change,
