@@ -192,6 +192,37 @@ def test_a_grant_cannot_be_approved_by_the_one_who_gets_it_nor_twice(fresh: Over
     assert hashes == {None}  # no decided grant keeps a password hash
 
 
+def test_hostile_grant_requests_get_a_clear_refusal(fresh: Oversight) -> None:
+    ov = fresh
+    ann = bootstrap(ov)
+    app = create_web_app(ov)
+    client = login(app, "ann")
+    assert add_user(client, "s1", "supervisor").status_code == 303
+    [gid] = grant_ids(ov, "s1")
+    token = form(client.get("/admin/users").text, "/admin/users")
+    cases_ = {
+        f"/admin/grants/{2**64}/approve": 404,  # no database integer holds it
+        "/admin/grants/999999/refuse": 404,
+        "/admin/grants/-1/approve": 404,
+        f"/admin/grants/{gid}/explode": 404,
+        "/admin/grants/one/approve": 422,
+        "/admin/users/nobody/role": 409,
+        "/admin/users/s1/role": 409,  # s1 does not exist until approved
+    }
+    for path, code in cases_.items():
+        r = client.post(path, data={**token, "role": "supervisor"})
+        assert r.status_code == code, (path, r.status_code)
+    assert client.post("/admin/users/ann/role", data={**token, "role": "boss"}).status_code == 409
+    assert client.post(f"/admin/grants/{gid}/approve", data={}).status_code == 403  # no CSRF token
+    create_user(ov, "cli:installer", "ana", PASSWORD, "analyst", "aml")
+    analyst = login(app, "ana")
+    r = analyst.post(f"/admin/grants/{gid}/approve", data=form(analyst.get("/queue").text, "/logout"))
+    assert r.status_code == 403
+    assert privileged(ov) == {"ann": "admin"} and ann.role == "admin"
+    missing = [e for e in audited(ov, "authorisation_failed") if "no role grant" in e["details"]["reason"]]
+    assert len(missing) == 3
+
+
 def _grant(made: User | Grant) -> int:
     assert isinstance(made, Grant), made
     return made.id
@@ -260,7 +291,6 @@ def one_admins_actions(ov: Oversight, steps: list[tuple[Any, ...]]) -> None:
 @pytest.fixture
 def cli_store(scanned: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)  # no ./flagstone.yaml by accident
-    monkeypatch.setenv("COLUMNS", "200")  # the grants table in one line a grant
     for name in ("FLAGSTONE_DB", "FLAGSTONE_CONFIG", "FLAGSTONE_STORE"):
         monkeypatch.delenv(name, raising=False)
     return copy_store(scanned, tmp_path / "store").resolve()

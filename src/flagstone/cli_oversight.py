@@ -265,13 +265,17 @@ def users_grants(
         rows = list_grants(ov, pending_only=not every)
     finally:
         ov.close()
-    table = Table("grant", "user", "role", "team", "change", "asked by", "state", "decided by", "how")
-    for g in rows:
-        table.add_row(
-            f"#{g['id']}", str(g["username"]), str(g["role"]), str(g["team"]), str(g["change"]),
-            str(g["requested_by"]), str(g["state"]), str(g["decided_by"] or ""), str(g["mode"] or ""),
-        )  # fmt: skip
-    out.print(table)
+    if not rows:
+        out.print("no pending grants" if not every else "no grants", highlight=False)
+    for g in rows:  # one line a grant, whole (a table would cut names at 80 columns)
+        decided = f"; {g['state']} by {g['decided_by']}" if g["decided_by"] else f"; {g['state']}"
+        how = f" ({g['mode']})" if g["mode"] else ""
+        out.print(
+            f"#{g['id']} {g['username']}: {g['role']}, team {g['team']} ({g['change']}); "
+            f"asked by {g['requested_by']}{decided}{how}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def users_approve(

@@ -36,6 +36,10 @@ NEW_USER = "new user"
 _MAX_ID = 2**31 - 1
 
 
+class NoSuchGrant(InputError):
+    """No grant has this number."""
+
+
 @dataclass(frozen=True)
 class Grant:
     """A request for a role that needs a second admin."""
@@ -136,7 +140,7 @@ def pending_for(con: Connection, grant_id: int) -> Any:
         con.execute(select(role_grants).where(role_grants.c.id == grant_id).with_for_update()).first() if fits else None
     )
     if row is None:
-        raise InputError(f"no role grant #{grant_id}", field="grant", value=grant_id)
+        raise NoSuchGrant(f"no role grant #{grant_id}", field="grant", value=grant_id)
     if row.state != PENDING:
         raise InputError(f"role grant #{grant_id} is {row.state} already", field="grant", value=grant_id)
     return row

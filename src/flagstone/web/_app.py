@@ -24,6 +24,7 @@ from flagstone.errors import InputError
 from flagstone.oversight import cases as case_ops
 from flagstone.oversight import users as user_ops
 from flagstone.oversight.context import Oversight, cli_actor, utcnow
+from flagstone.oversight.grants import NoSuchGrant
 from flagstone.oversight.roles import PRIVILEGED, REVIEWERS, ROLES, allowed
 from flagstone.oversight.schema import audit_entries, users
 from flagstone.oversight.workflow import CLOSED, NotPermitted, WorkflowError
@@ -382,6 +383,10 @@ def create_web_app(ov: Oversight) -> FastAPI:
                               message=f"no such decision '{decision}'")  # fmt: skip
         except NotPermitted as exc:  # asked for it, or gets it: audited by approve_grant
             return render(request, "error.html", session, 403, status=403, title="Not allowed", message=str(exc))
+        except NoSuchGrant as exc:  # audited like another team's case asked for by number
+            missing = AuthorisationFailed(f"role grant #{grant_id}"[:80], decision, exc.message)
+            ov.audit.record(session.user.username, missing)
+            return render(request, "error.html", session, 404, status=404, title="Not found", message=exc.message)
         except InputError as exc:
             return refused(request, session, WorkflowError(exc.message))
         return RedirectResponse(f"/admin/users?done={'granted' if decision == 'approve' else 'refused'}",
