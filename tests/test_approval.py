@@ -22,30 +22,37 @@ from xml.etree import ElementTree as ET
 
 import pytest
 from oversight_data import CONFIG, Setup, approve
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from web_client import form, login
 
 from flagstone.config import Config, ReportingEntityConfig
 from flagstone.ingest import Pseudonymiser
 from flagstone.oversight import cases as ops
 from flagstone.oversight.context import Oversight
-from flagstone.oversight.schema import audit_entries, case_events, cases, metadata, vault
+from flagstone.oversight.schema import audit_entries, case_events, cases, metadata, proposals, vault
 from flagstone.oversight.sync import sync_alerts
-from flagstone.oversight.workflow import WorkflowError
+from flagstone.oversight.workflow import StaleProposal, WorkflowError
 from flagstone.store import Store
 from flagstone.web import create_web_app
 
 STALE = "the proposal changed since you opened it: reload and read again"
 
 
-def aml_case(s: Setup) -> Any:
-    """The first AML case with at least two evidence events and a counterparty."""
+def aml_cases(s: Setup) -> list[Any]:
+    """The AML cases with at least two evidence events and a counterparty."""
     with s.ov.engine.connect() as con:
-        for row in con.execute(select(cases).where(cases.c.team == "aml").order_by(cases.c.id)):
+        rows = con.execute(select(cases).where(cases.c.team == "aml").order_by(cases.c.id)).all()
+        found = []
+        for row in rows:
             ev = con.execute(select(case_events).where(case_events.c.case_id == row.id)).all()
             if len(ev) > 1 and any(e.counterparty for e in ev):
-                return row
-    raise AssertionError("the demo has no AML case with counterparties")
+                found.append(row)
+    assert len(found) > 1, "the demo has too few AML cases with counterparties"
+    return found
+
+
+def aml_case(s: Setup) -> Any:
+    return aml_cases(s)[0]
 
 
 def audited(s: Setup, action: str) -> list[dict[str, Any]]:
@@ -119,6 +126,21 @@ def test_an_approval_that_names_no_proposal_is_refused(setup: Setup) -> None:
         r = client.post(f"/cases/{cid}/approve", data={**fields, "proposal": bad})
         assert r.status_code == 409 and STALE in r.text
     assert client.post(f"/cases/{cid}/approve", data=fields).status_code == 303
+
+
+def test_the_same_text_proposed_again_is_a_new_version_to_read(setup: Setup) -> None:
+    """Withdrawn and proposed again word for word: still another version (another identity)."""
+    s = setup
+    cid = aml_case(s).id
+    ops.act(s.ov, s.users["sam"], cid, "propose", "structuring")
+    v1 = ops.view_case(s.ov, s.users["sue"], cid).proposal
+    ops.act(s.ov, s.users["sam"], cid, "reject", "withdrawn")
+    ops.act(s.ov, s.users["sam"], cid, "propose", "structuring")
+    v2 = ops.view_case(s.ov, s.users["sue"], cid).proposal
+    assert v1 and v2 and (v1["text"], v1["evidence_keys"]) == (v2["text"], v2["evidence_keys"])
+    with pytest.raises(StaleProposal, match="you opened v1, withdrawn at"):
+        ops.act(s.ov, s.users["sue"], cid, "approve", seen=v1["sha256"])
+    assert ops.act(s.ov, s.users["sue"], cid, "approve", seen=v2["sha256"]).state == "approved"
 
 
 # -- 5. evidence that grows after the proposal --------------------------------------------------------
@@ -233,6 +255,20 @@ def test_a_filed_report_downloads_the_same_bytes_later(setup: Setup, tmp_path: P
         assert ops.report_xml(later, s.users["sam"], cid) == first
     finally:
         later.close()
+    # A sealed report moved onto another case (by someone who can write the database) does not open.
+    other = next(r.id for r in aml_cases(s) if r.id != cid)
+    ops.act(s.ov, s.users["sam"], other, "propose", "another")
+    approve(s, "sue", other)
+    with s.ov.engine.begin() as con:
+        mine = con.execute(select(proposals).where(proposals.c.case_id == cid)).one()
+        con.execute(
+            update(proposals)
+            .where(proposals.c.case_id == other)
+            .values(report_nonce=mine.report_nonce, report_ciphertext=mine.report_ciphertext,
+                    report_sha256=mine.report_sha256)
+        )  # fmt: skip
+    with pytest.raises(WorkflowError, match="altered or moved from another case"):
+        ops.report_xml(s.ov, s.users["sam"], other)
     # Without the key, or with another one: a clear error, never other bytes.
     key = Path(f"{s.store}.key")
     key.rename(tmp_path / "moved.key")

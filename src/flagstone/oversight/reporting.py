@@ -16,6 +16,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import Connection, select
 
 from flagstone.errors import InputError
@@ -63,21 +64,31 @@ def seal_report(
     xml = case_report_xml(
         ov, con, case, version=version, text=text, evidence=evidence, approver=approver, proposer=proposer
     )
-    try:
-        cipher = Pseudonymiser.for_store(ov.store_path, create=False)
-    except InputError as exc:
-        raise WorkflowError(f"the report cannot be encrypted here: {exc}") from exc
-    nonce, ciphertext = cipher.encrypt(_bound(case.id, version), xml.decode("utf-8"))
+    nonce, ciphertext = _cipher(ov, "encrypted").encrypt(_bound(case.id, version), xml.decode("utf-8"))
     return SealedReport(hashlib.sha256(xml).hexdigest(), nonce, ciphertext)
 
 
 def open_report(ov: Oversight, case_id: int, version: int, sealed: SealedReport) -> bytes:
     """The clear bytes of a sealed report, checked against the SHA-256 recorded at approval."""
-    row = SimpleNamespace(pseudonym=_bound(case_id, version), nonce=sealed.nonce, ciphertext=sealed.ciphertext)
-    data = ov.decrypt([row])[row.pseudonym].encode("utf-8")
+    try:
+        text = _cipher(ov, "decrypted").decrypt(_bound(case_id, version), sealed.nonce, sealed.ciphertext)
+    except InvalidTag as exc:
+        raise WorkflowError(
+            f"the report of case {case_id} cannot be decrypted: the key is not the one it was sealed with, "
+            "or the sealed report was altered or moved from another case"
+        ) from exc
+    data = text.encode("utf-8")
     if hashlib.sha256(data).hexdigest() != sealed.sha256:
         raise WorkflowError(f"the report of case {case_id} does not match the SHA-256 recorded when it was approved")
     return data
+
+
+def _cipher(ov: Oversight, done: str) -> Pseudonymiser:
+    """The store's key (never a new one: a report sealed with a new key would open for nobody)."""
+    try:
+        return Pseudonymiser.for_store(ov.store_path, create=False)
+    except InputError as exc:
+        raise WorkflowError(f"the report cannot be {done} here: {exc}") from exc
 
 
 def _bound(case_id: int, version: int) -> str:
