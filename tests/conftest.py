@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from case_db import db_url  # noqa: F401  (the case-database fixture, SQLite and PostgreSQL)
+from oversight_data import scanned, setup  # noqa: F401  (a scanned store per module, an oversight set-up per test)
 
 from flagstone.engines import DuckDBEngine
 from flagstone.errors import UnsupportedError

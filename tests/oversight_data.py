@@ -1,12 +1,17 @@
 """A small scanned demo store, and an oversight set-up on it: three teams, one user of each role
-(two supervisors in team aml, for four eyes), and cases synced from the alerts."""
+(two supervisors in team aml, for four eyes), and cases synced from the alerts.
+
+The admin is made first (the bootstrap admin of an empty case database); the supervisors are then
+asked for on the command line and approved by that admin, as a second person (docs/oversight.md)."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert, select
 
 from flagstone.config import Cases, Config
@@ -17,7 +22,8 @@ from flagstone.oversight import cases as ops
 from flagstone.oversight.context import Oversight
 from flagstone.oversight.schema import case_events, cases
 from flagstone.oversight.sync import sync_alerts
-from flagstone.oversight.users import User, create_user
+from flagstone.oversight.users import Grant, User, approve_grant, create_user
+from flagstone.oversight.workflow import CaseState
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store
 from flagstone.store import Store
@@ -66,13 +72,22 @@ class Setup:
 
 def set_up(store: Path, db_url: str) -> Setup:
     ov = Oversight.open(store, db_url, CONFIG)
-    people = {
+    made = {
         name: create_user(ov, "cli:test", name, PASSWORD, role, team, f"{name.title()} Tester")
-        for name, (role, team) in PEOPLE.items()
+        for name, (role, team) in sorted(PEOPLE.items(), key=lambda p: p[1][0] != "admin")
     }
+    admin = made["adm"]
+    assert isinstance(admin, User)
+    people = {name: approve_grant(ov, admin, u.id) if isinstance(u, Grant) else u for name, u in made.items()}
     with Store(store, read_only=True) as st:
         sync_alerts(ov, st)
-    return Setup(ov, people, store)
+    return Setup(ov, {name: people[name] for name in PEOPLE}, store)
+
+
+def approve(s: Setup, name: str, case_id: int) -> CaseState:
+    """``name`` approves the proposal the case page shows them (the identity the form carries)."""
+    shown = ops.view_case(s.ov, s.users[name], case_id).proposal
+    return ops.act(s.ov, s.users[name], case_id, "approve", seen=shown["sha256"] if shown else None)
 
 
 def clone_case(s: Setup, team: str = "aml", state: str = "open") -> int:
@@ -88,7 +103,6 @@ def clone_case(s: Setup, team: str = "aml", state: str = "open") -> int:
             approver_id=None,
             filer_id=None,
             assignee_id=None,
-            report_xml=None,
         )
         new_id = int(con.execute(insert(cases).values(**data)).inserted_primary_key[0])  # type: ignore[index]
         ev = [dict(r._mapping) for r in con.execute(select(case_events).where(case_events.c.case_id == row.id))]
@@ -96,5 +110,19 @@ def clone_case(s: Setup, team: str = "aml", state: str = "open") -> int:
     if state in ("proposed", "approved"):
         ops.act(s.ov, s.users["sam"], new_id, "propose", "structuring")
     if state == "approved":
-        ops.act(s.ov, s.users["sue"], new_id, "approve")
+        approve(s, "sue", new_id)
     return new_id
+
+
+# Fixtures (conftest.py makes them available) for tests on both case databases:
+# one scanned store per module, a fresh set-up on a copy of it per test.
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_scanned_store(tmp_path_factory.mktemp("scanned"))
+
+
+@pytest.fixture
+def setup(scanned: Path, db_url: str, tmp_path: Path) -> Iterator[Setup]:
+    s = set_up(copy_store(scanned, tmp_path / "store"), db_url)
+    yield s
+    s.ov.close()

@@ -5,13 +5,12 @@ all of it."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oversight_data import PASSWORD, Setup, build_scanned_store, clone_case, copy_store, set_up
+from oversight_data import PASSWORD, Setup, approve, clone_case
 from sqlalchemy import func, select
 
 from flagstone.audit import verify
@@ -21,20 +20,8 @@ from flagstone.oversight.goaml import validate
 from flagstone.oversight.schema import audit_entries, case_events, cases, vault
 from flagstone.oversight.sync import sync_alerts
 from flagstone.oversight.users import LoginError, authenticate, unlock
-from flagstone.oversight.workflow import WorkflowError
+from flagstone.oversight.workflow import StaleProposal, WorkflowError
 from flagstone.store import Store
-
-
-@pytest.fixture(scope="module")
-def scanned(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_scanned_store(tmp_path_factory.mktemp("scanned"))
-
-
-@pytest.fixture
-def setup(scanned: Path, db_url: str, tmp_path: Path) -> Iterator[Setup]:
-    s = set_up(copy_store(scanned, tmp_path / "store"), db_url)
-    yield s
-    s.ov.close()
 
 
 def audited(s: Setup, action: str) -> list[dict[str, object]]:
@@ -108,12 +95,14 @@ def test_four_eyes_report_reaches_goaml_xml(setup: Setup) -> None:
         ops.act(s.ov, ana, case_id, "approve")  # nothing proposed, and ana is no supervisor
     ops.act(s.ov, sam, case_id, "propose", "structuring: deposits split to stay under 10,000")
     with pytest.raises(ops.Forbidden, match="other than the person who proposed"):
-        ops.act(s.ov, sam, case_id, "approve")
+        approve(s, "sam", case_id)
     with pytest.raises(WorkflowError):
         ops.act(s.ov, sue, case_id, "file")  # not approved yet
     with pytest.raises(WorkflowError):
         ops.report_xml(s.ov, sue, case_id)
-    after = ops.act(s.ov, sue, case_id, "approve")
+    with pytest.raises(StaleProposal):
+        ops.act(s.ov, sue, case_id, "approve")  # an approval names the proposal it approves
+    after = approve(s, "sue", case_id)
     assert (after.state, after.proposer, after.approver) == ("approved", "sam", "sue")
     xml = ops.report_xml(s.ov, sam, case_id)
     validate(xml)
@@ -194,8 +183,9 @@ def test_brute_force_locks_the_account(setup: Setup) -> None:
     assert "locked" in str(failed[s.ov.config.security.lockout_attempts - 1]["details"])
 
 
-# Every action, the report steps more often, so that sequences reach approval and filing.
-ACTIONS = ["comment", "assign", "escalate", "dismiss", "reject", *["propose", "approve", "file"] * 2]
+# Every action, the report steps more often, so that sequences reach approval and filing; "view"
+# opens the case page, whose approve form then names the proposal it showed.
+ACTIONS = ["comment", "assign", "escalate", "dismiss", "reject", *["view", "propose", "approve", "file"] * 2]
 
 
 # Mostly the team's own people, with an outsider and an auditor now and then.
@@ -214,12 +204,25 @@ def test_no_sequence_of_requests_files_without_two_people(setup: Setup, steps: l
     """The same four-eyes property as tests/test_workflow.py, through the code that writes the
     database (rights, teams, transactions): whatever random people try, a case in the database
     that is approved or filed was proposed and approved by two different people, the approver a
-    supervisor of its team."""
+    supervisor of its team; and what was approved is the proposal version the approver's page
+    showed (its text and identity), however often it was withdrawn and proposed again meanwhile."""
     s = setup
     case_id = clone_case(s)
+    pages: dict[str, dict[str, object] | None] = {}  # the proposal each person's open page shows
     for name, action, text in steps:
         with contextlib.suppress(ops.Refusal, WorkflowError):  # refusals are part of the game
-            ops.act(s.ov, s.users[name], case_id, action, text, assignee="ana")
+            if action == "view":
+                pages[name] = ops.view_case(s.ov, s.users[name], case_id).proposal
+                continue
+            page = pages.get(name)
+            seen = str(page["sha256"]) if page else None
+            ops.act(s.ov, s.users[name], case_id, action, text, assignee="ana", seen=seen)
+            if action == "approve":
+                approved = ops.view_case(s.ov, s.users["aud"], case_id).proposal
+                assert approved is not None and page is not None
+                assert (approved["sha256"], approved["text"], approved["outcome"]) == (
+                    page["sha256"], page["text"], "approved",
+                )  # fmt: skip
         with s.ov.engine.connect() as con:
             row = con.execute(select(cases).where(cases.c.id == case_id)).one()
         if row.state in ("approved", "filed"):
@@ -228,7 +231,7 @@ def test_no_sequence_of_requests_files_without_two_people(setup: Setup, steps: l
             approver = next(u for u in s.users.values() if u.id == row.approver_id)
             assert approver.role == "supervisor" and approver.team == "aml"
         if row.state == "filed":
-            assert row.filer_id is not None and row.report_xml
+            assert row.filer_id is not None and ops.report_xml(s.ov, s.users["sam"], case_id)
 
 
 def test_retention_holds_the_evidence_of_alerts_nobody_has_reviewed_yet(setup: Setup) -> None:
@@ -287,7 +290,7 @@ def test_a_filed_report_holds_its_evidence_for_the_configured_time_after_filing(
     s = setup
     case_id = first_case(s, "aml")
     ops.act(s.ov, s.users["sam"], case_id, "propose", "structuring")
-    ops.act(s.ov, s.users["sue"], case_id, "approve")
+    approve(s, "sue", case_id)
     ops.act(s.ov, s.users["sam"], case_id, "file")
     with s.ov.engine.connect() as con:
         rows = con.execute(select(case_events.c.case_id, case_events.c.source, case_events.c.event_id)).all()

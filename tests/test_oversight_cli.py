@@ -21,7 +21,7 @@ import duckdb
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from oversight_data import PASSWORD, build_scanned_store, copy_store, set_up
+from oversight_data import PASSWORD, approve, build_scanned_store, copy_store, set_up
 from typer.testing import CliRunner, Result
 
 from flagstone.audit.log import checkpoint_bytes, entry_bytes
@@ -277,10 +277,11 @@ def _add(store: Path, name: str, role: str, password: str, code: int, team: str 
 
 
 def test_users_add_and_list(store: Path) -> None:
-    result = _add(store, "carla", "supervisor", PASSWORD, 0, team="precursors")
-    assert "user carla added (supervisor, team precursors)" in result.output
+    # (a supervisor waits for a second admin: tests/test_grants.py)
+    result = _add(store, "carla", "analyst", PASSWORD, 0, team="precursors")
+    assert "user carla added (analyst, team precursors)" in result.output
     assert PASSWORD not in result.output
-    assert _user_row(store, "carla") == ["carla", "carla", "supervisor", "precursors", "active"]
+    assert _user_row(store, "carla") == ["carla", "carla", "analyst", "precursors", "active"]
     assert _login(store, "carla", PASSWORD) == "carla"  # the password from stdin is the one stored
     entries = sql(case_db(store), "SELECT action, target, details FROM audit_entries WHERE action = 'user_changed'")
     assert [(a, t) for a, t, _ in entries] == [("user_changed", "carla")]
@@ -373,7 +374,7 @@ def test_retention_purges_old_events_except_those_cases_hold(store: Path) -> Non
         (dismissed, dismissed_alert), (filed, filed_alert) = old_aml[0], old_aml[1]
         ops.act(s.ov, s.users["ana"], dismissed, "dismiss", "known customer, nothing unusual")
         ops.act(s.ov, s.users["sam"], filed, "propose", "structured deposits")
-        ops.act(s.ov, s.users["sue"], filed, "approve")
+        approve(s, "sue", filed)
         ops.act(s.ov, s.users["sam"], filed, "file")
     finally:
         s.ov.close()

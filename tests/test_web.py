@@ -14,6 +14,7 @@ from case_db import BACKENDS, fresh_db_url
 from fastapi.testclient import TestClient
 from oversight_data import PASSWORD, Setup, build_scanned_store, clone_case, copy_store, set_up
 from sqlalchemy import select
+from web_client import login
 
 from flagstone.oversight import cases as ops
 from flagstone.oversight.schema import audit_entries, cases
@@ -60,15 +61,6 @@ def app(env: Setup) -> Any:
     return create_web_app(env.ov)
 
 
-def login(app: Any, username: str, password: str = PASSWORD) -> TestClient:
-    client = TestClient(app, follow_redirects=False)
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    r = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
-    assert r.status_code == 303, r.text
-    return client
-
-
 @pytest.fixture(scope="module")
 def clients(app: Any) -> dict[str, TestClient]:
     return {role: login(app, name) for role, name in ROLES.items()}
@@ -110,6 +102,9 @@ def request_for(s: Setup, action: str, case_id: int, token: str) -> tuple[str, s
     if action == "reveal":
         party = ops.view_case(s.ov, s.users["sam"], case_id).parties[0]
         return "POST", f"/cases/{case_id}/reveal", {**form, "pseudonym": party, "reason": "STR preparation"}
+    if action == "approve":  # the form names the proposal its page showed
+        shown = ops.view_case(s.ov, s.users["sam"], case_id).proposal
+        form["proposal"] = str(shown["sha256"]) if shown else ""
     extra = {
         "assign": {"assignee": "ana"},
         "comment": {"body": "seen"},

@@ -8,6 +8,7 @@ leaves a full-page screenshot in ``$FLAGSTONE_SCREENSHOTS`` (default ``test-arti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -28,7 +29,7 @@ from web_server import serving
 from flagstone.ingest import Pseudonymiser
 from flagstone.oversight import goaml
 from flagstone.oversight.context import utcnow
-from flagstone.oversight.schema import case_events, cases
+from flagstone.oversight.schema import case_events, cases, proposals
 from flagstone.oversight.workflow import CLOSED
 from flagstone.web import create_web_app
 
@@ -320,9 +321,13 @@ def test_supervisors_work_a_case_to_an_approved_report_in_the_browser(env: Setup
             report = target.read_bytes()
             goaml.validate(report)
             assert f"FLAGSTONE-CASE-{cid}".encode() in report
+            # The download is the report that was approved: the SHA-256 recorded then (the report
+            # itself rests encrypted) and the one the page shows.
             with s.ov.engine.connect() as con:
-                state, stored = con.execute(select(cases.c.state, cases.c.report_xml).where(cases.c.id == cid)).one()
-            assert state == "approved" and stored.encode("utf-8") == report
+                state = con.execute(select(cases.c.state).where(cases.c.id == cid)).scalar_one()
+                stored = con.execute(select(proposals.c.report_sha256).where(proposals.c.case_id == cid)).scalar_one()
+            assert state == "approved" and stored == hashlib.sha256(report).hexdigest()
+            expect(page.locator("#proposal-version")).to_contain_text(stored)
 
             # 6. an analyst of another team asking for the case by its id gets "Not found".
             log_out(page, base)

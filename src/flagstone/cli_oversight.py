@@ -22,6 +22,7 @@ from flagstone.errors import InputError
 
 if TYPE_CHECKING:  # the oversight stack is imported only when a command runs
     from flagstone.oversight.context import Oversight
+    from flagstone.oversight.grants import Grant
 
 err = Console(stderr=True)
 out = Console()
@@ -190,23 +191,139 @@ def users_add(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
     store: StoreOpt = None,
     db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Add a user. Analysts review their team's cases and propose reports; supervisors also reveal
     identities and approve others' reports; auditors read every case and the audit log; admins
-    manage users. Without a terminal or --password-stdin, a random password is made and printed once."""
+    manage users. Without a terminal or --password-stdin, a random password is made and printed once.
+
+    The supervisor and admin roles need a second admin: the user is then a pending grant (printed
+    with its number) until an admin approves it (`flagstone users approve`, or the Users page), and
+    no account exists before. Exceptions: the first admin of an empty case database, and
+    single-admin mode (`security.single_admin` in the configuration), both flagged in the audit log."""
     from flagstone.oversight.context import cli_actor
-    from flagstone.oversight.users import create_user
+    from flagstone.oversight.users import Grant, create_user
 
     password, generated = _password(password_stdin)
-    ov = _open(store, db)
+    ov = _open(store, db, config)
     try:
-        create_user(ov, cli_actor(), username, password, role, team, display_name)
+        made = create_user(ov, cli_actor(), username, password, role, team, display_name)
     finally:
         ov.close()
-    out.print(f"user {username} added ({role}, team {team})", highlight=False)
+    if isinstance(made, Grant):
+        _pending(made)
+    else:
+        out.print(f"user {username} added ({role}, team {team})", highlight=False)
     if generated:
         err.print("password (shown only now):", highlight=False)
         print(password)
+
+
+def _pending(grant: Grant) -> None:
+    out.print(
+        f"grant #{grant.id} pending: {grant.username} gets the role {grant.role} (team {grant.team}) once a "
+        f"second admin approves it: `flagstone users approve {grant.id} --admin NAME`, or the Users page",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def users_role(
+    username: Annotated[str, typer.Argument(help="The user whose role changes.")],
+    role: Annotated[str, typer.Argument(help="The new role: analyst, supervisor, auditor or admin.")],
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Change a user's role. A lesser role takes effect at once; the supervisor and admin roles
+    wait, as a pending grant, for a second admin's approval (`flagstone users approve`)."""
+    from flagstone.oversight.context import cli_actor
+    from flagstone.oversight.users import Grant, set_role
+
+    ov = _open(store, db, config)
+    try:
+        made = set_role(ov, cli_actor(), username, role)
+    finally:
+        ov.close()
+    if isinstance(made, Grant):
+        _pending(made)
+    else:
+        out.print(f"user {username} is now {role}", highlight=False)
+
+
+def users_grants(
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    every: Annotated[bool, typer.Option("--all", help="Decided grants too, not only pending ones.")] = False,
+) -> None:
+    """Grants of the supervisor and admin roles: who asked for which role for whom, and who decided
+    (pending ones only, unless --all)."""
+    from flagstone.oversight.users import list_grants
+
+    ov = _open(store, db)
+    try:
+        rows = list_grants(ov, pending_only=not every)
+    finally:
+        ov.close()
+    if not rows:
+        out.print("no pending grants" if not every else "no grants", highlight=False)
+    for g in rows:  # one line a grant, whole (a table would cut names at 80 columns)
+        decided = f"; {g['state']} by {g['decided_by']}" if g["decided_by"] else f"; {g['state']}"
+        how = f" ({g['mode']})" if g["mode"] else ""
+        out.print(
+            f"#{g['id']} {g['username']}: {g['role']}, team {g['team']} ({g['change']}); "
+            f"asked by {g['requested_by']}{decided}{how}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def users_approve(
+    grant: Annotated[int, typer.Argument(help="The grant's number (`flagstone users grants`).")],
+    admin: Annotated[str, typer.Option("--admin", help="The admin account that approves; its password is asked.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the admin's password from stdin.")
+    ] = False,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Approve a pending grant of the supervisor or admin role, as a second admin: an admin account
+    (checked with its password, like a log-in) other than whoever asked for it and than the user
+    who gets the role. Creates the user, or changes their role; audited as role_granted."""
+    from flagstone.oversight.users import LoginError, approve_grant, authenticate
+    from flagstone.oversight.workflow import NotPermitted
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt(f"password of {admin}", hide_input=True)
+    ov = _open(store, db)
+    try:
+        try:
+            user = approve_grant(ov, authenticate(ov, admin, password), grant)
+        except (LoginError, NotPermitted) as exc:
+            raise InputError(str(exc), field="admin", value=admin) from exc
+    finally:
+        ov.close()
+    out.print(f"grant #{grant} approved by {admin}: {user.username} is {user.role} (team {user.team})", highlight=False)
+
+
+def users_refuse(
+    grant: Annotated[int, typer.Argument(help="The grant's number (`flagstone users grants`).")],
+    store: StoreOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Refuse (or withdraw) a pending grant of the supervisor or admin role. Refusing adds no right,
+    so it needs no second admin; it is audited as role_grant_refused."""
+    from flagstone.oversight.context import cli_actor
+    from flagstone.oversight.users import refuse_grant
+
+    ov = _open(store, db)
+    try:
+        refused = refuse_grant(ov, cli_actor(), grant)
+    finally:
+        ov.close()
+    out.print(f"grant #{grant} refused: {refused.username} does not get the role {refused.role}", highlight=False)
 
 
 def users_list(store: StoreOpt = None, db: DbOpt = None) -> None:
@@ -375,6 +492,10 @@ def register(app: typer.Typer, friendly: Callable[[Callable[..., Any]], Callable
                 "disable": users_disable,
                 "enable": users_enable,
                 "password": users_password,
+                "role": users_role,
+                "grants": users_grants,
+                "approve": users_approve,
+                "refuse": users_refuse,
             },
         ),
         (cases_app, {"sync": cases_sync}),

@@ -15,7 +15,9 @@ Keys (all optional; see docs/oversight.md):
 - ``cases.teams``: team name -> rule id prefixes it reviews; ``cases.default_team`` gets the rest.
 - ``reporting_entity``: who files goAML reports (``rentity_id``, ``name``, ``branch``, ``currency``, ``country``).
 - ``security``: ``lockout_attempts`` (5), ``lockout_minutes`` (15), ``session_hours`` (8),
-  ``idle_minutes`` (30), ``secure_cookies``.
+  ``idle_minutes`` (30), ``secure_cookies``, ``single_admin`` (false: granting the supervisor or
+  admin role needs a second admin; true lets one admin grant them alone, flagged in the audit log
+  and on every page).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Security(_Strict):
     session_hours: int = Field(default=8, ge=1)
     idle_minutes: int = Field(default=30, ge=1)
     secure_cookies: bool = False
+    single_admin: bool = False
 
 
 class DeclaredColumn(_Strict):

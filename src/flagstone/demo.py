@@ -150,23 +150,34 @@ def _ingested(r: Any) -> Any:
 
 def _demo_users(store_path: Path, users_file: Path) -> Path:
     """One user per role for trying the case review, with random passwords written to a file only
-    the owner can read. Two supervisors, so that a report can pass four eyes."""
+    the owner can read. Two supervisors, so that a report can pass four eyes.
+
+    As on a real deployment: the admin comes first (the bootstrap admin of an empty case database);
+    the other users are asked for on the command line, and the supervisor roles, which need a second
+    person, are approved by that admin (docs/oversight.md, "Granting roles")."""
     from flagstone.oversight.context import Oversight, cli_actor
-    from flagstone.oversight.users import create_user, new_password
+    from flagstone.oversight.users import Grant, User, approve_grant, create_user, new_password
 
     people = [
+        ("admin", "admin", "Ann Admin"),
         ("analyst", "analyst", "Ada Analyst"),
         ("supervisor", "supervisor", "Sam Supervisor"),
         ("supervisor2", "supervisor", "Sue Supervisor"),
         ("auditor", "auditor", "Aud Auditor"),
-        ("admin", "admin", "Ann Admin"),
     ]
     lines = []
     ov = Oversight.open(store_path)
     try:
+        admin: User | None = None
         for username, role, name in people:
             password = new_password()
-            create_user(ov, cli_actor(), username, password, role, ov.config.cases.default_team, name)
+            made = create_user(ov, cli_actor(), username, password, role, ov.config.cases.default_team, name)
+            if isinstance(made, Grant):
+                if admin is None:
+                    raise InputError(f"the demo's user {username} waits for an admin, and there is none")
+                approve_grant(ov, admin, made.id)
+            elif role == "admin":
+                admin = made
             lines.append(f"{username}\t{role}\t{password}")
     finally:
         ov.close()

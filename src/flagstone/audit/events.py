@@ -149,25 +149,41 @@ class IdentityRevealed(AuditEvent):
 
 @dataclass(frozen=True)
 class ReportProposed(AuditEvent):
+    """A version of a case's proposal: its number, its identity (SHA-256) and how many events it covers."""
+
     action = "report_proposed"
     target_field = "case_id"
     case_id: int
+    version: int = 0
+    sha256: str = ""
+    evidence: int = 0
 
 
 @dataclass(frozen=True)
 class ReportRejected(AuditEvent):
+    """A version ended without approval: withdrawn by its proposer, or sent back by another
+    supervisor; ``held_by`` names the supervisors who had opened the case while it was current."""
+
     action = "report_rejected"
     target_field = "case_id"
     case_id: int
     reason: str
+    version: int = 0
+    outcome: str = ""
+    held_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ReportApproved(AuditEvent):
+    """The version approved (number and identity) and the SHA-256 of the goAML report built from it."""
+
     action = "report_approved"
     target_field = "case_id"
     case_id: int
     proposer: str
+    version: int = 0
+    sha256: str = ""
+    report_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,3 +274,68 @@ class QuarantineRevealed(AuditEvent):
     record: str
     source: str
     reason: str
+
+
+# -- approvals bound to what was read, and role grants (issue 13) --------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalRefusedStale(AuditEvent):
+    """An approval (or send-back) naming a proposal the case no longer holds: the approver read
+    another version, or none. Nothing changed; they must reload."""
+
+    action = "approval_stale"
+    target_field = "case_id"
+    case_id: int
+    seen: str
+    current_version: int | None
+
+
+@dataclass(frozen=True)
+class RoleGrantRequested(AuditEvent):
+    """Someone asked that ``username`` get a role that needs a second admin (supervisor, admin)."""
+
+    action = "role_grant_requested"
+    target_field = "username"
+    username: str
+    grant_id: int
+    role: str
+    team: str
+    change: str  # "new user" or "role change from <old role>"
+
+
+@dataclass(frozen=True)
+class RoleGranted(AuditEvent):
+    """``username`` got ``role``: the entry's actor granted it; ``requested_by`` asked for it;
+    ``mode`` says how (a second admin, the bootstrap of the first admin, or single-admin mode)."""
+
+    action = "role_granted"
+    target_field = "username"
+    username: str
+    grant_id: int
+    role: str
+    team: str
+    requested_by: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class RoleGrantRefused(AuditEvent):
+    """A pending grant refused by an admin, or withdrawn by whoever asked for it."""
+
+    action = "role_grant_refused"
+    target_field = "username"
+    username: str
+    grant_id: int
+    role: str
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class SingleAdminMode(AuditEvent):
+    """The case review started with ``security.single_admin`` on: grants need no second admin."""
+
+    action = "single_admin_mode"
+    target_field = "config"
+    config: str
+

@@ -8,7 +8,6 @@ and are written with their audit entry in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from flagstone.audit.events import (
     AlertViewed,
+    ApprovalRefusedStale,
     AuditEvent,
     AuthorisationFailed,
     CaseAssigned,
@@ -34,11 +34,23 @@ from flagstone.audit.events import (
     ReportProposed,
     ReportRejected,
 )
+from flagstone.oversight import proposals
 from flagstone.oversight.context import Oversight, utcnow
 from flagstone.oversight.roles import REVIEWERS, allowed
 from flagstone.oversight.schema import audit_entries, case_events, cases, comments, reveals, users, vault
+from flagstone.oversight.schema import proposals as proposal_table
 from flagstone.oversight.users import User
-from flagstone.oversight.workflow import APPROVED, CLOSED, FILED, CaseState, NotPermitted, Person, WorkflowError, apply
+from flagstone.oversight.workflow import (
+    APPROVED,
+    CLOSED,
+    FILED,
+    CaseState,
+    NotPermitted,
+    Person,
+    StaleProposal,
+    WorkflowError,
+    apply,
+)
 
 
 class Refusal(Exception):
@@ -57,6 +69,14 @@ class Forbidden(Refusal):
     """The user may not do this: their role, or four eyes."""
 
 
+class Stale(StaleProposal):
+    """An approval of a proposal the case no longer holds; audited like a refusal."""
+
+    def __init__(self, detail: str, event: AuditEvent) -> None:
+        super().__init__(detail)
+        self.event = event
+
+
 @contextmanager
 def _transaction(ov: Oversight, user: User) -> Iterator[Connection]:
     """One transaction for a request. A refusal rolls it back and is then audited on its own, so
@@ -64,7 +84,7 @@ def _transaction(ov: Oversight, user: User) -> Iterator[Connection]:
     try:
         with ov.engine.begin() as con:
             yield con
-    except Refusal as exc:
+    except (Refusal, Stale) as exc:
         ov.audit.record(user.username, exc.event)
         raise
 
@@ -95,7 +115,10 @@ class CaseSummary:
 class CaseView:
     case: dict[str, Any]
     values: dict[str, Any]
-    evidence: list[dict[str, Any]]
+    evidence: list[dict[str, Any]]  # what the current (or approved) proposal covers; all while none
+    later: list[dict[str, Any]]  # evidence that arrived after that proposal: not in its report
+    proposal: dict[str, Any] | None  # the current or approved version (its sha256 goes in the approve form)
+    proposals: list[dict[str, Any]]  # every version, oldest first
     comments: list[dict[str, Any]]
     history: list[dict[str, Any]]
     revealed: dict[str, str] = field(default_factory=dict)
@@ -199,10 +222,8 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
     with _transaction(ov, user) as con:
         row = _load(con, user, case_id, "view")
         ov.audit.record(user.username, AlertViewed(case_id, row.alert_id), con)
-        evidence = [
-            dict(r._mapping)
-            for r in con.execute(select(case_events).where(case_events.c.case_id == case_id).order_by(case_events.c.ts))
-        ]
+        evidence = proposals.evidence(con, case_id)
+        versions = proposals.versions(con, case_id)
         notes = [
             dict(r._mapping)
             for r in con.execute(
@@ -215,7 +236,8 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
         history = [
             dict(r._mapping)
             for r in con.execute(
-                select(audit_entries.c.seq, audit_entries.c.ts, audit_entries.c.actor, audit_entries.c.action)
+                select(audit_entries.c.seq, audit_entries.c.ts, audit_entries.c.actor, audit_entries.c.action,
+                       audit_entries.c.details)
                 .where(audit_entries.c.target == str(case_id), audit_entries.c.action.startswith("case_")
                        | audit_entries.c.action.in_(_CASE_ACTIONS))
                 .order_by(audit_entries.c.seq)
@@ -223,11 +245,21 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
         ]  # fmt: skip
         revealed, reasons = _revealed(ov, con, user, case_id)
         people = _people(con)
+    for h in history:
+        h["details"] = json.loads(h["details"])
     parties = sorted({p for e in evidence for p in (e["actor"], e["counterparty"]) if p})
+    # While a version is current or approved, the page shows the evidence it covers, and apart
+    # from it what arrived since (not in the report).
+    shown = versions[-1] if versions and versions[-1]["outcome"] in (None, proposals.APPROVED) else None
+    covered = {tuple(k) for k in shown["evidence_keys"]} if shown else None
+    later = [e for e in evidence if covered is not None and (e["source"], e["event_id"]) not in covered]
     return CaseView(
         case=dict(row._mapping),
         values=json.loads(row.values_json),
-        evidence=evidence,
+        evidence=[e for e in evidence if covered is None or (e["source"], e["event_id"]) in covered],
+        later=later,
+        proposal=shown,
+        proposals=versions,
         comments=notes,
         history=history,
         revealed=revealed,
@@ -238,7 +270,7 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
 
 
 _CASE_ACTIONS = ("alert_viewed", "identity_revealed", "report_proposed", "report_rejected", "report_approved",
-                 "report_filed")  # fmt: skip
+                 "report_filed", "approval_stale")  # fmt: skip
 
 
 def _revealed(ov: Oversight, con: Connection, user: User, case_id: int) -> tuple[dict[str, str], dict[str, str]]:
@@ -262,7 +294,7 @@ def _people(con: Connection) -> dict[int, str]:
     return {r.id: r.username for r in con.execute(select(users.c.id, users.c.username))}
 
 
-def _state(row: Any, people: dict[int, str]) -> CaseState:
+def _state(row: Any, people: dict[int, str], proposal: Any = None) -> CaseState:
     name = people.get
     return CaseState(
         row.state,
@@ -270,11 +302,26 @@ def _state(row: Any, people: dict[int, str]) -> CaseState:
         name(row.approver_id) if row.approver_id else None,
         name(row.filer_id) if row.filer_id else None,
         name(row.assignee_id) if row.assignee_id else None,
+        proposals.identity(proposal),
     )
 
 
-def act(ov: Oversight, user: User, case_id: int, action: str, text: str = "", assignee: str | None = None) -> CaseState:
-    """Take ``action`` on a case: comment, assign, escalate, dismiss, propose, reject, approve or file."""
+def act(
+    ov: Oversight,
+    user: User,
+    case_id: int,
+    action: str,
+    text: str = "",
+    assignee: str | None = None,
+    *,
+    seen: str | None = None,
+) -> CaseState:
+    """Take ``action`` on a case: comment, assign, escalate, dismiss, propose, reject, approve or file.
+
+    ``seen`` is the identity (SHA-256) of the proposal an ``approve`` approves, as the case page
+    showed it; an approval without it, or naming a version the case no longer holds, is refused
+    with :class:`StaleProposal` (a 409 on the web), audited, and changes nothing. A ``reject``
+    that names one is held to it as well."""
     if action == "reveal":
         raise WorkflowError("use reveal() to reveal an identity")
     with _transaction(ov, user) as con:
@@ -283,7 +330,10 @@ def act(ov: Oversight, user: User, case_id: int, action: str, text: str = "", as
         ids = {v: k for k, v in people.items()}
         if action == "assign" and assignee is not None:
             _check_assignee(con, assignee, row.team)
-        after = _apply(user, row, people, action, text, assignee)
+        current = proposals.latest(con, case_id)
+        draft = proposals.draft(con, row, user.username, text.strip()) if action == "propose" else None
+        after = _apply(con, user, row, _state(row, people, current), action, text, assignee,
+                       proposal=draft.sha256 if draft else None, seen=seen)  # fmt: skip
         changes: dict[str, Any] = {
             "state": after.state,
             "proposer_id": ids.get(after.proposer) if after.proposer else None,
@@ -305,35 +355,68 @@ def act(ov: Oversight, user: User, case_id: int, action: str, text: str = "", as
         elif action == "dismiss":
             changes["closing_reason"] = text.strip()
             event = CaseClosed(case_id, "dismissed", text.strip())
-        elif action == "propose":
+        elif action == "propose" and draft is not None:
             changes["proposal"] = text.strip()
-            changes["report_xml"] = None
-            event = ReportProposed(case_id)
+            event = ReportProposed(case_id, draft.version, draft.sha256, len(draft.evidence))
         elif action == "reject":
-            event = ReportRejected(case_id, text.strip())
+            outcome = proposals.WITHDRAWN if row.proposer_id == user.id else proposals.SENT_BACK
+            held = proposals.end(con, current, outcome, user.id, text.strip()) if current is not None else []
+            event = ReportRejected(case_id, text.strip(), current.version if current else 0, outcome, tuple(held))
         elif action == "approve":
-            from flagstone.oversight.reporting import case_report_xml  # the goAML builder, only when needed
-
-            changes["report_xml"] = case_report_xml(ov, con, row, approver=user, proposer=after.proposer or "")
-            event = ReportApproved(case_id, after.proposer or "")
+            event = _approve(ov, con, user, row, current, after.proposer or "")
         else:  # file
-            digest = hashlib.sha256((row.report_xml or "").encode("utf-8")).hexdigest()
+            if current is None or current.outcome != proposals.APPROVED:
+                raise WorkflowError(f"case {case_id} has no approved report to file; propose and approve it again")
             changes["closing_reason"] = "report filed"
             changes["filed_at"] = utcnow()
-            event = ReportFiled(case_id, digest)
+            event = ReportFiled(case_id, current.report_sha256)
             ov.audit.record(user.username, CaseClosed(case_id, "reported", "report filed with the FIU"), con)
         con.execute(update(cases).where(cases.c.id == case_id).values(**changes))
-        ov.audit.record(user.username, event, con)
+        seq = ov.audit.record(user.username, event, con)
+        if draft is not None:
+            proposals.add(con, case_id, draft, text.strip(), user.id, seq)
         return after
 
 
+def _approve(ov: Oversight, con: Connection, user: User, case: Any, current: Any, proposer: str) -> AuditEvent:
+    """Build the report of the version being approved from its frozen evidence, and keep it sealed."""
+    from flagstone.oversight.reporting import seal_report  # the goAML builder, only when needed
+
+    keys = proposals.frozen(current)
+    evidence = proposals.evidence(con, case.id, keys)
+    if len(evidence) != len(keys) or proposals.digest(case, current.version, proposer, current.text, evidence) != (
+        current.sha256
+    ):
+        raise WorkflowError(
+            f"the evidence of proposal v{current.version} changed since it was proposed; send it back and propose again"
+        )
+    sealed = seal_report(ov, con, case, version=current.version, text=current.text, evidence=evidence,
+                         approver=user, proposer=proposer)  # fmt: skip
+    proposals.end(con, current, proposals.APPROVED, user.id, report_sha256=sealed.sha256,
+                  report_nonce=sealed.nonce, report_ciphertext=sealed.ciphertext)  # fmt: skip
+    return ReportApproved(case.id, proposer, current.version, current.sha256, sealed.sha256)
+
+
 def _apply(
-    user: User, row: Any, people: dict[int, str], action: str, text: str, assignee: str | None = None
+    con: Connection,
+    user: User,
+    row: Any,
+    state: CaseState,
+    action: str,
+    text: str,
+    assignee: str | None = None,
+    **identities: str | None,
 ) -> CaseState:
     try:
-        return apply(_state(row, people), action, Person(user.username, user.role), text, assignee)
+        return apply(state, action, Person(user.username, user.role), text, assignee, **identities)
     except NotPermitted as exc:  # e.g. approving one's own proposal
         raise Forbidden(str(exc), f"/cases/{row.id}", action, str(exc)) from exc
+    except StaleProposal as exc:
+        seen = identities.get("seen") or ""
+        current = proposals.latest(con, row.id)
+        detail = proposals.stale_detail(con, row.id, seen, current)
+        live = current.version if current is not None and current.outcome is None else None
+        raise Stale(detail, ApprovalRefusedStale(row.id, seen[:64], live)) from exc
 
 
 def _check_assignee(con: Connection, username: str, team: str) -> None:
@@ -347,7 +430,7 @@ def reveal(ov: Oversight, user: User, case_id: int, pseudonym: str, reason: str)
     with _transaction(ov, user) as con:
         row = _load(con, user, case_id, "reveal", lock=True)
         people = _people(con)
-        _apply(user, row, people, "reveal", reason)
+        _apply(con, user, row, _state(row, people), "reveal", reason)
         in_case = con.execute(
             select(func.count())
             .select_from(case_events)
@@ -374,11 +457,22 @@ def reveal(ov: Oversight, user: User, case_id: int, pseudonym: str, reason: str)
 
 
 def report_xml(ov: Oversight, user: User, case_id: int) -> bytes:
-    """The approved (or filed) goAML report of a case, for download; the export is audited."""
+    """The approved (or filed) goAML report of a case, for download; the export is audited.
+
+    The report rests encrypted; it is opened here and checked against the SHA-256 recorded when it
+    was approved, so every download gives the bytes that were approved and filed."""
+    from flagstone.oversight.reporting import SealedReport, open_report
+
     with _transaction(ov, user) as con:
         row = _load(con, user, case_id, "download_report")
-        if row.state not in (APPROVED, FILED) or not row.report_xml:
+        approved = con.execute(
+            select(proposal_table).where(
+                proposal_table.c.case_id == case_id, proposal_table.c.outcome == proposals.APPROVED
+            )
+        ).first()
+        if row.state not in (APPROVED, FILED) or approved is None or approved.report_ciphertext is None:
             raise WorkflowError(f"case {case_id} has no approved report (it is {row.state})")
-        data = str(row.report_xml).encode("utf-8")
+        sealed = SealedReport(approved.report_sha256, approved.report_nonce, approved.report_ciphertext)
+        data = open_report(ov, case_id, approved.version, sealed)
         ov.audit.record(user.username, Exported(f"goaml report of case {case_id}", "download", 1), con)
     return data

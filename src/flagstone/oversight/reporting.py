@@ -2,16 +2,25 @@
 
 The report names the parties by their real identifiers, decrypted from the vault, because the
 financial intelligence unit needs them; that happens only here, after four eyes, and the report's
-download and filing are audited.
+download and filing are audited. It is built from the approved proposal's text and frozen
+evidence, and it rests in the case database only encrypted with the store's key (AES-GCM, bound
+to its case and version), beside its SHA-256: whoever holds the database or its backups without
+the key reads no identity, and a download later gives the very bytes that were approved.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import Connection, select
 
+from flagstone.errors import InputError
+from flagstone.ingest import Pseudonymiser
 from flagstone.oversight.context import Oversight, utcnow
 from flagstone.oversight.goaml import (
     GoamlError,
@@ -22,7 +31,7 @@ from flagstone.oversight.goaml import (
     Transaction,
     build_report,
 )
-from flagstone.oversight.schema import case_events, vault
+from flagstone.oversight.schema import vault
 from flagstone.oversight.users import User
 from flagstone.oversight.workflow import WorkflowError
 
@@ -31,8 +40,74 @@ _CASH_IN = frozenset({"cash_deposit"})
 _CASH_OUT = frozenset({"cash_withdrawal"})
 
 
-def case_report_xml(ov: Oversight, con: Connection, case: Any, *, approver: User, proposer: str) -> str:
-    events = con.execute(select(case_events).where(case_events.c.case_id == case.id).order_by(case_events.c.ts)).all()
+@dataclass(frozen=True)
+class SealedReport:
+    """An approved report as it rests: encrypted, with the SHA-256 of its clear bytes."""
+
+    sha256: str
+    nonce: bytes
+    ciphertext: bytes
+
+
+def seal_report(
+    ov: Oversight,
+    con: Connection,
+    case: Any,
+    *,
+    version: int,
+    text: str,
+    evidence: list[dict[str, Any]],
+    approver: User,
+    proposer: str,
+) -> SealedReport:
+    """Build the report of proposal ``version`` (its ``text`` and frozen ``evidence``) and encrypt it."""
+    xml = case_report_xml(
+        ov, con, case, version=version, text=text, evidence=evidence, approver=approver, proposer=proposer
+    )
+    nonce, ciphertext = _cipher(ov, "encrypted").encrypt(_bound(case.id, version), xml.decode("utf-8"))
+    return SealedReport(hashlib.sha256(xml).hexdigest(), nonce, ciphertext)
+
+
+def open_report(ov: Oversight, case_id: int, version: int, sealed: SealedReport) -> bytes:
+    """The clear bytes of a sealed report, checked against the SHA-256 recorded at approval."""
+    try:
+        text = _cipher(ov, "decrypted").decrypt(_bound(case_id, version), sealed.nonce, sealed.ciphertext)
+    except InvalidTag as exc:
+        raise WorkflowError(
+            f"the report of case {case_id} cannot be decrypted: the key is not the one it was sealed with, "
+            "or the sealed report was altered or moved from another case"
+        ) from exc
+    data = text.encode("utf-8")
+    if hashlib.sha256(data).hexdigest() != sealed.sha256:
+        raise WorkflowError(f"the report of case {case_id} does not match the SHA-256 recorded when it was approved")
+    return data
+
+
+def _cipher(ov: Oversight, done: str) -> Pseudonymiser:
+    """The store's key (never a new one: a report sealed with a new key would open for nobody)."""
+    try:
+        return Pseudonymiser.for_store(ov.store_path, create=False)
+    except InputError as exc:
+        raise WorkflowError(f"the report cannot be {done} here: {exc}") from exc
+
+
+def _bound(case_id: int, version: int) -> str:
+    """What the ciphertext is bound to (AES-GCM associated data): it opens for this case and version only."""
+    return f"goaml-report/case-{case_id}/v{version}"
+
+
+def case_report_xml(
+    ov: Oversight,
+    con: Connection,
+    case: Any,
+    *,
+    version: int,
+    text: str,
+    evidence: list[dict[str, Any]],
+    approver: User,
+    proposer: str,
+) -> bytes:
+    events = [SimpleNamespace(**e) for e in evidence]
     names = _identities(ov, con, {p for e in events for p in (e.actor, e.counterparty) if p})
     entity_cfg = ov.config.reporting_entity
     entity = ReportingEntity(
@@ -78,14 +153,14 @@ def case_report_xml(ov: Oversight, con: Connection, case: Any, *, approver: User
         person=person,
         reference=f"FLAGSTONE-CASE-{case.id}",
         submitted=utcnow(),
-        reason=f"{case.reason}\n\nReviewer's proposal: {case.proposal or ''}",
-        action=f"Detected by rule {case.rule_id} v{case.rule_version}; report proposed by {proposer} and "
-        f"approved by {approver.username} (four eyes).",
+        reason=f"{case.reason}\n\nReviewer's proposal: {text}",
+        action=f"Detected by rule {case.rule_id} v{case.rule_version}; report proposed by {proposer} "
+        f"(proposal v{version}) and approved by {approver.username} (four eyes).",
         indicators=(case.rule_id,),
         transactions=tuple(transactions),
     )
     try:
-        return build_report(report).decode("utf-8")
+        return build_report(report)
     except GoamlError as exc:  # e.g. a reporting entity the configuration left incomplete
         raise WorkflowError(f"the goAML report cannot be built: {exc}") from exc
 

@@ -5,8 +5,8 @@ whose report was filed less than ``retention.after_filing_days`` ago, is kept, i
 the case database; so is the evidence of an alert that has no case yet (nobody has reviewed it).
 Everything else past the cut-off goes: events, quarantined raw records of old batches, released
 alerts and service decisions about unheld events, identities no remaining event refers to, and
-released cases (dismissed, or filed and past their hold) with their evidence, comments and
-reveals. The audit log is kept: it is the proof of what was done.
+released cases (dismissed, or filed and past their hold) with their evidence, comments, reveals and
+proposals (and the sealed report). The audit log is kept: it is the proof of what was done.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from flagstone.audit.events import RetentionPurged
 from flagstone.ingest._pseudonym import HEX_DIGITS, PREFIX
 from flagstone.oversight.context import Oversight, cli_actor, utcnow
-from flagstone.oversight.schema import case_events, cases, comments, reveals, vault
+from flagstone.oversight.schema import case_events, cases, comments, proposals, reveals, vault
 from flagstone.oversight.workflow import DISMISSED, FILED
 from flagstone.store import Store
 
@@ -166,7 +166,7 @@ def _old_released(ov: Oversight, cutoff: datetime, released: ColumnElement[bool]
         ids = list(con.execute(select(cases.c.id).where(released, cases.c.last_ts < cutoff)).scalars())
         if count_only or not ids:
             return len(ids)
-        for table in (case_events, comments, reveals):
+        for table in (case_events, comments, reveals, proposals):
             con.execute(delete(table).where(table.c.case_id.in_(ids)))
         con.execute(delete(cases).where(cases.c.id.in_(ids)))
         still = select(func.coalesce(case_events.c.actor, "")).union(

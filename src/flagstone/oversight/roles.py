@@ -13,6 +13,8 @@ Role = Literal["analyst", "supervisor", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("analyst", "supervisor", "auditor", "admin")
 
 REVIEWERS = frozenset({"analyst", "supervisor"})
+# Roles that can reveal, approve, file or make others so: granting one needs a second admin.
+PRIVILEGED = frozenset({"supervisor", "admin"})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "view_cases": frozenset({"analyst", "supervisor", "auditor"}),

@@ -77,7 +77,6 @@ cases = Table(
     Column("filer_id", Integer, ForeignKey("users.id"), nullable=True),
     Column("proposal", Text, nullable=True),
     Column("closing_reason", Text, nullable=True),
-    Column("report_xml", Text, nullable=True),
     Column("filed_at", DateTime, nullable=True),
     Column("updated_at", DateTime, nullable=False),
 )
@@ -163,4 +162,52 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("size", Integer, nullable=False),
     Column("frontier", Text, nullable=False),
+)
+
+# Every version of a case's proposed report, kept for good (the case page lists them all). The
+# evidence is frozen when a version is proposed: what the approver reads is what the report holds.
+# The approved version keeps its goAML report encrypted with the store's key, never in clear, and
+# the report's SHA-256, so what was approved and filed stays provable.
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("proposer_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("proposed_at", DateTime, nullable=False),
+    Column("audit_seq", Integer, nullable=False),  # its report_proposed entry: later views saw this version
+    Column("evidence", Text, nullable=False),  # JSON [[source, event_id], ...] as proposed
+    Column("sha256", String(64), nullable=False),  # the version's identity: case, text, evidence, parties
+    Column("outcome", String(16), nullable=True),  # None while current; withdrawn, sent back, approved
+    Column("ended_by", Integer, ForeignKey("users.id"), nullable=True),
+    Column("ended_at", DateTime, nullable=True),
+    Column("end_reason", Text, nullable=True),
+    Column("held_by", Text, nullable=True),  # JSON: supervisors who had opened it before it ended
+    Column("report_sha256", String(64), nullable=True),
+    Column("report_nonce", LargeBinary, nullable=True),
+    Column("report_ciphertext", LargeBinary, nullable=True),
+    UniqueConstraint("case_id", "version"),
+)
+
+# Requests to give someone the supervisor or admin role, and who decided them: such a role needs a
+# second admin (docs/oversight.md, "Granting roles"). A new user's password hash waits here until
+# the grant is approved; no account exists before.
+role_grants = Table(
+    "role_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("team", String(64), nullable=False),
+    Column("change", Text, nullable=False),  # "new user", or "role change from <role>"
+    Column("display_name", Text, nullable=True),
+    Column("password_hash", Text, nullable=True),  # a new account's, until it is decided
+    Column("requested_by", Text, nullable=False),
+    Column("requested_at", DateTime, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, granted, refused
+    Column("decided_by", Text, nullable=True),
+    Column("decided_at", DateTime, nullable=True),
+    Column("mode", String(32), nullable=True),  # how it was granted: second admin, bootstrap, single-admin
 )

@@ -19,11 +19,23 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, insert, select, update
 
-from flagstone.audit.events import LoggedIn, LoggedOut, LoginFailed, UserChanged
+from flagstone.audit.events import (
+    AuthorisationFailed,
+    LoggedIn,
+    LoggedOut,
+    LoginFailed,
+    RoleGranted,
+    RoleGrantRefused,
+    RoleGrantRequested,
+    UserChanged,
+)
 from flagstone.errors import InputError
+from flagstone.oversight import grants
 from flagstone.oversight.context import Oversight, utcnow
+from flagstone.oversight.grants import Grant
 from flagstone.oversight.roles import ROLES
 from flagstone.oversight.schema import sessions, users
+from flagstone.oversight.workflow import NotPermitted
 
 MIN_PASSWORD = 12
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -50,29 +62,135 @@ def _user(row: object) -> User:
 
 def create_user(
     ov: Oversight, actor: str, username: str, password: str, role: str, team: str, display_name: str | None = None
-) -> User:
-    if role not in ROLES:
-        raise InputError(f"unknown role '{role}' (expected one of: {', '.join(ROLES)})", field="role", value=role)
+) -> User | Grant:
+    """Add a user; the :class:`User`, or for the supervisor and admin roles the pending
+    :class:`~flagstone.oversight.grants.Grant` a second admin must approve first (see
+    :mod:`flagstone.oversight.grants`: the bootstrap admin and single-admin mode take effect at once)."""
+    _check_role(role)
     if not username or len(username) > 64 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
         raise InputError("a user name is 1-64 letters, digits, '.', '_' or '-'", field="username", value=username)
     _check_password(password)
+    password_hash = _hasher.hash(password)
     with ov.engine.begin() as con:
         if con.execute(select(users.c.id).where(users.c.username == username)).first():
             raise InputError(f"user '{username}' already exists", field="username", value=username)
-        new_id = con.execute(
-            insert(users).values(
-                username=username,
-                display_name=display_name or username,
-                role=role,
-                team=team,
-                password_hash=_hasher.hash(password),
-                failed_logins=0,
-                active=True,
-                created_at=utcnow(),
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
+        how = _ask(ov, con, actor, username, role, team, grants.NEW_USER, display_name, password_hash)
+        if isinstance(how, Grant):
+            return how
+        user = _insert(con, username, display_name or username, role, team, password_hash)
         ov.audit.record(actor, UserChanged(username, "created", role, team), con)
-    return User(int(new_id), username, display_name or username, role, team)
+        _granted(ov, con, actor, username, role, team, grants.NEW_USER, how)
+    return user
+
+
+def _ask(
+    ov: Oversight, con: Connection, actor: str, username: str, role: str, team: str, change: str,
+    display_name: str | None = None, password_hash: str | None = None,
+) -> Grant | str:  # fmt: skip
+    """The pending grant, when ``role`` waits for a second admin; else how it takes effect at once
+    ("" for roles below supervisor)."""
+    single = ov.config.security.single_admin
+    mode = grants.immediate(role, single_admin=single, had_admin=grants.had_admin(con), actor=actor)
+    if mode is not None:
+        return mode
+    grant = grants.request(con, username=username, role=role, team=team, requested_by=actor, change=change,
+                           display_name=display_name, password_hash=password_hash)  # fmt: skip
+    ov.audit.record(actor, RoleGrantRequested(username, grant.id, role, team, change), con)
+    return grant
+
+
+def _granted(ov: Oversight, con: Connection, actor: str, username: str, role: str, team: str, change: str,
+             mode: str) -> None:  # fmt: skip
+    """Record a grant that took effect at once (bootstrap, single-admin mode), flagged with its mode."""
+    if mode:
+        grant = grants.request(con, username=username, role=role, team=team, requested_by=actor, change=change,
+                               state=grants.GRANTED, mode=mode)  # fmt: skip
+        ov.audit.record(actor, RoleGranted(username, grant.id, role, team, actor, mode), con)
+
+
+def _insert(con: Connection, username: str, display_name: str, role: str, team: str, password_hash: str) -> User:
+    new_id = con.execute(
+        insert(users).values(
+            username=username,
+            display_name=display_name,
+            role=role,
+            team=team,
+            password_hash=password_hash,
+            failed_logins=0,
+            active=True,
+            created_at=utcnow(),
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    return User(int(new_id), username, display_name, role, team)
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InputError(f"unknown role '{role}' (expected one of: {', '.join(ROLES)})", field="role", value=role)
+
+
+def set_role(ov: Oversight, actor: str, username: str, role: str) -> User | Grant:
+    """Change a user's role: at once to a lesser role, through a pending grant to supervisor or
+    admin (as :func:`create_user`)."""
+    _check_role(role)
+    with ov.engine.begin() as con:
+        row = _require(con, username)
+        if row.role == role:
+            raise InputError(f"'{username}' is {role} already", field="role", value=role)
+        change = f"role change from {row.role}"
+        how = _ask(ov, con, actor, username, role, row.team, change)
+        if isinstance(how, Grant):
+            return how
+        con.execute(update(users).where(users.c.id == row.id).values(role=role))
+        ov.audit.record(actor, UserChanged(username, change, role, row.team), con)
+        _granted(ov, con, actor, username, role, row.team, change, how)
+    return User(row.id, username, row.display_name, role, row.team)
+
+
+def approve_grant(ov: Oversight, approver: User, grant_id: int) -> User:
+    """A second admin approves a pending grant: the user is created, or their role changed.
+
+    The approver must be an active admin (as the database says now) and neither the person who
+    asked nor the one who gets the role; a refusal is audited as an authorisation failure."""
+    try:
+        with ov.engine.begin() as con:
+            row = grants.pending_for(con, grant_id)
+            grant = grants.as_grant(row)
+            me = _require(con, approver.username)
+            grants.check_approver(grant, approver.username, me.role, bool(me.active))
+            if grant.new_user:
+                if con.execute(select(users.c.id).where(users.c.username == grant.username)).first():
+                    raise InputError(f"user '{grant.username}' already exists", field="username", value=grant.username)
+                user = _insert(con, grant.username, row.display_name or grant.username, grant.role, grant.team,
+                               row.password_hash)  # fmt: skip
+                change = "created"
+            else:
+                target = _require(con, grant.username)
+                con.execute(update(users).where(users.c.id == target.id).values(role=grant.role))
+                user = User(target.id, target.username, target.display_name, grant.role, target.team)
+                change = grant.change
+            grants.decide(con, grant_id, grants.GRANTED, approver.username, grants.SECOND_ADMIN)
+            ov.audit.record(approver.username, UserChanged(grant.username, change, grant.role, grant.team), con)
+            ov.audit.record(approver.username, RoleGranted(grant.username, grant_id, grant.role, grant.team,
+                                                           grant.requested_by, grants.SECOND_ADMIN), con)  # fmt: skip
+    except NotPermitted as exc:
+        ov.audit.record(approver.username, AuthorisationFailed(f"role grant #{grant_id}", "approve", str(exc)))
+        raise
+    return user
+
+
+def refuse_grant(ov: Oversight, actor: str, grant_id: int) -> Grant:
+    """Refuse a pending grant (an admin), or withdraw it (whoever asked); refusing never adds a right."""
+    with ov.engine.begin() as con:
+        grant = grants.as_grant(grants.pending_for(con, grant_id))
+        grants.decide(con, grant_id, grants.REFUSED, actor)
+        ov.audit.record(actor, RoleGrantRefused(grant.username, grant_id, grant.role, grant.requested_by), con)
+    return grant
+
+
+def list_grants(ov: Oversight, *, pending_only: bool = True) -> list[dict[str, object]]:
+    with ov.engine.connect() as con:
+        return grants.listing(con, pending_only=pending_only)
 
 
 def _check_password(password: str) -> None:
@@ -229,16 +347,21 @@ def new_password() -> str:
 
 
 __all__ = [
+    "Grant",
     "LoginError",
     "User",
+    "approve_grant",
     "authenticate",
     "create_user",
     "end_session",
+    "list_grants",
     "list_users",
     "new_password",
+    "refuse_grant",
     "session_user",
     "set_active",
     "set_password",
+    "set_role",
     "start_session",
     "unlock",
 ]

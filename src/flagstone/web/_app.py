@@ -19,14 +19,15 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from flagstone.alerts import format_value
-from flagstone.audit.events import AuthorisationFailed
+from flagstone.audit.events import AuthorisationFailed, SingleAdminMode
 from flagstone.errors import InputError
 from flagstone.oversight import cases as case_ops
 from flagstone.oversight import users as user_ops
-from flagstone.oversight.context import Oversight, utcnow
-from flagstone.oversight.roles import REVIEWERS, ROLES, allowed
+from flagstone.oversight.context import Oversight, cli_actor, utcnow
+from flagstone.oversight.grants import NoSuchGrant
+from flagstone.oversight.roles import PRIVILEGED, REVIEWERS, ROLES, allowed
 from flagstone.oversight.schema import audit_entries, users
-from flagstone.oversight.workflow import CLOSED, WorkflowError
+from flagstone.oversight.workflow import CLOSED, NotPermitted, WorkflowError
 from flagstone.web._network import network_svg
 from flagstone.web._security import (
     HEADERS,
@@ -56,6 +57,10 @@ FLASH = {
     "file": "Report marked as filed.",
     "reveal": "Identity revealed for this case. The reveal and its reason are in the audit log.",
     "added": "User added.",
+    "requested": "Recorded as a pending grant: the role takes effect once a second admin approves it.",
+    "role": "Role changed.",
+    "granted": "Grant approved: the role has taken effect.",
+    "refused": "Grant refused.",
     "unlock": "User unlocked.",
     "disable": "User disabled.",
     "enable": "User enabled.",
@@ -68,6 +73,9 @@ def create_web_app(ov: Oversight) -> FastAPI:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters["number"] = _number
     secure = ov.config.security.secure_cookies
+    single_admin = ov.config.security.single_admin
+    if single_admin:  # the audit log says so as well as every page
+        ov.audit.record(cli_actor(), SingleAdminMode(ov.config.path or "(built-in defaults)"))
 
     def render(request: Request, name: str, session: Session | None, code: int = 200, **ctx: Any) -> HTMLResponse:
         user = session.user if session else None
@@ -76,6 +84,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
             csrf=session.csrf if session else "",
             can=(lambda action: user is not None and allowed(user.role, action)),
             flash=FLASH.get(request.query_params.get("done", "")),
+            single_admin=single_admin,
             age=_age,
             days_left=_days_left,
             **ctx,
@@ -223,7 +232,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
             c=case,
             view=view,
             people=view.people,
-            network=Markup(network_svg(view.evidence, case["group_key"])),
+            network=Markup(network_svg(view.evidence + view.later, case["group_key"])),
             closed=CLOSED,
             overdue=case["state"] not in CLOSED and case["deadline"] < utcnow(),
             reviewer=session.user.role in REVIEWERS,
@@ -241,10 +250,14 @@ def create_web_app(ov: Oversight) -> FastAPI:
             note: Annotated[str, Form()] = "",
             body: Annotated[str, Form()] = "",
             assignee: Annotated[str, Form()] = "",
+            proposal: Annotated[str, Form()] = "",
         ) -> Response:
             words = text or reason or note or body
+            # The approve and send-back forms name the proposal version the page showed; an approval
+            # must, a send-back is held to it when it does.
+            seen = proposal if action == "approve" else (proposal or None) if action == "reject" else None
             try:
-                case_ops.act(ov, session.user, case_id, action, words, assignee or None)
+                case_ops.act(ov, session.user, case_id, action, words, assignee or None, seen=seen)
             except (case_ops.Refusal, WorkflowError) as exc:
                 return refused(request, session, exc)
             return RedirectResponse(f"/cases/{case_id}?done={action}", status_code=303)
@@ -323,7 +336,8 @@ def create_web_app(ov: Oversight) -> FastAPI:
     def users_page(request: Request, session: Current) -> Response:
         if (refusal := lacks(request, session, "manage_users")) is not None:
             return refusal
-        return render(request, "users.html", session, users=user_ops.list_users(ov), roles=ROLES)
+        return render(request, "users.html", session, users=user_ops.list_users(ov), roles=ROLES,
+                      grants=user_ops.list_grants(ov), privileged=PRIVILEGED)  # fmt: skip
 
     @app.post("/admin/users")
     def add_user(
@@ -338,10 +352,45 @@ def create_web_app(ov: Oversight) -> FastAPI:
         if (refusal := lacks(request, session, "manage_users")) is not None:
             return refusal
         try:
-            user_ops.create_user(ov, session.user.username, username, password, role, team, display_name or None)
+            made = user_ops.create_user(ov, session.user.username, username, password, role, team, display_name or None)
         except InputError as exc:
             return refused(request, session, WorkflowError(exc.message))
-        return RedirectResponse("/admin/users?done=added", status_code=303)
+        done = "requested" if isinstance(made, user_ops.Grant) else "added"
+        return RedirectResponse(f"/admin/users?done={done}", status_code=303)
+
+    @app.post("/admin/users/{username}/role")
+    def change_role(request: Request, session: Checked, username: str, role: Annotated[str, Form()] = "") -> Response:
+        if (refusal := lacks(request, session, "manage_users")) is not None:
+            return refusal
+        try:
+            made = user_ops.set_role(ov, session.user.username, username, role)
+        except InputError as exc:
+            return refused(request, session, WorkflowError(exc.message))
+        done = "requested" if isinstance(made, user_ops.Grant) else "role"
+        return RedirectResponse(f"/admin/users?done={done}", status_code=303)
+
+    @app.post("/admin/grants/{grant_id}/{decision}")
+    def decide_grant(request: Request, session: Checked, grant_id: int, decision: str) -> Response:
+        if (refusal := lacks(request, session, "manage_users")) is not None:
+            return refusal
+        try:
+            if decision == "approve":
+                user_ops.approve_grant(ov, session.user, grant_id)
+            elif decision == "refuse":
+                user_ops.refuse_grant(ov, session.user.username, grant_id)
+            else:
+                return render(request, "error.html", session, 404, status=404, title="Not found",
+                              message=f"no such decision '{decision}'")  # fmt: skip
+        except NotPermitted as exc:  # asked for it, or gets it: audited by approve_grant
+            return render(request, "error.html", session, 403, status=403, title="Not allowed", message=str(exc))
+        except NoSuchGrant as exc:  # audited like another team's case asked for by number
+            missing = AuthorisationFailed(f"role grant #{grant_id}"[:80], decision, exc.message)
+            ov.audit.record(session.user.username, missing)
+            return render(request, "error.html", session, 404, status=404, title="Not found", message=exc.message)
+        except InputError as exc:
+            return refused(request, session, WorkflowError(exc.message))
+        return RedirectResponse(f"/admin/users?done={'granted' if decision == 'approve' else 'refused'}",
+                                status_code=303)  # fmt: skip
 
     def user_change(change: str) -> Callable[..., Response]:
         def handler(request: Request, session: Checked, username: str) -> Response:
