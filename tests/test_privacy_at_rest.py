@@ -22,7 +22,8 @@ from flagstone.cli import app
 from flagstone.ingest import Pseudonymiser, ingest_file
 from flagstone.ingest._quarantine import open_raw
 from flagstone.oversight.context import Oversight
-from flagstone.oversight.users import create_user
+from flagstone.oversight.grants import Grant
+from flagstone.oversight.users import User, approve_grant, create_user
 from flagstone.owner_only import beside_store
 from flagstone.store import Store
 
@@ -91,6 +92,15 @@ def _ingest(store: Store, folder: Path) -> None:
 
 def _bytes_beside(store_path: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in beside_store(store_path) if p.is_file()}
+
+
+def _supervisor(ov: Oversight, name: str) -> None:
+    """A supervisor as a deployment makes one: the first admin bootstraps, a grant they approve."""
+    admin = create_user(ov, "cli:root", "adm", PASSWORD, "admin", "aml")
+    assert isinstance(admin, User)
+    grant = create_user(ov, "cli:root", name, PASSWORD, "supervisor", "aml")
+    assert isinstance(grant, Grant)
+    approve_grant(ov, admin, grant.id)
 
 
 def _mode(path: str | Path) -> int:
@@ -194,7 +204,7 @@ def test_quarantined_records_are_listed_pseudonymised_and_read_only_by_a_supervi
     with Store(path) as st:
         _ingest(st, tmp_path)
     ov = Oversight.open(path)
-    create_user(ov, "test", "sam", PASSWORD, "supervisor", "aml")
+    _supervisor(ov, "sam")
     create_user(ov, "test", "ana", PASSWORD, "analyst", "aml")
     ov.close()
     runner = CliRunner()
@@ -295,7 +305,7 @@ def test_a_sealed_record_moved_to_another_row_does_not_decrypt(tmp_path: Path, e
             "WHERE q.record = 2 AND o.record = 3"
         )
     ov = Oversight.open(path)
-    create_user(ov, "test", "sam", PASSWORD, "supervisor", "aml")
+    _supervisor(ov, "sam")
     ov.close()
     args = ["quarantine", "reveal", "1", "2", "--user", "sam", "--reason", "r", "--password-stdin"]
     args += ["--store", str(path)]
