@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -79,6 +80,30 @@ class Str(TypeDecorator[str]):
         if value is None or dialect.name != "postgresql":
             return value
         return _unescape(value)
+
+
+class Amount(TypeDecorator[Decimal]):
+    """An exact decimal, as the store's DECIMAL(18,4). PostgreSQL's NUMERIC is one; SQLite has none
+    and keeps a float, 15 significant digits (12345678901234.5678 came back as ...5684), so on
+    SQLite it is text, always with the store's four places."""
+
+    impl = Numeric(18, 4)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(Text() if dialect.name == "sqlite" else Numeric(18, 4))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return str(Decimal(value).quantize(_PLACES))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        # str() first: a database made before kept floats, and Decimal(float) shows their binary noise.
+        return value if value is None or isinstance(value, Decimal) else Decimal(str(value))
+
+
+_PLACES = Decimal("0.0001")
 
 
 def event_key(source: str, event_id: str) -> str:
@@ -177,11 +202,11 @@ case_events = Table(
     Column("kind", Str(), nullable=False),
     Column("actor", Str(), nullable=True),
     Column("counterparty", Str(), nullable=True),
-    Column("amount", Numeric(18, 4), nullable=True),
+    Column("amount", Amount, nullable=True),
     Column("currency", Str(), nullable=True),
     Column("item", Str(), nullable=True),
     Column("category", Str(), nullable=True),
-    Column("quantity", Numeric(18, 4), nullable=True),
+    Column("quantity", Amount, nullable=True),
     Column("place", Str(), nullable=True),
     Column("channel", Str(), nullable=True),
 )

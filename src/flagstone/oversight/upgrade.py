@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, MetaData, Table, insert, inspect, select
+from sqlalchemy import Column, Connection, DateTime, MetaData, Table, insert, inspect, select
 from sqlalchemy.engine import Inspector
 
 from flagstone.oversight.schema import Str, case_events, event_key, limit_key, login_limits, metadata
@@ -72,7 +72,7 @@ def key_evidence_by_hash(con: Connection, found: Inspector) -> str | None:
         con.exec_driver_sql(f"ALTER TABLE {old_name} DROP CONSTRAINT {_quote(con, pk)}")
     old = Table(old_name, MetaData(), *(Column(c.name, c.type) for c in case_events.columns if c.name in had))
     case_events.create(con)
-    rows = con.execution_options(yield_per=_BATCH).execute(select(old))
+    rows = con.execute(select(old).execution_options(yield_per=_BATCH))
     copied = 0
     for part in rows.partitions():
         batch = [{**r._mapping, "event_key": event_key(r.source, r.event_id)} for r in part]
@@ -95,7 +95,7 @@ def lock_by_name(con: Connection, found: Inspector) -> str | None:
     now = datetime.now(UTC).replace(tzinfo=None)
     moved = 0
     if "locked_until" in had:
-        old = Table("users", MetaData(), Column("username", Str()), Column("locked_until"))
+        old = Table("users", MetaData(), Column("username", Str()), Column("locked_until", DateTime))
         for name, until in con.execute(select(old.c.username, old.c.locked_until)):
             if until is not None and until > now:
                 con.execute(
