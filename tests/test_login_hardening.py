@@ -209,3 +209,14 @@ def test_a_session_ends_after_session_hours_however_busy(small: Small) -> None:
         assert client.get("/queue").status_code == 200
     small.clock.advance(minutes=6)
     assert client.get("/queue").headers.get("location") == "/login"
+
+
+@security(address_lockout_attempts=8)
+def test_attempts_on_a_locked_name_count_against_the_address(small: Small, verifications: list[str]) -> None:
+    """Each costs a hash, so hammering a locked name must reach the address limit like any failure."""
+    client = client_at(small.app)
+    codes = [try_login(client, "ana", "wrong").status_code for _ in range(10)]
+    assert codes == [401] * 5 + [429] * 5
+    assert len(verifications) == 8  # the last two were refused by the address, before any hashing
+    r = try_login(client, "sam")
+    assert r.status_code == 429 and "from this address" in r.text

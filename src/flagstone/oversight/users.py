@@ -120,7 +120,7 @@ def change_password(ov: Oversight, user: User, current: str, new: str, client: s
         lock = limits.locked_until(con, _name_limit(ov), user.username, now)
         right = _verify(row.password_hash, current)
         if lock is not None:
-            failure = _refused(ov, con, _name_limit(ov), user.username, lock, now)
+            failure = _refused(ov, con, _name_limit(ov), user.username, lock, now, client)
         elif not right:
             reason = _failure(ov, con, user.username, client, now, "wrong current password at a password change")
             ov.audit.record(user.username, LoginFailed(user.username, reason), con)
@@ -209,10 +209,15 @@ def _shown(name: str) -> str:
 
 
 def _refused(
-    ov: Oversight, con: Connection, limit: limits.Limit, value: str, until: datetime, now: datetime
-) -> LoginThrottled:
-    """Count an attempt refused by a lock, audit the lock's first refusal, and say when to retry."""
+    ov: Oversight, con: Connection, limit: limits.Limit, value: str, until: datetime, now: datetime,
+    client: str | None = None,
+) -> LoginThrottled:  # fmt: skip
+    """Count an attempt refused by a lock, audit the lock's first refusal, and say when to retry.
+    An attempt on a locked name is a failure of its ``client`` address too: hammering locked names
+    costs hashing, so it must reach the address limit like any other failure."""
     first = limits.refuse(con, limit, value)
+    if limit.kind == limits.NAME and client is not None:
+        limits.fail(con, _address_limit(ov), client, now)
     minutes = math.ceil((until - now).total_seconds() / 60)
     if limit.kind == limits.ADDRESS:
         if first:
@@ -279,7 +284,7 @@ def authenticate(ov: Oversight, username: str, password: str, client: str | None
         lock = limits.locked_until(con, _name_limit(ov), username, now)
         right = _verify(row.password_hash if row is not None else _DUMMY, password)
         if lock is not None:
-            failure = _refused(ov, con, _name_limit(ov), username, lock, now)
+            failure = _refused(ov, con, _name_limit(ov), username, lock, now, client)
         elif row is None or not right:
             reason = _failure(ov, con, username, client, now, "unknown user" if row is None else "wrong password")
             ov.audit.record(_shown(username), LoginFailed(_shown(username), reason), con)
