@@ -213,3 +213,13 @@ def test_every_route_answers_random_values_without_a_5xx(small: Small) -> None:
         assert "Traceback" not in r.text
 
     check()
+
+
+@pytest.mark.parametrize(
+    "cookie", [b"\xe9\xff", b"\x00", "é".encode() * 5000, b"a" * 100_000], ids=["latin1", "nul", "long-utf8", "long"]
+)
+def test_a_session_cookie_of_any_bytes_is_no_session_and_no_500(small: Small, cookie: bytes) -> None:
+    """Before: a cookie byte outside ASCII failed hashing the token (500, no headers)."""
+    client = TestClient(small.app, follow_redirects=False, raise_server_exceptions=False)
+    r = client.get("/queue", headers={"cookie": b"flagstone_session=" + cookie})
+    assert r.status_code == 303 and r.headers["location"] == "/login" and has_security_headers(r)
