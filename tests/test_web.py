@@ -252,7 +252,7 @@ def test_a_locked_out_user_cannot_log_in_through_the_form(env: Setup, app: Any) 
     page = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     r = client.post("/login", data={"username": "abe", "password": PASSWORD, "csrf_token": token})
-    assert r.status_code == 401 and "locked" in r.text
+    assert r.status_code == 429 and "locked" in r.text and int(r.headers["retry-after"]) > 0
 
 
 def test_a_browsers_own_origin_is_accepted_and_a_null_one_refused(env: Setup, app: Any) -> None:

@@ -383,17 +383,19 @@ def users_password(
     store: StoreOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Set a user's password (prompted, read from stdin, or made at random and printed once)."""
+    """Set a user's password (prompted, read from stdin, or made at random and printed once).
+
+    Every session of the user ends: whoever logged in with the old password is logged out."""
     from flagstone.oversight.context import cli_actor
     from flagstone.oversight.users import set_password
 
     password, generated = _password(password_stdin)
     ov = _open(store, db)
     try:
-        set_password(ov, cli_actor(), username, password)
+        ended = set_password(ov, cli_actor(), username, password)
     finally:
         ov.close()
-    out.print(f"password of {username} set")
+    out.print(f"password of {username} set; {ended} sessions ended")
     if generated:
         print(password)
 

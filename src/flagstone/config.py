@@ -14,10 +14,10 @@ Keys (all optional; see docs/oversight.md):
 - ``cases.filing_deadline_days``: days from detection to the filing deadline (default 30).
 - ``cases.teams``: team name -> rule id prefixes it reviews; ``cases.default_team`` gets the rest.
 - ``reporting_entity``: who files goAML reports (``rentity_id``, ``name``, ``branch``, ``currency``, ``country``).
-- ``security``: ``lockout_attempts`` (5), ``lockout_minutes`` (15), ``session_hours`` (8),
-  ``idle_minutes`` (30), ``secure_cookies``, ``single_admin`` (false: granting the supervisor or
-  admin role needs a second admin; true lets one admin grant them alone, flagged in the audit log
-  and on every page).
+- ``security``: ``lockout_attempts`` (5), ``lockout_minutes`` (15), ``address_lockout_attempts`` (20),
+  ``address_lockout_minutes`` (15), ``session_hours`` (8), ``idle_minutes`` (30), ``secure_cookies``,
+  ``single_admin`` (false: granting the supervisor or admin role needs a second admin; true lets one
+  admin grant them alone, flagged in the audit log and on every page).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Retention(_Strict):
 
 
 class Cases(_Strict):
-    filing_deadline_days: int = Field(default=30, ge=1)
+    filing_deadline_days: int = Field(default=30, ge=1, le=36_600)  # a century at most: sync adds it to dates
     teams: dict[str, list[str]] = Field(default_factory=dict)
     default_team: str = "compliance"
 
@@ -66,11 +66,16 @@ class ReportingEntityConfig(_Strict):
     country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
 
 
+_YEAR_MINUTES = 366 * 24 * 60  # upper bounds keep every time Flagstone adds within datetime's range
+
+
 class Security(_Strict):
     lockout_attempts: int = Field(default=5, ge=1)
-    lockout_minutes: int = Field(default=15, ge=1)
-    session_hours: int = Field(default=8, ge=1)
-    idle_minutes: int = Field(default=30, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1, le=_YEAR_MINUTES)
+    address_lockout_attempts: int = Field(default=20, ge=1)
+    address_lockout_minutes: int = Field(default=15, ge=1, le=_YEAR_MINUTES)
+    session_hours: int = Field(default=8, ge=1, le=_YEAR_MINUTES // 60)
+    idle_minutes: int = Field(default=30, ge=1, le=_YEAR_MINUTES)
     secure_cookies: bool = False
     single_admin: bool = False
 

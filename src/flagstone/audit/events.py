@@ -339,3 +339,40 @@ class SingleAdminMode(AuditEvent):
     target_field = "config"
     config: str
 
+
+
+# -- hardening (issue 13): case database upgrades, log-in limits, failed requests -----------------
+
+
+@dataclass(frozen=True)
+class CaseDatabaseUpgraded(AuditEvent):
+    """A case database made by an older Flagstone brought up to this one's tables when it opened."""
+
+    action = "case_database_upgraded"
+    target_field = "database"
+    database: str
+    changes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoginRateLimited(AuditEvent):
+    """A client address reached its limit of failed log-ins: written once per lock, at its first
+    refused attempt; the attempts refused after it are counted, not written one by one."""
+
+    action = "login_rate_limited"
+    target_field = "client"
+    client: str
+    failures: int
+    minutes: int
+    until: str
+
+
+@dataclass(frozen=True)
+class RequestFailed(AuditEvent):
+    """A request the web UI could not answer because of an error of its own (answered 500)."""
+
+    action = "request_failed"
+    target_field = "resource"
+    resource: str
+    method: str
+    error: str

@@ -4,8 +4,8 @@ configuration (and the store path, whose key file decrypts identities for a reve
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,13 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine
 
+from flagstone.audit.events import CaseDatabaseUpgraded
 from flagstone.audit.log import AuditLog
 from flagstone.audit.signing import Signer, audit_key_path
 from flagstone.config import Config, load_config
 from flagstone.errors import InputError
 from flagstone.ingest import Pseudonymiser
-from flagstone.oversight.database import open_database, resolve_db_url
+from flagstone.oversight.database import open_database, resolve_db_url, safe_url
 from flagstone.oversight.workflow import WorkflowError
 from flagstone.store import resolve_store_path
 
@@ -43,6 +44,8 @@ class Oversight:
     config: Config
     store_path: Path
     db_url: str
+    # Sessions and log-in limits read the time here, so that tests can move it.
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
     def open(
@@ -50,10 +53,14 @@ class Oversight:
     ) -> Oversight:
         store_path = resolve_store_path(store)
         url = resolve_db_url(db, store_path)
-        engine = open_database(url)
+        upgraded: list[str] = []
+        engine = open_database(url, upgraded)
         cfg = config if isinstance(config, Config) else load_config(config)
         signer = Signer.load_or_create(audit_key_path(store_path))
-        return cls(engine, AuditLog(engine, signer), cfg, store_path, url)
+        audit = AuditLog(engine, signer)
+        if upgraded:
+            audit.record("system", CaseDatabaseUpgraded(safe_url(url), tuple(upgraded)))
+        return cls(engine, audit, cfg, store_path, url)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from flagstone.errors import StoreError
 from flagstone.oversight.schema import audit_head, metadata
+from flagstone.oversight.upgrade import upgrade
 
 DB_ENV = "FLAGSTONE_DB"
 
@@ -22,8 +23,11 @@ def resolve_db_url(db: str | None, store_path: str | Path) -> str:
     return db or os.environ.get(DB_ENV) or f"sqlite:///{Path(store_path).resolve()}.cases.sqlite"
 
 
-def open_database(url: str) -> Engine:
-    """An engine on ``url`` with the tables created; SQLite gets WAL and writer-first transactions."""
+def open_database(url: str, upgraded: list[str] | None = None) -> Engine:
+    """An engine on ``url`` with the tables created; SQLite gets WAL and writer-first transactions.
+
+    A database made by an older Flagstone is upgraded first (:mod:`flagstone.oversight.upgrade`);
+    what was changed is appended to ``upgraded``, for the caller to audit."""
     kwargs: dict[str, Any] = {}
     sqlite = url.startswith("sqlite")
     if sqlite:
@@ -34,13 +38,17 @@ def open_database(url: str) -> Engine:
         if sqlite:
             _sqlite_writer_first(engine)
         metadata.create_all(engine)
+        with engine.begin() as con:
+            notes = upgrade(con)
+        if upgraded is not None:
+            upgraded.extend(notes)
         _check_columns(engine, url)
         with engine.begin() as con:
             if con.execute(select(audit_head.c.id)).first() is None:
                 con.execute(insert(audit_head).values(id=1, size=0, frontier="[]"))
     except SQLAlchemyError as exc:
         raise StoreError(
-            f"case database {_safe(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+            f"case database {safe_url(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
         ) from exc
     return engine
 
@@ -54,7 +62,7 @@ def _check_columns(engine: Engine, url: str) -> None:
         missing = [c.name for c in table.columns if c.name not in have]
         if missing:
             raise StoreError(
-                f"case database {_safe(url)}: table {table.name} lacks {', '.join(missing)} (made by an older "
+                f"case database {safe_url(url)}: table {table.name} lacks {', '.join(missing)} (made by an older "
                 "Flagstone); migrate it or start a new case database"
             )
 
@@ -85,7 +93,7 @@ def _sqlite_writer_first(engine: Engine) -> None:
         con.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     head, sep, tail = url.partition("@")
     if not sep or "://" not in head:

@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 
 from flagstone.audit.events import CaseCreated
 from flagstone.oversight.context import Oversight, utcnow
-from flagstone.oversight.schema import case_events, cases, vault
+from flagstone.oversight.schema import case_events, cases, event_key, vault
 from flagstone.oversight.workflow import CLOSED, OPEN
 from flagstone.rules.ir import SEVERITIES
 from flagstone.store import Store
@@ -74,11 +74,9 @@ def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> Sync
     new_parties: set[str] = set()
     with ov.engine.begin() as con:
         have_evidence = {
-            (r.case_id, r.source, r.event_id)
+            (r.case_id, r.event_key)
             for r in con.execute(
-                select(case_events.c.case_id, case_events.c.source, case_events.c.event_id).where(
-                    case_events.c.case_id.in_(growing)
-                )
+                select(case_events.c.case_id, case_events.c.event_key).where(case_events.c.case_id.in_(growing))
             )
         }
         for alert_id, rule_id, version, severity, group_key, first_ts, last_ts, values, reason, scanned, live in wanted:
@@ -105,7 +103,7 @@ def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> Sync
                 )
                 ov.audit.record(SYSTEM, CaseCreated(case_id, alert_id, rule_id, team), con)
                 new_cases += 1
-            rows = [r for r in evidence.get(alert_id, []) if (case_id, r["source"], r["event_id"]) not in have_evidence]
+            rows = [r for r in evidence.get(alert_id, []) if (case_id, r["event_key"]) not in have_evidence]
             if rows:
                 con.execute(insert(case_events), [{"case_id": case_id, **r} for r in rows])
                 new_evidence += len(rows)
@@ -157,7 +155,8 @@ def _evidence(store: duckdb.DuckDBPyConnection, alert_ids: list[str]) -> dict[st
     ).fetchall()
     out: dict[str, list[dict[str, Any]]] = {}
     for alert_id, *values in rows:
-        out.setdefault(alert_id, []).append(dict(zip(EVIDENCE_COLUMNS, values, strict=True)))
+        row = dict(zip(EVIDENCE_COLUMNS, values, strict=True))
+        out.setdefault(alert_id, []).append({"event_key": event_key(row["source"], row["event_id"]), **row})
     return out
 
 

@@ -1,18 +1,22 @@
 """Users, passwords and sessions.
 
-Passwords are hashed with Argon2id (memory-hard). After ``lockout_attempts`` wrong passwords in a
-row an account is locked for ``lockout_minutes``; unknown names cost the same hashing time as
-known ones, so timing does not tell which names exist. A session is a random token in an HttpOnly
-cookie; only its SHA-256 is stored, with the session's CSRF token beside it. A session ends after
-``session_hours``, or after ``idle_minutes`` without a request.
+Passwords are hashed with Argon2id (memory-hard). Failed log-ins are limited per user name typed
+and per client address (:mod:`flagstone.oversight.limits`). Every log-in attempt that gets past
+the address limit verifies exactly one Argon2 hash, whether the name exists, is locked or not,
+and a locked name answers the same whether a user has it or not: neither the answer nor the time
+tells which names exist. A session is a random token in an HttpOnly cookie; only its SHA-256 is
+stored, with the session's CSRF token beside it. A session ends after ``session_hours``, after
+``idle_minutes`` without a request (each request records its time), and when its user's password
+changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -24,13 +28,14 @@ from flagstone.audit.events import (
     LoggedIn,
     LoggedOut,
     LoginFailed,
+    LoginRateLimited,
     RoleGranted,
     RoleGrantRefused,
     RoleGrantRequested,
     UserChanged,
 )
 from flagstone.errors import InputError
-from flagstone.oversight import grants
+from flagstone.oversight import grants, limits
 from flagstone.oversight.context import Oversight, utcnow
 from flagstone.oversight.grants import Grant
 from flagstone.oversight.roles import ROLES
@@ -38,7 +43,9 @@ from flagstone.oversight.schema import sessions, users
 from flagstone.oversight.workflow import NotPermitted
 
 MIN_PASSWORD = 12
-_TOUCH_EVERY = timedelta(minutes=1)
+MAX_USERNAME = 64
+MAX_TEXT = 200  # a display name or a team name
+SHOWN = 200  # characters of a typed user name that reach the audit log
 _hasher = PasswordHasher()  # Argon2id, RFC 9106's second recommended parameter set (64 MiB, t=3)
 _DUMMY = _hasher.hash("not a real password, for equal timing")
 
@@ -67,8 +74,13 @@ def create_user(
     :class:`~flagstone.oversight.grants.Grant` a second admin must approve first (see
     :mod:`flagstone.oversight.grants`: the bootstrap admin and single-admin mode take effect at once)."""
     _check_role(role)
-    if not username or len(username) > 64 or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
-        raise InputError("a user name is 1-64 letters, digits, '.', '_' or '-'", field="username", value=username)
+    plain = username.replace("_", "").replace(".", "").replace("-", "")
+    if not username or len(username) > MAX_USERNAME or not plain.isalnum():
+        message = f"a user name is 1-{MAX_USERNAME} letters, digits, '.', '_' or '-'"
+        raise InputError(message, field="username", value=_shown(username))
+    _check_text("team", team)
+    if display_name is not None:
+        _check_text("display_name", display_name)
     _check_password(password)
     password_hash = _hasher.hash(password)
     with ov.engine.begin() as con:
@@ -116,7 +128,6 @@ def _insert(con: Connection, username: str, display_name: str, role: str, team: 
             role=role,
             team=team,
             password_hash=password_hash,
-            failed_logins=0,
             active=True,
             created_at=utcnow(),
         )
@@ -198,18 +209,57 @@ def _check_password(password: str) -> None:
         raise InputError(f"a password needs at least {MIN_PASSWORD} characters", field="password")
 
 
-def set_password(ov: Oversight, actor: str, username: str, password: str) -> None:
+def _check_text(field: str, value: str) -> None:
+    """A team or display name: 1-200 printable characters (they are shown on every page)."""
+    if not value.strip() or len(value) > MAX_TEXT or not value.isprintable():
+        what = field.replace("_", " ")
+        raise InputError(f"a {what} is 1-{MAX_TEXT} printable characters", field=field, value=_shown(value))
+
+
+def set_password(ov: Oversight, actor: str, username: str, password: str) -> int:
+    """Set a user's password (an admin, or the CLI); ends every session of theirs. Returns how many."""
     _check_password(password)
     with ov.engine.begin() as con:
-        _require(con, username)
-        con.execute(update(users).where(users.c.username == username).values(password_hash=_hasher.hash(password)))
-        ov.audit.record(actor, UserChanged(username, "password set"), con)
+        row = _require(con, username)
+        ended = _replace_password(con, row.id, password)
+        ov.audit.record(actor, UserChanged(username, f"password set; {ended} sessions ended"), con)
+    return ended
+
+
+def change_password(ov: Oversight, user: User, current: str, new: str, client: str | None = None) -> int:
+    """A user changes their own password, giving the current one; ends every session of theirs
+    (the caller starts a new one for the browser that asked). A wrong current password counts as a
+    failed log-in of the name, and a locked name may not change it. Returns how many sessions ended."""
+    _check_password(new)
+    now = ov.clock()
+    failure: LoginError | None = None
+    with ov.engine.begin() as con:
+        row = _require(con, user.username)
+        lock = limits.locked_until(con, _name_limit(ov), user.username, now)
+        right = _verify(row.password_hash, current)
+        if lock is not None:
+            failure = _refused(ov, con, _name_limit(ov), user.username, lock, now, client)
+        elif not right:
+            reason = _failure(ov, con, user.username, client, now, "wrong current password at a password change")
+            ov.audit.record(user.username, LoginFailed(user.username, reason), con)
+            failure = LoginError(WRONG_CURRENT)
+        else:
+            ended = _replace_password(con, row.id, new)
+            ov.audit.record(user.username, UserChanged(user.username, f"password changed; {ended} sessions ended"), con)
+    if failure is not None:  # raised after the commit: the count and the entry stay
+        raise failure
+    return ended
+
+
+def _replace_password(con: Connection, user_id: int, password: str) -> int:
+    con.execute(update(users).where(users.c.id == user_id).values(password_hash=_hasher.hash(password)))
+    return con.execute(delete(sessions).where(sessions.c.user_id == user_id)).rowcount
 
 
 def unlock(ov: Oversight, actor: str, username: str) -> None:
     with ov.engine.begin() as con:
         _require(con, username)
-        con.execute(update(users).where(users.c.username == username).values(failed_logins=0, locked_until=None))
+        limits.clear(con, limits.NAME, username)
         ov.audit.record(actor, UserChanged(username, "unlocked"), con)
 
 
@@ -230,9 +280,10 @@ def _require(con: Connection, username: str) -> Any:
 
 
 def list_users(ov: Oversight) -> list[dict[str, object]]:
+    now = ov.clock()
     with ov.engine.connect() as con:
         rows = con.execute(select(users).order_by(users.c.username)).all()
-    now = utcnow()
+        state = limits.name_states(con, [r.username for r in rows], now)
     return [
         {
             "username": r.username,
@@ -240,49 +291,130 @@ def list_users(ov: Oversight) -> list[dict[str, object]]:
             "role": r.role,
             "team": r.team,
             "active": bool(r.active),
-            "locked": r.locked_until is not None and r.locked_until > now,
-            "failed_logins": r.failed_logins,
+            "locked": state.get(r.username, (0, False))[1],
+            "failed_logins": state.get(r.username, (0, False))[0],
         }
         for r in rows
     ]
 
 
-def authenticate(ov: Oversight, username: str, password: str) -> User:
-    """The user, if the password is right and the account neither locked nor disabled.
+WRONG = "wrong user name or password"
+WRONG_CURRENT = "the current password is wrong"
 
-    A failure is committed (the count, the lock, the audit entry) before it is raised.
-    """
+
+class LoginThrottled(LoginError):
+    """Refused by a log-in limit (answered 429); ``retry_after`` in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _name_limit(ov: Oversight) -> limits.Limit:
     sec = ov.config.security
-    now = utcnow()
-    failure: str | None = None
+    return limits.Limit(limits.NAME, sec.lockout_attempts, sec.lockout_minutes)
+
+
+def _address_limit(ov: Oversight) -> limits.Limit:
+    sec = ov.config.security
+    return limits.Limit(limits.ADDRESS, sec.address_lockout_attempts, sec.address_lockout_minutes)
+
+
+def _shown(name: str) -> str:
+    """A typed user name as the audit log and messages hold it: cut to SHOWN characters, so that
+    nobody grows the log by typing (the length is kept)."""
+    return name if len(name) <= SHOWN else f"{name[:SHOWN]}… ({len(name):,} characters)"
+
+
+def _refused(
+    ov: Oversight, con: Connection, limit: limits.Limit, value: str, until: datetime, now: datetime,
+    client: str | None = None,
+) -> LoginThrottled:  # fmt: skip
+    """Count an attempt refused by a lock, audit the lock's first refusal, and say when to retry.
+    An attempt on a locked name is a failure of its ``client`` address too: hammering locked names
+    costs hashing, so it must reach the address limit like any other failure."""
+    first = limits.refuse(con, limit, value)
+    if limit.kind == limits.NAME and client is not None:
+        limits.fail(con, _address_limit(ov), client, now)
+    minutes = math.ceil((until - now).total_seconds() / 60)
+    if limit.kind == limits.ADDRESS:
+        if first:
+            event = LoginRateLimited(value, limit.attempts, limit.minutes, f"{until:%Y-%m-%d %H:%M:%S}")
+            ov.audit.record(f"address:{value}", event, con)
+        message = f"too many failed log-ins from this address; try again in {minutes} min"
+    else:
+        if first:
+            reason = f"user name locked until {until:%Y-%m-%d %H:%M:%S}; refusals until then are counted, not audited"
+            ov.audit.record(_shown(value), LoginFailed(_shown(value), reason), con)
+        message = (
+            f"too many failed log-ins for this user name: it is locked for {minutes} min; try later or ask an admin"
+        )
+    return LoginThrottled(message, max(math.ceil((until - now).total_seconds()), 1))
+
+
+def _failure(ov: Oversight, con: Connection, name: str, client: str | None, now: datetime, reason: str) -> str:
+    """Count a failure against the name and the address; the audit reason, with any lock it caused."""
+    if limits.fail(con, _name_limit(ov), name, now) is not None:
+        reason += f"; user name locked for {_name_limit(ov).minutes} min"
+    if client is not None and limits.fail(con, _address_limit(ov), client, now) is not None:
+        reason += f"; address locked for {_address_limit(ov).minutes} min"
+    if len(name) > SHOWN:
+        reason += f"; user name of {len(name):,} characters, cut to {SHOWN} here"
+    return reason
+
+
+def check_address(ov: Oversight, client: str | None) -> None:
+    """Refuse (LoginThrottled) a log-in from an address locked by its failures, before any work."""
+    if client is None:
+        return
+    now = ov.clock()
+    limit = _address_limit(ov)
+    refusal = None
+    with ov.engine.begin() as con:
+        until = limits.locked_until(con, limit, client, now)
+        if until is not None:
+            refusal = _refused(ov, con, limit, client, until, now)
+    if refusal is not None:
+        raise refusal
+
+
+def address_failed(ov: Oversight, client: str | None) -> None:
+    """Count a failed log-in form (no CSRF token, say) against the client's address."""
+    if client is not None:
+        with ov.engine.begin() as con:
+            limits.fail(con, _address_limit(ov), client, ov.clock())
+
+
+def authenticate(ov: Oversight, username: str, password: str, client: str | None = None) -> User:
+    """The user, if the password is right and neither the name nor the address is locked and the
+    account is enabled. ``client`` is the address the attempt came from (None: not limited by
+    address, as on the command line).
+
+    Every attempt past the address check verifies one Argon2 hash: the user's, or a dummy one for
+    an unknown name, also while the name is locked. A failure is committed (the counts, any lock,
+    the audit entry) before it is raised.
+    """
+    check_address(ov, client)
+    now = ov.clock()
+    failure: LoginError | None = None
     with ov.engine.begin() as con:
         row = con.execute(select(users).where(users.c.username == username).with_for_update()).first()
-        if row is None:
-            _verify(_DUMMY, password)
-            ov.audit.record(username, LoginFailed(username, "unknown user"), con)
-            failure = "wrong user name or password"
-        elif row.locked_until is not None and row.locked_until > now:
-            ov.audit.record(username, LoginFailed(username, "account locked"), con)
-            failure = "this account is locked after too many failed log-ins; try later or ask an admin"
-        elif not _verify(row.password_hash, password):
-            failures = row.failed_logins + 1
-            locked = now + timedelta(minutes=sec.lockout_minutes) if failures >= sec.lockout_attempts else None
-            con.execute(
-                update(users)
-                .where(users.c.id == row.id)
-                .values(failed_logins=0 if locked else failures, locked_until=locked)
-            )
-            reason = "wrong password" + (f"; locked for {sec.lockout_minutes} min" if locked else "")
-            ov.audit.record(username, LoginFailed(username, reason), con)
-            failure = "wrong user name or password"
+        lock = limits.locked_until(con, _name_limit(ov), username, now)
+        right = _verify(row.password_hash if row is not None else _DUMMY, password)
+        if lock is not None:
+            failure = _refused(ov, con, _name_limit(ov), username, lock, now, client)
+        elif row is None or not right:
+            reason = _failure(ov, con, username, client, now, "unknown user" if row is None else "wrong password")
+            ov.audit.record(_shown(username), LoginFailed(_shown(username), reason), con)
+            failure = LoginError(WRONG)
         elif not row.active:
             ov.audit.record(username, LoginFailed(username, "account disabled"), con)
-            failure = "this account is disabled"
+            failure = LoginError("this account is disabled")
         else:
-            con.execute(update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until=None))
+            limits.clear(con, limits.NAME, username)
             ov.audit.record(username, LoggedIn(username), con)
     if failure is not None or row is None:
-        raise LoginError(failure or "wrong user name or password")
+        raise failure or LoginError(WRONG)
     return _user(row)
 
 
@@ -294,13 +426,14 @@ def _verify(stored: str, password: str) -> bool:
 
 
 def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
+    # A cookie can hold anything; its hash is what is looked up, whatever it holds.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def start_session(ov: Oversight, user: User) -> tuple[str, str]:
     """A new session for ``user``: (cookie token, CSRF token)."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    now = utcnow()
+    now = ov.clock()
     with ov.engine.begin() as con:
         con.execute(delete(sessions).where(sessions.c.expires_at < now))
         con.execute(
@@ -317,22 +450,26 @@ def start_session(ov: Oversight, user: User) -> tuple[str, str]:
 
 
 def session_user(ov: Oversight, token: str | None) -> tuple[User, str] | None:
-    """The user and CSRF token of a live session, or None."""
+    """The user and CSRF token of a live session, or None (and the dead session is deleted).
+
+    Each request records its time, so the idle period is exactly the time since the last one."""
     if not token:
         return None
-    with ov.engine.connect() as con:
+    now = ov.clock()
+    mine = sessions.c.token_hash == _digest(token)
+    idle = timedelta(minutes=ov.config.security.idle_minutes)
+    with ov.engine.begin() as con:
         row = con.execute(
             select(users, sessions.c.csrf_token, sessions.c.expires_at, sessions.c.last_seen)
             .join(sessions, sessions.c.user_id == users.c.id)
-            .where(sessions.c.token_hash == _digest(token))
+            .where(mine)
         ).first()
-    now = utcnow()
-    idle = timedelta(minutes=ov.config.security.idle_minutes)
-    if row is None or row.expires_at < now or row.last_seen + idle < now or not row.active:
-        return None
-    if now - row.last_seen > _TOUCH_EVERY:  # a write a minute at most, not one per request
-        with ov.engine.begin() as con:
-            con.execute(update(sessions).where(sessions.c.token_hash == _digest(token)).values(last_seen=now))
+        if row is None:
+            return None
+        if row.expires_at <= now or now - row.last_seen >= idle or not row.active:
+            con.execute(delete(sessions).where(mine))
+            return None
+        con.execute(update(sessions).where(mine).values(last_seen=now))
     return _user(row), row.csrf_token
 
 
@@ -349,9 +486,12 @@ def new_password() -> str:
 __all__ = [
     "Grant",
     "LoginError",
+    "LoginThrottled",
     "User",
+    "address_failed",
     "approve_grant",
     "authenticate",
+    "change_password",
     "create_user",
     "end_session",
     "list_grants",

@@ -1,5 +1,10 @@
 """Routes of the case review UI. Every page needs a session; every POST needs the CSRF token;
-every case goes through :mod:`flagstone.oversight.cases`, which checks rights and audits."""
+every case goes through :mod:`flagstone.oversight.cases`, which checks rights and audits.
+
+A request that names nothing (a case id no database can hold, a page past the end) is a 404,
+and one that is malformed (a page that is not a number) a 422, both audited for a user with a
+session like any refused request; an error of our own is a 500 page from :mod:`._guard`.
+"""
 
 # No ``from __future__ import annotations``: FastAPI reads these signatures at run time.
 
@@ -11,15 +16,18 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import select
+from starlette.exceptions import HTTPException
 
 from flagstone.alerts import format_value
-from flagstone.audit.events import AuthorisationFailed, SingleAdminMode
+from flagstone.audit.events import AuthorisationFailed, RequestFailed, SingleAdminMode
 from flagstone.errors import InputError
 from flagstone.oversight import cases as case_ops
 from flagstone.oversight import users as user_ops
@@ -28,9 +36,9 @@ from flagstone.oversight.grants import NoSuchGrant
 from flagstone.oversight.roles import PRIVILEGED, REVIEWERS, ROLES, allowed
 from flagstone.oversight.schema import audit_entries, users
 from flagstone.oversight.workflow import CLOSED, NotPermitted, WorkflowError
+from flagstone.web._guard import Guard, Scope
 from flagstone.web._network import network_svg
 from flagstone.web._security import (
-    HEADERS,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     CsrfFailure,
@@ -44,6 +52,9 @@ from flagstone.web._security import (
 
 HERE = Path(str(files("flagstone.web")))
 QUEUE_PAGE = 200  # cases per page of the queue
+MAX_ID = 2**31 - 1  # the largest id an Integer column holds on both databases
+# A case id in a path: anything else names no case (404) instead of failing in the database.
+CaseId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 CASE_ACTIONS = ("comment", "assign", "escalate", "dismiss", "propose", "reject", "approve", "file")
 # What the banner says after an action; only these fixed texts, whatever the link's ?done= holds.
 FLASH = {
@@ -64,11 +75,18 @@ FLASH = {
     "unlock": "User unlocked.",
     "disable": "User disabled.",
     "enable": "User enabled.",
+    "password": "Password changed. Your other sessions have ended.",
 }
 
 
 def create_web_app(ov: Oversight) -> FastAPI:
     app = FastAPI(title="Flagstone case review", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def failed(scope: Scope, exc: BaseException, ref: str) -> None:
+        event = RequestFailed(str(scope.get("path", "")), str(scope.get("method", "")), f"{ref}: {type(exc).__name__}")
+        ov.audit.record("system", event)
+
+    app.add_middleware(Guard, on_error=failed)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters["number"] = _number
@@ -96,7 +114,9 @@ def create_web_app(ov: Oversight) -> FastAPI:
         found = user_ops.session_user(ov, token)
         if found is None or token is None:
             raise NotLoggedIn()
-        return Session(found[0], found[1], token)
+        session = Session(found[0], found[1], token)
+        request.state.session = session  # for the error pages and their audit entries
+        return session
 
     async def checked(request: Request, session: Annotated[Session, Depends(current)]) -> Session:
         """The session of a state-changing request, after its CSRF token and origin are checked."""
@@ -105,18 +125,10 @@ def create_web_app(ov: Oversight) -> FastAPI:
             raise CsrfFailure("request from another site")
         if not tokens_match(str(form.get("csrf_token") or ""), session.csrf):
             raise CsrfFailure("missing or wrong CSRF token")
-        request.state.session = session
         return session
 
     Current = Annotated[Session, Depends(current)]
     Checked = Annotated[Session, Depends(checked)]
-
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        response: Response = await call_next(request)
-        for k, v in HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
 
     @app.exception_handler(NotLoggedIn)
     async def to_login(request: Request, _exc: NotLoggedIn) -> Response:
@@ -132,6 +144,38 @@ def create_web_app(ov: Oversight) -> FastAPI:
         ov.audit.record(who, AuthorisationFailed(request.url.path, request.method, f"CSRF check: {exc.reason}"))
         return render(request, "error.html", None, 403, status=403, title="Refused", message=f"Refused: {exc.reason}.")
 
+    def bad_request(request: Request, code: int, message: str) -> Response:
+        """404 or 422 for a request that names nothing or is malformed; audited when a session made it
+        (a request without one gets no entry, so that nobody anonymous grows the log)."""
+        session: Session | None = getattr(request.state, "session", None)
+        if session is not None:
+            event = AuthorisationFailed(request.url.path, request.method, f"{code}: {message}")
+            ov.audit.record(session.user.username, event)
+        title = "Not found" if code == 404 else "Malformed request"
+        return render(request, "error.html", session, code, status=code, title=title, message=message)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        # A path that does not parse names no page; a query or form that does not is malformed.
+        code = 404 if any(e.get("loc", ("",))[0] == "path" for e in errors) else 422
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        given = str(first.get("input", ""))
+        given = given if len(given) <= 40 else f"{given[:40]}… ({len(given):,} characters)"
+        return bad_request(request, code, f"{where} {given!r}: {first.get('msg', 'not valid')}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own refusals (no such route, wrong method, a body too large) as pages."""
+        titles = {404: "Not found", 405: "Not allowed", 413: "Too large"}
+        message = "No such page." if exc.status_code == 404 else str(exc.detail)
+        page = render(request, "error.html", None, exc.status_code, status=exc.status_code,
+                      title=titles.get(exc.status_code, "Refused"), message=message)  # fmt: skip
+        for k, v in (exc.headers or {}).items():
+            page.headers[k] = v
+        return page
+
     def refused(request: Request, session: Session, exc: Exception) -> HTMLResponse:
         if isinstance(exc, case_ops.NotFound):
             return render(request, "error.html", session, 404, status=404, title="Not found", message=str(exc))
@@ -142,12 +186,21 @@ def create_web_app(ov: Oversight) -> FastAPI:
 
     # -- log-in ---------------------------------------------------------------------------------
 
-    def login_form(request: Request, code: int = 200, **ctx: Any) -> HTMLResponse:
+    def login_form(request: Request, code: int = 200, retry_after: int | None = None, **ctx: Any) -> HTMLResponse:
         """The log-in page with a fresh double-submit token, in the form and in its cookie."""
         token = new_login_csrf()
         page = render(request, "login.html", None, code, login_csrf=token, **ctx)
         set_cookie(page, LOGIN_CSRF_COOKIE, token, secure=secure, max_age=3600)
+        if retry_after is not None:
+            page.headers["Retry-After"] = str(retry_after)
         return page
+
+    def login_refused(request: Request, exc: user_ops.LoginError, username: str = "") -> HTMLResponse:
+        """The answer to a failed log-in: the same for every name that failed the same way."""
+        shown = username[: user_ops.MAX_USERNAME]
+        if isinstance(exc, user_ops.LoginThrottled):
+            return login_form(request, 429, retry_after=exc.retry_after, error=str(exc), username=shown)
+        return login_form(request, 401, error=str(exc), username=shown)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request) -> Response:
@@ -160,13 +213,19 @@ def create_web_app(ov: Oversight) -> FastAPI:
         password: Annotated[str, Form()] = "",
         csrf_token: Annotated[str, Form()] = "",
     ) -> Response:
+        client = request.client.host if request.client else None
+        try:
+            user_ops.check_address(ov, client)  # first: a locked address costs no hashing and no entry
+        except user_ops.LoginThrottled as exc:
+            return login_refused(request, exc)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE)
         if not same_origin(request) or expected is None or not tokens_match(csrf_token, expected):
+            user_ops.address_failed(ov, client)
             raise CsrfFailure("log-in form without its CSRF token")
         try:
-            user = user_ops.authenticate(ov, username, password)
+            user = user_ops.authenticate(ov, username, password, client)
         except user_ops.LoginError as exc:
-            return login_form(request, 401, error=str(exc), username=username)
+            return login_refused(request, exc, username)
         token, _csrf = user_ops.start_session(ov, user)
         response: Response = RedirectResponse(_home(user.role), status_code=303)
         set_cookie(response, SESSION_COOKIE, token, secure=secure, max_age=ov.config.security.session_hours * 3600)
@@ -184,6 +243,37 @@ def create_web_app(ov: Oversight) -> FastAPI:
     def home(session: Current) -> Response:
         return RedirectResponse(_home(session.user.role), status_code=303)
 
+    @app.get("/account", response_class=HTMLResponse)
+    def account_page(request: Request, session: Current) -> Response:
+        return render(request, "account.html", session)
+
+    @app.post("/account/password")
+    def change_password(
+        request: Request,
+        session: Checked,
+        current_password: Annotated[str, Form()] = "",
+        new_password: Annotated[str, Form()] = "",
+        repeat_password: Annotated[str, Form()] = "",
+    ) -> Response:
+        """Every session of the user ends, this one too; the browser that asked gets a new one."""
+        if new_password != repeat_password:
+            return render(request, "account.html", session, 422, error="The two new passwords differ.")
+        client = request.client.host if request.client else None
+        try:
+            user_ops.change_password(ov, session.user, current_password, new_password, client)
+        except user_ops.LoginThrottled as exc:
+            page = render(request, "account.html", session, 429, error=str(exc))
+            page.headers["Retry-After"] = str(exc.retry_after)
+            return page
+        except user_ops.LoginError as exc:
+            return render(request, "account.html", session, 403, error=str(exc))
+        except InputError as exc:
+            return render(request, "account.html", session, 422, error=exc.message)
+        token, _csrf = user_ops.start_session(ov, session.user)
+        response = RedirectResponse("/account?done=password", status_code=303)
+        set_cookie(response, SESSION_COOKIE, token, secure=secure, max_age=ov.config.security.session_hours * 3600)
+        return response
+
     # -- cases ----------------------------------------------------------------------------------
 
     @app.get("/queue", response_class=HTMLResponse)
@@ -194,24 +284,26 @@ def create_web_app(ov: Oversight) -> FastAPI:
         rule: str = "",
         severity: str = "",
         sort: str = "severity",
-        page: int = 1,
+        page: Annotated[int, Query(ge=1)] = 1,
     ) -> Response:
-        limit, page = QUEUE_PAGE, max(page, 1)
+        limit = QUEUE_PAGE
         by = {"rule": rule or None, "severity": severity or None}
+        total = case_ops.queue_size(ov, session.user, state=state, **by)
+        pages = max((total + limit - 1) // limit, 1)
+        if page > pages and allowed(session.user.role, "view_cases"):
+            # Before the query: a page past the end (10**30, say) is no offset for the database.
+            return bad_request(request, 404, f"no page {page:,} of the queue: it has {pages:,}")
         try:
-            rows = case_ops.queue(
-                ov, session.user, state=state, **by, sort=sort, limit=limit, offset=(page - 1) * limit
-            )
+            offset = (min(page, pages) - 1) * limit
+            rows = case_ops.queue(ov, session.user, state=state, **by, sort=sort, limit=limit, offset=offset)
         except case_ops.Refusal as exc:
             return refused(request, session, exc)
-        total = case_ops.queue_size(ov, session.user, state=state, **by)
         f = {"state": state, "rule": rule, "severity": severity, "sort": sort}
-        pages = max((total + limit - 1) // limit, 1)
         shown = {"total": total, "page": page, "pages": pages, "first": (page - 1) * limit}
         return render(request, "queue.html", session, rows=rows, f=f, overdue=_overdue, **shown)
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse)
-    def case_page(request: Request, session: Current, case_id: int) -> Response:
+    def case_page(request: Request, session: Current, case_id: CaseId) -> Response:
         try:
             view = case_ops.view_case(ov, session.user, case_id)
         except case_ops.Refusal as exc:
@@ -244,7 +336,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
         def handler(
             request: Request,
             session: Checked,
-            case_id: int,
+            case_id: CaseId,
             text: Annotated[str, Form()] = "",
             reason: Annotated[str, Form()] = "",
             note: Annotated[str, Form()] = "",
@@ -272,7 +364,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
     def reveal(
         request: Request,
         session: Checked,
-        case_id: int,
+        case_id: CaseId,
         pseudonym: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
     ) -> Response:
@@ -283,7 +375,7 @@ def create_web_app(ov: Oversight) -> FastAPI:
         return RedirectResponse(f"/cases/{case_id}?done=reveal", status_code=303)
 
     @app.get("/cases/{case_id}/report.xml")
-    def report(request: Request, session: Current, case_id: int) -> Response:
+    def report(request: Request, session: Current, case_id: CaseId) -> Response:
         try:
             data = case_ops.report_xml(ov, session.user, case_id)
         except (case_ops.Refusal, WorkflowError) as exc:
