@@ -23,18 +23,21 @@ from flagstone.errors import InputError
 from flagstone.ingest._mapping import CsvOptions
 from flagstone.ingest._sources import (
     BATCH_VIEW,
+    MAX_RECORD_CHARS,
     REC,
     Chunk,
     Projected,
     Reject,
     Source,
+    bounded_lines,
     decode_utf8,
     quote_ident,
     quote_str,
     record_numbers,
+    too_long,
 )
 
-BLOCK_SIZE = 4 << 20
+BLOCK_SIZE = MAX_RECORD_CHARS  # a row longer than a block makes the fast reader give up
 
 
 class NeedsExactReader(Exception):
@@ -78,6 +81,7 @@ class CsvSource(Source):
         self.field_of = field_of  # source column -> canonical field, to name fields in quarantine
         self.exact = False
         self.names = list(options.columns) if options.columns else self._read_header()
+        self.check_width(len(self.names), options.skip_rows + 1)
 
     @property
     def total(self) -> int:
@@ -90,12 +94,15 @@ class CsvSource(Source):
         enc = "utf-8-sig" if self.options.encoding == "utf-8" else self.options.encoding
         return io.TextIOWrapper(raw, encoding=enc, errors="surrogateescape", newline="")
 
-    def _reader(self, fh: io.TextIOWrapper) -> Any:
+    def _reader(self, lines: _RecordLines) -> Any:
         o = self.options
         for _ in range(o.skip_rows):
-            fh.readline()
+            next(lines, None)
+            lines.record_done()
+        # The exact reader takes a field as long as a whole record may be (the default is 128 KiB).
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_CHARS))
         return csv.reader(
-            fh,
+            lines,
             delimiter=o.delimiter,
             quotechar=o.quote or '"',
             quoting=csv.QUOTE_MINIMAL if o.quote else csv.QUOTE_NONE,
@@ -106,8 +113,9 @@ class CsvSource(Source):
 
     def _read_header(self) -> list[str]:
         with self.path.open("rb") as raw, self._text_stream(raw) as fh:
+            lines = _RecordLines(fh, self.path)
             try:
-                header = next(self._reader(fh), None)
+                header = next(self._reader(lines), None)
             except csv.Error as exc:
                 raise InputError(f"cannot read the header row: {exc}", path=self.path) from exc
         if header is None:
@@ -118,7 +126,11 @@ class CsvSource(Source):
                 path=self.path,
                 line=self.options.skip_rows + 1,
             )
-        dupes = sorted({h for h in header if header.count(h) > 1})
+        seen: set[str] = set()  # not header.count(h) per column: that was quadratic in the width
+        repeated: set[str] = set()
+        for h in header:
+            (repeated if h in seen else seen).add(h)
+        dupes = sorted(repeated)
         if dupes:
             raise InputError(
                 f"column name(s) {', '.join(dupes)} appear more than once in the header",
@@ -204,7 +216,8 @@ class CsvSource(Source):
         names = self.names
         width = len(names)
         with self.path.open("rb") as raw, self._text_stream(raw) as fh:
-            rows = self._reader(fh)
+            lines = _RecordLines(fh, self.path)
+            rows = self._reader(lines)
             if self.options.header:
                 next(rows, None)
             rec = 0
@@ -215,6 +228,7 @@ class CsvSource(Source):
                 n = 0
                 try:
                     for row in rows:
+                        lines.record_done()
                         if not row:
                             continue  # blank line, as pyarrow skips them
                         rec += 1
@@ -293,6 +307,31 @@ class CsvSource(Source):
 
     def prepare_sql(self, columns: list[str]) -> str:
         return BATCH_VIEW
+
+
+class _RecordLines:
+    """The lines csv.reader asks for, bounded: no line, and no record spanning lines inside quotes,
+    holds more than ``MAX_RECORD_CHARS`` (``record_done`` marks where each record ends)."""
+
+    def __init__(self, fh: io.TextIOWrapper, path: Path) -> None:
+        self._lines = bounded_lines(fh, path)
+        self._path = path
+        self._line = 0
+        self._chars = 0
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line: str = next(self._lines)
+        self._line += 1
+        self._chars += len(line)
+        if self._chars > MAX_RECORD_CHARS:
+            raise too_long(self._path, self._line)
+        return line
+
+    def record_done(self) -> None:
+        self._chars = 0
 
 
 def _has_surrogates(text: str) -> bool:
