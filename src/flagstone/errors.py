@@ -6,6 +6,7 @@
   ``field``), the offending ``value`` and what was expected, so the message can be acted on.
   - ``RuleError``: a rule file (YAML or one of its expressions).
   - ``MappingError``: an ingest mapping file.
+  - ``AuditKeyError``: the audit log's signing key is missing, or is not the key of this log.
 - ``UnsupportedError``: a back end cannot run a rule feature. It names the rule, the feature
   and the engine, so a rule never silently gives different results on different engines.
 - ``StoreError``: the event store is missing, locked or not a Flagstone store.
@@ -40,6 +41,19 @@ def printable(text: str, limit: int = MAX_SHOWN) -> str:
     if len(text) > limit:
         out.append(f" ... ({len(text) - limit:,} more characters)")
     return "".join(out)
+
+
+def printable_json(text: str) -> str:
+    """JSON text safe to show on a terminal: the same characters as :func:`printable`, written as
+    JSON escapes (``\\u202e``), so the text is still valid JSON with the same value."""
+
+    def escaped(ch: str) -> str:
+        if unicodedata.category(ch) not in _UNPRINTABLE:
+            return ch
+        units = ch.encode("utf-16-le", "surrogatepass")
+        return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'little'):04x}" for i in range(0, len(units), 2))
+
+    return "".join(escaped(ch) for ch in text)
 
 
 class FlagstoneError(Exception):
@@ -82,6 +96,10 @@ class RuleError(InputError):
 
 class MappingError(InputError):
     """An ingest mapping file is invalid."""
+
+
+class AuditKeyError(InputError):
+    """The audit signing key cannot be used: missing, unreadable, or not the key this log was signed with."""
 
 
 class UnsupportedError(FlagstoneError):

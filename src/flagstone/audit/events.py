@@ -244,3 +244,16 @@ def all_event_types() -> list[type[AuditEvent]]:
 
 def field_names(cls: type[AuditEvent]) -> list[str]:
     return [f.name for f in fields(cls)]
+
+
+# -- issue 13: the audit key ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditKeyCreated(AuditEvent):
+    """A new audit signing key, made for a new log (the first entry that key signs)."""
+
+    action = "audit_key_created"
+    target_field = "key_id"
+    key_id: str
+    public_key: str

@@ -13,8 +13,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine
 
+from flagstone.audit.keys import open_audit_log
 from flagstone.audit.log import AuditLog
-from flagstone.audit.signing import Signer, audit_key_path
 from flagstone.config import Config, load_config
 from flagstone.errors import InputError
 from flagstone.ingest import Pseudonymiser
@@ -52,8 +52,7 @@ class Oversight:
         url = resolve_db_url(db, store_path)
         engine = open_database(url)
         cfg = config if isinstance(config, Config) else load_config(config)
-        signer = Signer.load_or_create(audit_key_path(store_path))
-        return cls(engine, AuditLog(engine, signer), cfg, store_path, url)
+        return cls(engine, open_audit_log(engine, store_path), cfg, store_path, url)
 
     def close(self) -> None:
         self.engine.dispose()
