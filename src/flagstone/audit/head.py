@@ -25,7 +25,7 @@ from sqlalchemy import Connection, select
 from flagstone.audit.checkpoint import Checkpoint
 from flagstone.oversight.schema import audit_checkpoints
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class HeadUnreadable(Exception):
@@ -61,7 +61,7 @@ def write_head(path: Path, cp: Checkpoint) -> None:
             f.write(cp.to_json() + "\n")
         os.replace(tmp, path)
     except OSError as exc:
-        log.warning("audit head file %s not written: %s", path, exc)
+        logger.warning("audit head file %s not written: %s", path, exc)
         tmp.unlink(missing_ok=True)
 
 
@@ -88,7 +88,7 @@ def advance(con: Connection, path: Path, size: int, write: bool = True) -> bool:
     the file on to its checkpoint. False, with a warning, when the log contradicts the file."""
     problem, head = contradiction(con, path, size)
     if problem is not None:
-        log.warning("%s; the head file is kept as it is (run `flagstone audit verify`)", problem)
+        logger.warning("%s; the head file is kept as it is (run `flagstone audit verify`)", problem)
         return False
     if write and size > (head.size if head else 0):
         row = con.execute(select(audit_checkpoints).where(audit_checkpoints.c.size == size)).first()

@@ -13,6 +13,7 @@ by someone who holds the key, its head file and the database only by the latter.
 from __future__ import annotations
 
 import json
+import logging
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, RootTransaction, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from flagstone.audit.bounded import bounded_entry
 from flagstone.audit.checkpoint import STATEMENT, Checkpoint, checkpoint_bytes
@@ -30,6 +32,8 @@ from flagstone.audit.head import HeadUnreadable, advance, read_head, write_head
 from flagstone.audit.merkle import Frontier, leaf_hash
 from flagstone.audit.signing import Signer, head_path, key_id, signature_ok
 from flagstone.oversight.schema import audit_checkpoints, audit_entries, audit_head
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["STATEMENT", "AuditLog", "Checkpoint", "Verification", "checkpoint_bytes", "entry_bytes", "verify"]
 
@@ -76,9 +80,12 @@ class AuditLog:
         caller's transaction, which the head file otherwise learns of at the next append)."""
         if self.head_file is None:
             return
-        with self.engine.connect() as con:
-            size = con.execute(select(audit_head.c.size).where(audit_head.c.id == 1)).scalar_one()
-            advance(con, self.head_file, size)
+        try:
+            with self.engine.connect() as con:
+                size = con.execute(select(audit_head.c.size).where(audit_head.c.id == 1)).scalar_one()
+                advance(con, self.head_file, size)
+        except SQLAlchemyError as exc:  # the next append catches up; closing must not fail on it
+            logger.warning("audit head file not moved on: %s", exc)
 
     def verify(self, witness: Checkpoint | None = None) -> Verification:
         """:func:`verify` with this log's public key and head file."""

@@ -55,7 +55,10 @@ class Oversight:
         return cls(engine, open_audit_log(engine, store_path), cfg, store_path, url)
 
     def close(self) -> None:
-        self.engine.dispose()
+        try:
+            self.audit.sync_head()  # the last append may have been inside an action's transaction
+        finally:
+            self.engine.dispose()
 
     def decrypt(self, rows: Iterable[Any]) -> dict[str, str]:
         """Real identifiers of vault rows (pseudonym, nonce, ciphertext), with the store's key.
