@@ -8,7 +8,8 @@ because a JSON-lines record is one text that DuckDB parses, while CSV and Parque
 
 Two limits keep a hostile or broken file from costing unbounded time or memory, and each is an
 error naming the file (and the line) rather than a stall: a file has at most ``MAX_COLUMNS``
-columns (the SQL engine's cost grows with the square of the columns it is handed), and one record,
+columns (each costs the reader memory, and DuckDB's cost of binding a table grows with the square
+of its columns, see ``_csv``), and one record,
 a CSV row or a JSON line, holds at most ``MAX_RECORD_CHARS`` characters (a file without line
 breaks, or with an unbalanced quote, would otherwise be read into memory whole).
 """
