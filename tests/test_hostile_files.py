@@ -174,6 +174,36 @@ def test_a_moderately_wide_file_loads_and_a_missing_column_is_named_briefly(tmp_
     assert "(and 2,970 more)" in info.value.message and len(info.value.message) < 1000
 
 
+@pytest.mark.parametrize("malformed", [False, True])
+def test_batches_of_a_wide_file_are_bounded_in_bytes_and_lose_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, malformed: bool
+) -> None:
+    """With a small byte limit, batches hold few records; every record is still loaded or
+    quarantined with its raw text, on the fast reader and (a malformed row) on the exact one."""
+    from flagstone.ingest import _csv
+    from flagstone.ingest._mapping import load_mapping as mapping_of
+
+    monkeypatch.setattr(_csv, "MAX_BATCH_BYTES", 8192)
+    header = ["id", "ts", "actor", "amount", *(f"c{i}" for i in range(60))]
+    lines = [",".join(header)]
+    for r in range(300):
+        amount = "oops" if r % 50 == 7 else f"{r}.5"
+        lines.append(",".join([f"e{r}", "2024-01-01T00:00:00Z", "a", amount, *(f"v{r}_{i}" for i in range(60))]))
+    if malformed:
+        lines.append("e999,too,few")
+    (tmp_path / "m.yaml").write_text(MAPPING)
+    (tmp_path / "w.csv").write_text("\n".join(lines) + "\n")
+    source = _csv.CsvSource(tmp_path / "w.csv", mapping_of(tmp_path / "m.yaml").csv, {"id": "event_id"})
+    source.exact = malformed
+    chunks = list(source.chunks(100_000))
+    assert len(chunks) > 5 and sum(c.records for c in chunks) == len(lines) - 1
+    result = _ingest(tmp_path, "w.csv", "\n".join(lines) + "\n")
+    assert (result.loaded, result.quarantined) == (294, 6 + malformed)  # type: ignore[attr-defined]
+    with Store(tmp_path / "s.duckdb") as st:
+        raw = dict(st.con.execute("SELECT record, raw FROM quarantine").fetchall())
+    assert raw[8] == lines[8] and raw[58] == lines[58]
+
+
 @pytest.mark.parametrize(
     ("name", "data", "line"),
     [
