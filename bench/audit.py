@@ -42,7 +42,7 @@ def main() -> None:
             Column("details", Text),
         )
         plain.create(engine, checkfirst=True)
-        log = AuditLog(engine, Signer.load_or_create(Path(tmp) / "audit-key"))
+        log = AuditLog(engine, Signer.create(Path(tmp) / "audit-key"))
         n = args.entries
 
         began = time.perf_counter()

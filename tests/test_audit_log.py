@@ -35,7 +35,7 @@ events = st.one_of(
 
 def build(path: Path, evs: list[AuditEvent]) -> tuple[Engine, Signer]:
     engine = open_database(f"sqlite:///{path / 'cases.sqlite'}")
-    signer = Signer.load_or_create(path / "audit-key")
+    signer = Signer.create(path / "audit-key")
     log = AuditLog(engine, signer)
     for i, e in enumerate(evs):
         log.record(f"user{i % 3}", e)
@@ -49,7 +49,7 @@ def rows(engine: Engine) -> list[dict[str, object]]:
 
 def test_untouched_log_verifies_and_checkpoint_is_the_rfc6962_root(db_url: str, tmp_path: Path) -> None:
     engine = open_database(db_url)
-    signer = Signer.load_or_create(tmp_path / "audit-key")
+    signer = Signer.create(tmp_path / "audit-key")
     log = AuditLog(engine, signer)
     for i in range(37):
         log.record("alice", LoggedIn(f"user{i}"))
@@ -67,7 +67,7 @@ def test_untouched_log_verifies_and_checkpoint_is_the_rfc6962_root(db_url: str, 
 
 def test_entry_and_action_commit_together(tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'c.sqlite'}")
-    log = AuditLog(engine, Signer.load_or_create(tmp_path / "k"))
+    log = AuditLog(engine, Signer.create(tmp_path / "k"))
     with pytest.raises(RuntimeError), engine.begin() as con:
         log.record("alice", LoggedIn("alice"), con)
         raise RuntimeError("the action failed")
@@ -193,7 +193,7 @@ def test_changed_checkpoint_is_found(evs: list[AuditEvent], which: int, column: 
 
 def test_forged_entries_without_the_key_are_found(tmp_path: Path) -> None:
     engine, signer = build(tmp_path, [LoggedIn("a"), LoggedIn("b")])
-    forger = AuditLog(engine, Signer.load_or_create(tmp_path / "another-key"))
+    forger = AuditLog(engine, Signer.create(tmp_path / "another-key"))
     forger.record("mallory", LoggedIn("mallory"))
     result = verify(engine, signer.public)
     assert not result.ok and "signature" in result.problems[0]
@@ -225,7 +225,7 @@ def test_a_new_sqlite_case_database_is_readable_by_its_owner_only(tmp_path: Path
     import stat
 
     engine = open_database(f"sqlite:///{tmp_path / 'cases.sqlite'}")
-    AuditLog(engine, Signer.load_or_create(tmp_path / "k")).record("a", LoggedIn("a"))
+    AuditLog(engine, Signer.create(tmp_path / "k")).record("a", LoggedIn("a"))
     for f in tmp_path.glob("cases.sqlite*"):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600

@@ -266,7 +266,7 @@ def test_an_older_case_database_is_upgraded_when_it_opens_and_keeps_everything(d
             )
         ).inserted_primary_key[0]  # fmt: skip
         con.execute(insert(old.case_events), [{"case_id": case_id, **e} for e in evidence])
-    signer = Signer.load_or_create(audit_key_path(store))
+    signer = Signer.create(audit_key_path(store))  # as an older Flagstone made it
     AuditLog(engine, signer).record("ana", LoggedIn("ana"))
     engine.dispose()
 

@@ -176,6 +176,8 @@ def test_a_witness_catches_a_log_rolled_back_with_its_checkpoints(logged: Path, 
     older, early, late = tmp_path / "older.sqlite", tmp_path / "early.json", tmp_path / "late.json"
     run(["audit", "checkpoint", "--store", str(logged), "--out", str(early)], 0)
     copy_db(db, older)  # the log as it is now: every entry and checkpoint in it is genuine
+    head = Path(f"{logged}.audit-key.head")
+    older_head = head.read_bytes()
     n0 = size(db)
     for name in ("wanda", "walt", "wes"):
         run(["users", "add", name, "--role", "analyst", "--password-stdin", "--store", str(logged)], 0, PASSWORD + "\n")
@@ -187,7 +189,13 @@ def test_a_witness_catches_a_log_rolled_back_with_its_checkpoints(logged: Path, 
 
     copy_db(older, db)  # roll back: the newer entries go, with their checkpoints and the head
     assert size(db) == n0
-    # Without a witness this is undetectable: the older log is itself complete and correctly signed.
+    # The older log is itself complete and correctly signed, but the head file beside the key
+    # still holds the newest checkpoint the key signed.
+    out = _failed(logged)
+    assert f"log truncated: the last checkpoint in {head} covers" in out and f"only {n0} are present" in out
+    # Someone who can also write the key's folder rolls the head file back too: only a witness
+    # kept elsewhere can tell then.
+    head.write_bytes(older_head)
     assert "audit log OK" in run(verify_args(logged), 0).output
     out = _failed(logged, "--witness", str(late))
     assert "truncated" in out and f"witness checkpoint covers {n1} entries" in out

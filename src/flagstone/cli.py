@@ -15,9 +15,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from flagstone.cli_options import StoreOpt
-from flagstone.errors import FlagstoneError, InputError
+from flagstone.errors import FlagstoneError, InputError, printable
 
 app = typer.Typer(
     name="flagstone",
@@ -47,6 +48,12 @@ SetOpt = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def print_error(exc: BaseException) -> None:
+    """The one place an error reaches the terminal: one line, its user-given parts (file names,
+    headers, values) escaped, and never read as rich markup."""
+    err.print(Text.assemble(("error:", "bold red"), " ", printable(str(exc))), highlight=False, soft_wrap=True)
+
+
 def _friendly(fn: F) -> F:
     """Print Flagstone's own errors as one line and exit 2, instead of a traceback."""
 
@@ -55,7 +62,7 @@ def _friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except FlagstoneError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(exc)
             raise typer.Exit(2) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -85,7 +92,7 @@ def ingest(
         with Store(store) as st:
             for f in files:
                 r = ingest_file(st, f, mapping, batch_size=batch_size, progress=not quiet)
-                out.print(r.summary(), highlight=False, soft_wrap=True)
+                out.print(printable(r.summary()), markup=False, highlight=False, soft_wrap=True)
                 loaded.append(Ingested(r.source, r.file, r.batch_id, r.read, r.loaded, r.quarantined, r.duplicates))
     finally:  # the files loaded before a failure are audited too; the case database is opened once
         if loaded:

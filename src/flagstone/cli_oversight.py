@@ -18,9 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from flagstone.cli_options import StoreOpt
-from flagstone.errors import InputError
+from flagstone.errors import InputError, printable, printable_json
 
 if TYPE_CHECKING:  # the oversight stack is imported only when a command runs
+    from sqlalchemy import Engine
+
     from flagstone.oversight.context import Oversight
     from flagstone.oversight.grants import Grant
 
@@ -64,6 +66,35 @@ def _open(store: Path | None, db: str | None, config: Path | None = None) -> Ove
 # -- audit --------------------------------------------------------------------------------------
 
 
+def _open_log_db(store: Path | None, db: str | None) -> tuple[Path, Engine]:
+    """The store path and the case database, for reading the audit log: no signing key needed."""
+    from flagstone.oversight.database import open_database, resolve_db_url
+    from flagstone.store import resolve_store_path
+
+    store_path = resolve_store_path(store)
+    return store_path, open_database(resolve_db_url(db, store_path))
+
+
+def audit_init(store: StoreOpt = None, db: DbOpt = None) -> None:
+    """Make the audit log's signing key, for a new store.
+
+    Flagstone makes it by itself on first use when the key lives in the default place
+    (<store>.audit-key); with $FLAGSTONE_AUDIT_KEY_FILE, run this once. Refused when a key, its .pub
+    or its head file exists, or the log has entries: an audit key is never replaced.
+    """
+    from flagstone.audit import create_audit_key, head_path, public_key_path
+
+    store_path, engine = _open_log_db(store, db)
+    try:
+        log = create_audit_key(engine, store_path)
+    finally:
+        engine.dispose()
+    assert log.signer.path is not None
+    out.print(f"audit key {log.signer.key_id} made: {log.signer.path} (keep it secret, and a copy safe)", markup=False)
+    out.print(f"public key:  {public_key_path(log.signer.path)} (give it to whoever verifies the log)", markup=False)
+    out.print(f"head file:   {head_path(log.signer.path)}", markup=False)
+
+
 def audit_verify(
     store: StoreOpt = None,
     db: DbOpt = None,
@@ -79,17 +110,19 @@ def audit_verify(
     """Check every audit entry against its hash and the Merkle tree, and every checkpoint's signature.
 
     Exits 0 when the whole log verifies. Otherwise prints what is wrong, starting with the first bad
-    entry (its number, time, actor and action), and exits 1. With --witness, also proves that the
-    log still holds the entries that checkpoint signed (a log cut short with its checkpoints
-    cannot pass).
+    entry (its number, time, actor and action), and exits 1. The log must also hold what the last
+    checkpoint in the key's head file (<key>.head) signed, and with --witness what that checkpoint
+    signed: a log cut short or wiped, with its checkpoints, cannot pass. Needs only the public key;
+    the check is then audited when the signing key is here.
     """
-    from flagstone.audit import Checkpoint, audit_key_path, load_public_key, public_key_path, verify
+    from flagstone.audit import Checkpoint, audit_key_path, head_path, load_public_key, public_key_path, verify
     from flagstone.audit.events import AuditVerified
+    from flagstone.errors import AuditKeyError
     from flagstone.oversight.context import cli_actor
 
-    ov = _open(store, db)
+    store_path, engine = _open_log_db(store, db)
     try:
-        key_file = public_key or public_key_path(audit_key_path(ov.store_path))
+        key = audit_key_path(store_path)
         w = None
         if witness is not None:
             try:
@@ -98,19 +131,31 @@ def audit_verify(
                 raise InputError(
                     f"not a checkpoint saved by `flagstone audit checkpoint`: {exc}", path=witness
                 ) from exc
-        result = verify(ov.engine, load_public_key(key_file), witness=w)
-        if result.ok:
-            out.print(f"audit log OK: {result.entries:,} entries, {result.checkpoints:,} signed checkpoints verified")
-        else:
-            err.print(f"[bold red]audit log FAILED[/] after {result.entries:,} good entries", highlight=False)
-            for p in result.problems:
-                err.print(f"  {p}", highlight=False, soft_wrap=True)
-            if result.first_bad:
-                err.print(f"  first bad entry: {json.dumps(result.first_bad)}", highlight=False, soft_wrap=True)
-        # The check itself is an audited action (appended after it, so it never checks itself).
-        ov.audit.record(cli_actor(), AuditVerified(result.entries, result.ok, tuple(result.problems)))
+        public = load_public_key(public_key or public_key_path(key))
+        result = verify(engine, public, witness=w, head_file=head_path(key))
     finally:
-        ov.close()
+        engine.dispose()
+    if result.ok:
+        out.print(f"audit log OK: {result.entries:,} entries, {result.checkpoints:,} signed checkpoints verified")
+    else:
+        err.print(f"[bold red]audit log FAILED[/] after {result.entries:,} good entries", highlight=False)
+    for p in result.problems:
+        err.print(f"  {printable(p)}", markup=False, highlight=False, soft_wrap=True)
+    if result.first_bad:
+        first = printable_json(json.dumps(result.first_bad, ensure_ascii=False))
+        err.print(f"  first bad entry: {first}", markup=False, highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err.print(f"  note: {printable(note)}", markup=False, highlight=False, soft_wrap=True)
+    # The check itself is an audited action (appended after it, so it never checks itself).
+    try:
+        ov = _open(store, db)
+    except AuditKeyError as exc:
+        err.print(f"  not audited: {printable(str(exc))}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        try:
+            ov.audit.record(cli_actor(), AuditVerified(result.entries, result.ok, tuple(result.problems)))
+        finally:
+            ov.close()
     if not result.ok:
         raise typer.Exit(1)
 
@@ -128,11 +173,11 @@ def audit_checkpoint(
     """
     from flagstone.audit import latest_checkpoint
 
-    ov = _open(store, db)
+    _, engine = _open_log_db(store, db)
     try:
-        cp = latest_checkpoint(ov.engine)
+        cp = latest_checkpoint(engine)
     finally:
-        ov.close()
+        engine.dispose()
     if cp is None:
         raise InputError("the audit log is empty: nothing to checkpoint yet")
     text = cp.to_json()
@@ -140,7 +185,7 @@ def audit_checkpoint(
         print(text)
     else:
         out_path.write_text(text + "\n", encoding="utf-8")
-        err.print(f"checkpoint of {cp.size:,} entries written to {out_path}")
+        err.print(f"checkpoint of {cp.size:,} entries written to {printable(str(out_path))}", markup=False)
 
 
 def audit_log(
@@ -149,24 +194,27 @@ def audit_log(
     action: Annotated[str | None, typer.Option(help="Only entries of this action, e.g. identity_revealed.")] = None,
     limit: Annotated[int, typer.Option(help="How many of the newest entries.")] = 50,
 ) -> None:
-    """Print the newest audit entries as JSON lines (sequence number, time, actor, action, target, details)."""
+    """Print the newest audit entries as JSON lines (sequence number, time, actor, action, target, details).
+
+    Control characters in them (e.g. from a user name typed at the log-in) are written as JSON escapes.
+    """
     from sqlalchemy import select
 
     from flagstone.oversight.schema import audit_entries
 
-    ov = _open(store, db)
+    _, engine = _open_log_db(store, db)
     try:
         query = select(audit_entries).order_by(audit_entries.c.seq.desc()).limit(limit)
         if action:
             query = query.where(audit_entries.c.action == action)
-        with ov.engine.connect() as con:
+        with engine.connect() as con:
             rows = list(con.execute(query))
     finally:
-        ov.close()
+        engine.dispose()
     for r in reversed(rows):
         entry = {k: r._mapping[k] for k in ("seq", "ts", "actor", "action", "target")}
         entry["details"] = json.loads(r.details)
-        print(json.dumps(entry, ensure_ascii=False))
+        print(printable_json(json.dumps(entry, ensure_ascii=False)))
 
 
 # -- users --------------------------------------------------------------------------------------
@@ -484,7 +532,7 @@ def web(
 def register(app: typer.Typer, friendly: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     """Add these commands to the main ``flagstone`` app (``friendly`` turns errors into one line)."""
     groups: list[tuple[typer.Typer, dict[str, Callable[..., Any]]]] = [
-        (audit_app, {"verify": audit_verify, "checkpoint": audit_checkpoint, "log": audit_log}),
+        (audit_app, {"init": audit_init, "verify": audit_verify, "checkpoint": audit_checkpoint, "log": audit_log}),
         (
             users_app,
             {

@@ -68,6 +68,7 @@ def _fresh_store(path: Path) -> None:
         ".cases.sqlite-shm",
         ".audit-key",
         ".audit-key.pub",
+        ".audit-key.head",
     ):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 

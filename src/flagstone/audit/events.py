@@ -376,3 +376,16 @@ class RequestFailed(AuditEvent):
     resource: str
     method: str
     error: str
+
+
+# -- issue 13: the audit key ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditKeyCreated(AuditEvent):
+    """A new audit signing key, made for a new log (the first entry that key signs)."""
+
+    action = "audit_key_created"
+    target_field = "key_id"
+    key_id: str
+    public_key: str

@@ -5,6 +5,12 @@ row with the wrong number of columns can only be skipped, not located: we would 
 number. So on the first structural problem the fast reader gives up (:class:`NeedsExactReader`)
 and the file is read again, inside the same transaction, with Python's csv module, which numbers
 every record. Well-formed files never pay for that.
+
+A batch reaches SQL narrow: the record number, the columns the mapping reads, and the whole record
+as one list column (``__fs_cols``) from which a quarantined record's raw text is rebuilt. DuckDB's
+cost of binding a table grows with the square of its columns, so a file of thousands of columns
+handed over whole cost minutes; narrow, it is linear. A batch also holds at most
+``MAX_BATCH_BYTES``, so a wide file's batches have fewer records instead of more memory.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -23,18 +30,23 @@ from flagstone.errors import InputError
 from flagstone.ingest._mapping import CsvOptions
 from flagstone.ingest._sources import (
     BATCH_VIEW,
+    MAX_RECORD_CHARS,
     REC,
     Chunk,
     Projected,
     Reject,
     Source,
+    bounded_lines,
     decode_utf8,
     quote_ident,
     quote_str,
     record_numbers,
+    too_long,
 )
 
-BLOCK_SIZE = 4 << 20
+BLOCK_SIZE = MAX_RECORD_CHARS  # a row longer than a block makes the fast reader give up
+MAX_BATCH_BYTES = 64 << 20
+COLS = "__fs_cols"
 
 
 class NeedsExactReader(Exception):
@@ -78,6 +90,9 @@ class CsvSource(Source):
         self.field_of = field_of  # source column -> canonical field, to name fields in quarantine
         self.exact = False
         self.names = list(options.columns) if options.columns else self._read_header()
+        self.check_width(len(self.names), options.skip_rows + 1)
+        if COLS in self.names:
+            raise InputError(f"a column may not be named {COLS}", path=path, line=options.skip_rows + 1)
 
     @property
     def total(self) -> int:
@@ -90,12 +105,15 @@ class CsvSource(Source):
         enc = "utf-8-sig" if self.options.encoding == "utf-8" else self.options.encoding
         return io.TextIOWrapper(raw, encoding=enc, errors="surrogateescape", newline="")
 
-    def _reader(self, fh: io.TextIOWrapper) -> Any:
+    def _reader(self, lines: _RecordLines) -> Any:
         o = self.options
         for _ in range(o.skip_rows):
-            fh.readline()
+            next(lines, None)
+            lines.record_done()
+        # The exact reader takes a field as long as a whole record may be (the default is 128 KiB).
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_CHARS))
         return csv.reader(
-            fh,
+            lines,
             delimiter=o.delimiter,
             quotechar=o.quote or '"',
             quoting=csv.QUOTE_MINIMAL if o.quote else csv.QUOTE_NONE,
@@ -106,8 +124,9 @@ class CsvSource(Source):
 
     def _read_header(self) -> list[str]:
         with self.path.open("rb") as raw, self._text_stream(raw) as fh:
+            lines = _RecordLines(fh, self.path)
             try:
-                header = next(self._reader(fh), None)
+                header = next(self._reader(lines), None)
             except csv.Error as exc:
                 raise InputError(f"cannot read the header row: {exc}", path=self.path) from exc
         if header is None:
@@ -118,7 +137,11 @@ class CsvSource(Source):
                 path=self.path,
                 line=self.options.skip_rows + 1,
             )
-        dupes = sorted({h for h in header if header.count(h) > 1})
+        seen: set[str] = set()  # not header.count(h) per column: that was quadratic in the width
+        repeated: set[str] = set()
+        for h in header:
+            (repeated if h in seen else seen).add(h)
+        dupes = sorted(repeated)
         if dupes:
             raise InputError(
                 f"column name(s) {', '.join(dupes)} appear more than once in the header",
@@ -178,9 +201,13 @@ class CsvSource(Source):
                 if batch is not None:
                     more = pa.Table.from_batches([batch])
                     pending = more if pending is None else pa.concat_tables([pending, more])
-                # Blocks are sized in bytes; cut them into batches of batch_size records.
-                while pending is not None and (pending.num_rows >= batch_size or (batch is None and pending.num_rows)):
-                    chunk, pending = pending.slice(0, batch_size), pending.slice(batch_size)
+                # Blocks are sized in bytes; cut them into batches of batch_size records, fewer
+                # when that many would pass MAX_BATCH_BYTES.
+                size = batch_size
+                if pending is not None and pending.nbytes > MAX_BATCH_BYTES:
+                    size = min(batch_size, max(1, pending.num_rows * MAX_BATCH_BYTES // pending.nbytes))
+                while pending is not None and (pending.num_rows >= size or (batch is None and pending.num_rows)):
+                    chunk, pending = pending.slice(0, size), pending.slice(size)
                     yield self._finish(chunk.combine_chunks(), rec, raw_file.tell())
                     rec += chunk.num_rows
                 if batch is None:
@@ -198,13 +225,24 @@ class CsvSource(Source):
             return self.format_row([_show(row[c]) for c in names])
 
         clean, rejects = decode_utf8(table, raw_of, self.field_of)
-        return Chunk(clean, n, done, rejects)
+        return Chunk(self._narrow(clean), n, done, rejects)
+
+    def _narrow(self, table: pa.Table) -> pa.Table:
+        """The record number, the columns the mapping reads, and every column as one list per record."""
+        n, width = table.num_rows, len(self.names)
+        values = pa.concat_arrays([table.column(c).combine_chunks() for c in self.names])
+        row_major = (np.arange(n)[:, None] + np.arange(width)[None, :] * n).ravel()
+        offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width, pa.int32())
+        packed = pa.ListArray.from_arrays(offsets, values.take(pa.array(row_major, pa.int64())))
+        read = [c for c in self.names if c in self.field_of]
+        return table.select([REC, *read]).append_column(COLS, packed)
 
     def _exact_chunks(self, batch_size: int) -> Iterator[Chunk]:
         names = self.names
         width = len(names)
         with self.path.open("rb") as raw, self._text_stream(raw) as fh:
-            rows = self._reader(fh)
+            lines = _RecordLines(fh, self.path)
+            rows = self._reader(lines)
             if self.options.header:
                 next(rows, None)
             rec = 0
@@ -213,8 +251,10 @@ class CsvSource(Source):
                 recs: list[int] = []
                 rejects: list[Reject] = []
                 n = 0
+                lines.batch_chars = 0
                 try:
                     for row in rows:
+                        lines.record_done()
                         if not row:
                             continue  # blank line, as pyarrow skips them
                         rec += 1
@@ -226,7 +266,7 @@ class CsvSource(Source):
                             recs.append(rec)
                             for col, value in zip(cols, row, strict=True):
                                 col.append(value)
-                        if n >= batch_size:
+                        if n >= batch_size or lines.batch_chars >= MAX_BATCH_BYTES:
                             break
                 except csv.Error as exc:
                     raise InputError(f"record {rec + 1}: cannot parse CSV: {exc}", path=self.path) from exc
@@ -234,7 +274,7 @@ class CsvSource(Source):
                     return
                 arrays = [pa.array(recs, pa.int64())]
                 arrays += [pa.array(c, pa.string()) for c in cols]
-                yield Chunk(pa.table(arrays, names=[REC, *names]), n, raw.tell(), rejects)
+                yield Chunk(self._narrow(pa.table(arrays, names=[REC, *names])), n, raw.tell(), rejects)
 
     def _check_row(self, rec: int, row: list[str], width: int) -> Reject | None:
         if len(row) != width:
@@ -281,18 +321,40 @@ class CsvSource(Source):
         o = self.options
         quote = o.quote or '"'
         special = "[" + "".join("\\" + c if c in "]\\^-" else c for c in {o.delimiter, quote, "\r", "\n"}) + "]"
-        parts = []
-        for name in self.names:
-            c = f"coalesce({alias}.{quote_ident(name)}, '')"
-            q = quote_str(quote)
-            parts.append(
-                f"CASE WHEN regexp_matches({c}, {quote_str(special)}) "
-                f"THEN {q} || replace({c}, {q}, {q} || {q}) || {q} ELSE {c} END"
-            )
-        return f" || {quote_str(o.delimiter)} || ".join(parts) if parts else "''"
+        v, q = "coalesce(v, '')", quote_str(quote)
+        quoted = f"{q} || replace({v}, {q}, {q} || {q}) || {q}"
+        field = f"CASE WHEN regexp_matches({v}, {quote_str(special)}) THEN {quoted} ELSE {v} END"
+        return f"array_to_string(list_transform({alias}.{COLS}, lambda v: {field}), {quote_str(o.delimiter)})"
 
     def prepare_sql(self, columns: list[str]) -> str:
         return BATCH_VIEW
+
+
+class _RecordLines:
+    """The lines csv.reader asks for, bounded: no line, and no record spanning lines inside quotes,
+    holds more than ``MAX_RECORD_CHARS`` (``record_done`` marks where each record ends)."""
+
+    def __init__(self, fh: io.TextIOWrapper, path: Path) -> None:
+        self._lines = bounded_lines(fh, path)
+        self._path = path
+        self._line = 0
+        self._chars = 0
+        self.batch_chars = 0  # read since the caller last reset it
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line: str = next(self._lines)
+        self._line += 1
+        self._chars += len(line)
+        self.batch_chars += len(line)
+        if self._chars > MAX_RECORD_CHARS:
+            raise too_long(self._path, self._line)
+        return line
+
+    def record_done(self) -> None:
+        self._chars = 0
 
 
 def _has_surrogates(text: str) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from flagstone.errors import InputError
+from flagstone.errors import InputError, printable
 from flagstone.ingest._convert import CATALOGUE_VIEW, ERR, ERR_TYPE, Conversion, build
 from flagstone.ingest._csv import CsvSource, NeedsExactReader
 from flagstone.ingest._identities import Identities
@@ -308,8 +308,9 @@ def _progress_bar(path: Path, source: Source, enabled: bool) -> Iterator[Callabl
 
     amount = DownloadColumn() if source.unit == "bytes" else MofNCompleteColumn()
     speed = TransferSpeedColumn() if source.unit == "bytes" else TextColumn("")
+    name = printable(path.name)  # a file's name may hold escape sequences or rich markup
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", markup=False, style="bold"),
         BarColumn(),
         amount,
         speed,
@@ -318,13 +319,13 @@ def _progress_bar(path: Path, source: Source, enabled: bool) -> Iterator[Callabl
         console=Console(stderr=True),
         transient=False,
     ) as bar:
-        task = bar.add_task(path.name, total=source.total or None)
+        task = bar.add_task(name, total=source.total or None)
 
         def tick(done: int | None, note: str | None) -> None:
             if note is not None:
-                bar.update(task, description=f"{path.name}: {note}")
+                bar.update(task, description=f"{name}: {printable(note)}")
             if done is not None:
                 bar.update(task, completed=done)
 
         yield tick
-        bar.update(task, completed=source.total, description=path.name)
+        bar.update(task, completed=source.total, description=name)

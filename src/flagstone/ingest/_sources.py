@@ -5,18 +5,24 @@ plus the source's columns, and the records it had to reject while reading (bytes
 UTF-8, rows with the wrong number of columns). It also tells the SQL converter how to reach each
 source column (:meth:`Source.project`) and how to show a whole record (:meth:`Source.raw_sql`),
 because a JSON-lines record is one text that DuckDB parses, while CSV and Parquet arrive as columns.
+
+Two limits keep a hostile or broken file from costing unbounded time or memory, and each is an
+error naming the file (and the line) rather than a stall: a file has at most ``MAX_COLUMNS``
+columns (each costs the reader memory, and DuckDB's cost of binding a table grows with the square
+of its columns, see ``_csv``), and one record,
+a CSV row or a JSON line, holds at most ``MAX_RECORD_CHARS`` characters (a file without line
+breaks, or with an unbalanced quote, would otherwise be read into memory whole).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 import pyarrow as pa
@@ -28,6 +34,9 @@ from flagstone.errors import InputError
 REC = "__fs_rec"
 RAW = "__fs_raw"
 BATCH_VIEW = "__fs_batch"
+MAX_COLUMNS = 10_000
+MAX_RECORD_CHARS = 4 << 20  # 4 Mi: also the fast CSV reader's block, which must hold a whole row
+SHOWN_COLUMNS = 30  # column names listed in an error message; the rest are counted
 
 
 @dataclass
@@ -108,9 +117,11 @@ class Source(ABC):
                 if len(names) == 1:
                     found = [d for d in (";", "\t", "|", ",") if d in names[0]]
                     hint = f"; the header looks delimited by {found[0]!r}: set csv.delimiter" if found else ""
+                more = f" (and {len(names) - SHOWN_COLUMNS:,} more)" if len(names) > SHOWN_COLUMNS else ""
                 raise InputError(
                     f"the mapping reads column '{col}', which {self.path.name} does not have; its columns are: "
-                    + ", ".join(names)
+                    + ", ".join(names[:SHOWN_COLUMNS])
+                    + more
                     + hint,
                     path=mapping_path,
                     line=line,
@@ -119,6 +130,35 @@ class Source(ABC):
 
     def column_names(self) -> list[str] | None:
         return None
+
+    def check_width(self, n: int, line: int | None = None) -> None:
+        if n > MAX_COLUMNS:
+            raise InputError(
+                f"{n:,} columns; a file may have at most {MAX_COLUMNS:,} (map the columns you need from an "
+                "export that has fewer)",
+                path=self.path,
+                line=line,
+            )
+
+
+def too_long(path: Path, line: int, unit: str = "record") -> InputError:
+    return InputError(
+        f"a {unit} longer than {MAX_RECORD_CHARS:,} characters; is it the right format, with balanced quotes "
+        "and line breaks between records?",
+        path=path,
+        line=line,
+    )
+
+
+def bounded_lines(fh: IO[Any], path: Path, first_line: int = 1) -> Iterator[Any]:
+    """The lines of ``fh`` (text or bytes), each read with at most ``MAX_RECORD_CHARS`` in memory;
+    a longer one is an error naming its line."""
+    n = first_line - 1
+    while line := fh.readline(MAX_RECORD_CHARS + 1):
+        n += 1
+        if len(line) > MAX_RECORD_CHARS:
+            raise too_long(path, n, "line")
+        yield line
 
 
 def decode_utf8(
@@ -192,8 +232,9 @@ class JsonLinesSource(Source):
     def chunks(self, batch_size: int) -> Iterator[Chunk]:
         rec = 0
         with self.path.open("rb") as fh:
+            read = bounded_lines(fh, self.path)
             while True:
-                lines = list(itertools.islice(fh, batch_size))
+                lines = [line for _, line in zip(range(batch_size), read, strict=False)]
                 if not lines:
                     return
                 lines = [line for line in lines if line.strip()]
@@ -251,6 +292,7 @@ class ParquetSource(Source):
             self._file = pq.ParquetFile(path)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(f"not a readable Parquet file: {exc}", path=path) from exc
+        self.check_width(len(self._file.schema_arrow.names))
         self._schema = self._file.schema_arrow
 
     @property

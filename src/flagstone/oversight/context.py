@@ -14,8 +14,8 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine
 
 from flagstone.audit.events import CaseDatabaseUpgraded
+from flagstone.audit.keys import open_audit_log
 from flagstone.audit.log import AuditLog
-from flagstone.audit.signing import Signer, audit_key_path
 from flagstone.config import Config, load_config
 from flagstone.errors import InputError
 from flagstone.ingest import Pseudonymiser
@@ -56,14 +56,16 @@ class Oversight:
         upgraded: list[str] = []
         engine = open_database(url, upgraded)
         cfg = config if isinstance(config, Config) else load_config(config)
-        signer = Signer.load_or_create(audit_key_path(store_path))
-        audit = AuditLog(engine, signer)
+        audit = open_audit_log(engine, store_path)
         if upgraded:
             audit.record("system", CaseDatabaseUpgraded(safe_url(url), tuple(upgraded)))
         return cls(engine, audit, cfg, store_path, url)
 
     def close(self) -> None:
-        self.engine.dispose()
+        try:
+            self.audit.sync_head()  # the last append may have been inside an action's transaction
+        finally:
+            self.engine.dispose()
 
     def decrypt(self, rows: Iterable[Any]) -> dict[str, str]:
         """Real identifiers of vault rows (pseudonym, nonce, ciphertext), with the store's key.

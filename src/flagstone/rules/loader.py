@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from flagstone._yaml import LocatedYaml, load_located
+from flagstone._yaml import LocatedYaml, load_located, load_text
 from flagstone.config import load_config
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match, references
@@ -151,7 +149,7 @@ def _deployment_params(params_file: str | Path | None, overrides: Sequence[str])
         rid, dot, name = key.strip().rpartition(".")
         if not sep or not dot or not rid or not name:
             raise RuleError(f"--set expects RULE_ID.PARAM=VALUE, got {item!r}", field="--set", value=item)
-        merged.setdefault(rid, {})[name] = yaml.safe_load(raw)
+        merged.setdefault(rid, {})[name] = load_text(raw, f"--set {key.strip()}", RuleError).data
     return merged
 
 

@@ -410,12 +410,11 @@ def create_web_app(ov: Oversight) -> FastAPI:
 
     @app.post("/audit/verify", response_class=HTMLResponse)
     def audit_verify(request: Request, session: Checked) -> Response:
-        from flagstone.audit import verify
         from flagstone.audit.events import AuditVerified
 
         if (refusal := lacks(request, session, "view_audit")) is not None:
             return refusal
-        result = verify(ov.engine, ov.audit.signer.public)
+        result = ov.audit.verify()
         ov.audit.record(session.user.username, AuditVerified(result.entries, result.ok, tuple(result.problems)))
         with ov.engine.connect() as con:
             entries = [
