@@ -244,3 +244,20 @@ def all_event_types() -> list[type[AuditEvent]]:
 
 def field_names(cls: type[AuditEvent]) -> list[str]:
     return [f.name for f in fields(cls)]
+
+
+# -- the scoring service (issue 13) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntakeSetAside(AuditEvent):
+    """Lines of the scoring service's intake log that could not be absorbed into the store, moved to
+    ``<store>.intake/unreadable/`` (``lines`` empty: the whole file could not be read)."""
+
+    action = "intake_set_aside"
+    target_field = "segment"
+    segment: str
+    moved_to: str
+    lines: tuple[int, ...]
+    kept: int
+    reason: str
