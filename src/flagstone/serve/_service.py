@@ -458,7 +458,8 @@ class ScoringService:
             except Exception as exc:
                 self.absorb_problem = f"cannot absorb the intake log: {type(exc).__name__}: {exc}"
                 raise
-            self.absorb_problem = None
+            stuck = ", ".join(sorted(self._unabsorbable))
+            self.absorb_problem = f"intake segments that can be neither read nor set aside: {stuck}" if stuck else None
 
     def _absorb_one(self, path: Path) -> None:
         try:
