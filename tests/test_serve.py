@@ -19,7 +19,8 @@ from flagstone.ingest import canonical_mapping_text, ingest_file, load_mapping
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store
 from flagstone.serve import ScoringService, create_app, create_key
-from flagstone.serve._log import IntakeLog, absorb
+from flagstone.serve._absorb import absorb
+from flagstone.serve._log import IntakeLog
 from flagstone.store import Store
 
 ALERT_FIELDS = (

@@ -20,7 +20,7 @@ from flagstone.cli import app
 from flagstone.ingest import canonical_mapping_text, ingest_file
 from flagstone.rules import load_rules
 from flagstone.serve import ScoringService, create_app, create_key
-from flagstone.serve._log import absorb
+from flagstone.serve._absorb import absorb
 from flagstone.store import Store
 
 # Three deposits just under 10,000 within a week: aml.structuring fires at the third.

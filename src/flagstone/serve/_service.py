@@ -31,7 +31,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,8 +46,9 @@ from flagstone.events import EVENT_COLUMNS
 from flagstone.ingest import CanonicalIntake, Mapping, Pseudonymiser, RecordConverter
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
+from flagstone.serve._absorb import Absorber, SetAside
 from flagstone.serve._intake import value_problem
-from flagstone.serve._log import INTERNAL_ERRORS, IntakeLog, SetAside, absorb, entry_line, log_folder
+from flagstone.serve._log import INTERNAL_ERRORS, IntakeLog, entry_line, log_folder
 from flagstone.serve._seen import SeenKeys, ensure_key_indexes, lookup
 from flagstone.store import Store
 
@@ -156,7 +157,7 @@ class ScoringService:
         self.segment_seconds = segment_seconds  # how long a log segment stays open
         self.absorb_every = absorb_every
         self._absorb_lock = threading.Lock()
-        self._identities_lock = threading.Lock()  # see _log.absorb
+        self._identities_lock = threading.Lock()  # see _absorb.Absorber
         self.on_absorbed = on_absorbed  # e.g. the audit log and the cases (flagstone.oversight.activity)
         self.on_set_aside = on_set_aside  # lines of the log that could not be absorbed (audited)
         self.on_failure = on_failure  # the writer failed: e.g. stop the web server, exit non-zero
@@ -164,6 +165,7 @@ class ScoringService:
         self.absorb_problem: str | None = None  # the absorber's last failure, until it succeeds again
         self._unabsorbable: set[str] = set()  # segments that could neither be read nor moved aside
         self._absorb_con = con.cursor()
+        self._absorber = Absorber(self.store, self._absorb_con, self._identities_lock)
         self._reader = con.cursor()  # the writer's own reads (retries)
         self._pending: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # logged, not yet absorbed
         ensure_key_indexes(con)
@@ -177,8 +179,8 @@ class ScoringService:
         self._writer = threading.Thread(target=self._run, name="flagstone-writer", daemon=True)
         self._writer.start()
         self._stop = threading.Event()
-        self._absorber = threading.Thread(target=self._absorb_loop, name="flagstone-absorber", daemon=True)
-        self._absorber.start()
+        self._absorb_thread = threading.Thread(target=self._absorb_loop, name="flagstone-absorber", daemon=True)
+        self._absorb_thread.start()
 
     # -- public face ----------------------------------------------------------------------------
 
@@ -226,7 +228,7 @@ class ScoringService:
         self._queue.put(None)
         self._writer.join()
         self._stop.set()
-        self._absorber.join()
+        self._absorb_thread.join()
         try:
             self.log.rotate()
             self.absorb_all()
@@ -463,7 +465,7 @@ class ScoringService:
 
     def _absorb_one(self, path: Path) -> None:
         try:
-            done = absorb(self.store, self._absorb_con, path, self._identities_lock)
+            done = self._absorber.absorb(path, foreign=path.name not in self.log.created)
         except OSError as exc:  # could neither read nor move it: leave it, say so, go on with the others
             self._unabsorbable.add(path.name)
             print(
@@ -502,8 +504,10 @@ class ScoringService:
         accepted = []
         for source, subs in by_source.items():
             records = [r for s in subs for r in s.records]
-            with self._identities_lock:  # a mapped source stores identities itself (see _log.absorb)
-                events, errors = self.intakes[source].convert(records)
+            intake = self.intakes[source]
+            # A mapped source stores identities itself, as the absorber does (see _absorb.Absorber).
+            with self._identities_lock if isinstance(intake, RecordConverter) else nullcontext():
+                events, errors = intake.convert(records)
             bad: dict[int, list[dict[str, Any]]] = {}
             starts = []
             offset = 0
