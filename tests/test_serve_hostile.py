@@ -143,6 +143,7 @@ POISON = [
     ("a 5,000-digit integer", _body("p25", amount="1" + "0" * 5000), None, "JSON"),
     ("invalid UTF-8", _body("p26").replace("acc1", "acc\udcff"), None, "JSON"),
     ("attrs not an object", _body("p27", attrs="[1, 2]"), "attrs", "dictionary"),
+    ("a key twice in one object", _body("p29").replace('"kind"', '"event_id": "p30", "kind"'), None, "twice"),
     ("an object key that is a number (Python API)", None, "attrs", "key must be text"),
 ]
 

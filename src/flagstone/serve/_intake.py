@@ -6,7 +6,7 @@ request's own thread, and answered with a problem that names the record, the fie
 
 - the body: at most ``--max-body-bytes``, counted while it is read (``read_body``), whatever
   ``Content-Length`` says or whether the body is chunked; then JSON, one object or a list of 1 to
-  1,000 objects (``parse_body``);
+  1,000 objects, without a key twice in one object (``parse_body``);
 - every value in a record, at any depth (``value_problem``): only JSON's own types, nested at most
   ``MAX_DEPTH`` levels; no NaN or Infinity (Python's ``json`` reads them, nothing else in the chain
   does); integers in the signed 64-bit range (DuckDB's JSON functions and Spark read no larger);
@@ -82,10 +82,23 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object as a dict, unless a key appears twice: parsers differ on which value wins (Python
+    keeps the last, others the first), so such a record means different things to different readers."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return out
+
+
 def parse_body(raw: bytes, max_batch: int) -> tuple[list[dict[str, Any]], Problem | None]:
     """The request's records, or the problem with the body as a whole."""
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, object_pairs_hook=_unique_keys)
     except RecursionError:
         return [], _problem(None, "body", None, f"nested too deeply; a record may nest at most {MAX_DEPTH} levels")
     except (ValueError, UnicodeDecodeError) as exc:
