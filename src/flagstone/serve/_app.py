@@ -245,8 +245,8 @@ def create_app(
             service.flush()  # every alert decided before this request is listed
         except Rejected as exc:
             return JSONResponse(status_code=exc.status, content={"detail": exc.errors})
-        except Exception as exc:  # the store refuses the log (disk, ...): health says "degraded" meanwhile
-            problem = {"index": None, "field": None, "value": None, "reason": str(exc)}
+        except Exception:  # the store refuses the log (disk, ...): health says "degraded" meanwhile
+            problem = {"index": None, "field": None, "value": None, "reason": service.health()[1] or "cannot absorb"}
             return JSONResponse(status_code=503, content={"detail": [problem]})
         where: list[str] = []
         args: list[Any] = []

@@ -64,8 +64,8 @@ def _problem(index: int | None, field: str | None, value: Any, reason: str) -> P
     shown = None if value is None else (value if isinstance(value, str) else _repr(value))
     return {
         "index": index,
-        "field": None if field is None else _printable(field[:200]),
-        "value": None if shown is None else _printable(shown[:200]),
+        "field": None if field is None else printable(field[:200]),
+        "value": None if shown is None else printable(shown[:200]),
         "reason": reason,
     }
 
@@ -77,7 +77,7 @@ def _repr(value: Any) -> str:
         return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1:,} digits"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """A value as it can be sent back in a JSON answer (a lone surrogate cannot be encoded)."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 

@@ -47,7 +47,7 @@ from flagstone.ingest import CanonicalIntake, Mapping, Pseudonymiser, RecordConv
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
 from flagstone.serve._absorb import Absorber, SetAside
-from flagstone.serve._intake import value_problem
+from flagstone.serve._intake import printable, value_problem
 from flagstone.serve._log import INTERNAL_ERRORS, IntakeLog, entry_line, log_folder
 from flagstone.serve._seen import SeenKeys, ensure_key_indexes, lookup
 from flagstone.store import Store
@@ -414,12 +414,12 @@ class ScoringService:
             f"the service could not score this request ({type(exc).__name__}: {str(exc)[:300]}); nothing of it "
             "was stored. This is a gap in the service's checks: please report it"
         )
-        sub.future.set_exception(Rejected(422, [_request_problem(None, None, reason)]))
+        sub.future.set_exception(Rejected(422, [_request_problem(None, None, printable(reason))]))
 
     def _fail(self, exc: BaseException, group: list[_Submission]) -> None:
         """The writer cannot go on: refuse everything from now on and ask the process to exit."""
         if self.failure is None:
-            self.failure = f"the writer failed: {type(exc).__name__}: {exc}"
+            self.failure = printable(f"the writer failed: {type(exc).__name__}: {exc}")
             print(f"flagstone serve: {self.failure}; stopping (exit status 3)", file=sys.stderr, flush=True)
             traceback.print_exception(exc, file=sys.stderr)
         for sub in group:
@@ -458,7 +458,7 @@ class ScoringService:
                     if path.name not in self._unabsorbable:
                         self._absorb_one(path)
             except Exception as exc:
-                self.absorb_problem = f"cannot absorb the intake log: {type(exc).__name__}: {exc}"
+                self.absorb_problem = printable(f"cannot absorb the intake log: {type(exc).__name__}: {exc}")
                 raise
             stuck = ", ".join(sorted(self._unabsorbable))
             self.absorb_problem = f"intake segments that can be neither read nor set aside: {stuck}" if stuck else None
