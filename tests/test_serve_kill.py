@@ -19,6 +19,7 @@ import httpx
 import pytest
 from serve_data import canonical_file, demo_files, free_port, reference_store, start_server
 
+from flagstone.audit.signing import Signer, audit_key_path
 from flagstone.ingest import canonical_mapping_text, ingest_file
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store
@@ -57,6 +58,7 @@ def test_killed_mid_stream_nothing_lost_nothing_doubled(tmp_path: Path) -> None:
 
     served = tmp_path / "served.duckdb"
     shutil.copy(f"{batch}.key", f"{served}.key")
+    Signer.load_or_create(audit_key_path(served))  # the service audits what it absorbs: its key, made explicitly
     key = create_key(served, "kill-test")
     auth = {"Authorization": f"Bearer {key}"}
     port = free_port()
