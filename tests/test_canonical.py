@@ -82,10 +82,17 @@ def test_python_checks_equal_the_ingest_conversion(converters: Any, batch: list[
 
 
 def test_identities_are_handed_over_once(converters: Any, tmp_path: Path) -> None:
+    """Until they are stored, and only for the events the caller accepted."""
     fast, _ = converters
-    fast.take_identities()  # what the property test left
-    fast.convert([{"event_id": "x1", "ts": "2024-01-01T00:00:00", "kind": "t", "actor": "alice-new"}])
-    first = fast.take_identities()
+    fast.take_identities([])  # what the property test left
+    events, _ = fast.convert([{"event_id": "x1", "ts": "2024-01-01T00:00:00", "kind": "t", "actor": "alice-new"}])
+    first = fast.take_identities(events)
     assert len(first) == 1 and first[0][0].startswith("p_")
-    fast.convert([{"event_id": "x2", "ts": "2024-01-01T00:00:00", "kind": "t", "actor": "alice-new"}])
-    assert fast.take_identities() == []
+    events, _ = fast.convert([{"event_id": "x2", "ts": "2024-01-01T00:00:00", "kind": "t", "actor": "alice-new"}])
+    again = fast.take_identities(events)
+    assert [p for p, _, _ in again] == [first[0][0]]  # not stored yet: handed over again
+    fast.stored(first)
+    events, _ = fast.convert([{"event_id": "x3", "ts": "2024-01-01T00:00:00", "kind": "t", "actor": "alice-new"}])
+    assert fast.take_identities(events) == []
+    fast.convert([{"event_id": "x4", "ts": "2024-01-01T00:00:00", "kind": "t", "actor": "bob-new"}])
+    assert fast.take_identities([]) == []  # the caller refused x4: bob's identity is not handed over

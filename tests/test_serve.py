@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from fastapi.testclient import TestClient
 from serve_data import PACKS, DemoFiles, canonical_file, demo_files, reference_store, time_order
@@ -20,7 +19,8 @@ from flagstone.ingest import canonical_mapping_text, ingest_file, load_mapping
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store
 from flagstone.serve import ScoringService, create_app, create_key
-from flagstone.serve._log import IntakeLog, absorb
+from flagstone.serve._absorb import absorb
+from flagstone.serve._log import IntakeLog
 from flagstone.store import Store
 
 ALERT_FIELDS = (
@@ -316,18 +316,32 @@ def test_no_accepted_event_is_lost_while_segments_turn_over(tmp_path: Path, monk
     service.close()
 
 
-def test_a_segment_duckdb_cannot_read_whole_is_kept(tmp_path: Path) -> None:
-    """Only a torn last line may be skipped; an entry DuckDB refuses stops the absorption instead of
-    being dropped, and the segment stays on disk."""
+def _line(*event_ids: str, **changes: Any) -> str:
+    """One log line (a group commit) holding these events, as the writer writes it."""
+    events = [
+        {"event_id": e, "source": "api", "ts": "2024-01-01T00:00:00", "kind": "x", "batch_id": 1} for e in event_ids
+    ]
+    served = [["api", e, "2024-01-01T00:00:00", "h", "{}"] for e in event_ids]
+    entry = {"events": events, "served": served, "identities": [], "alerts": [], "updates": [], **changes}
+    return json.dumps(entry) + "\n"
+
+
+def test_a_bad_line_is_set_aside_and_the_others_kept(tmp_path: Path) -> None:
+    """Only a torn last line is dropped silently. A line DuckDB cannot read in the middle of a segment
+    costs that line alone: the others are absorbed, it is moved to unreadable/ and reported."""
     store = Store(tmp_path / "s.duckdb")
     folder = tmp_path / "log"
     folder.mkdir()
-    good = {"events": [], "served": [], "identities": [], "alerts": [], "updates": []}
     segment = folder / "00000000000000000001-aaaaaa.jsonl"
-    segment.write_text(json.dumps(good) + "\n" + json.dumps({**good, "events": "not a list"}) + "\n")
-    with pytest.raises(duckdb.Error):
-        absorb(store, store.con.cursor(), segment)
-    assert segment.exists()
-    segment.write_text(json.dumps(good) + "\n" + '{"events": [{"event_id"')  # torn by a crash: fine
-    assert absorb(store, store.con.cursor(), segment) == [] and not segment.exists()
+    segment.write_text(_line("e1", "e2") + _line("e3", events="not a list") + "{not json\n" + _line("e4"))
+    done = absorb(store, store.con.cursor(), segment)
+    assert sorted(done.keys) == [("api", "e1"), ("api", "e2"), ("api", "e4")] and not segment.exists()
+    assert done.set_aside is not None and done.set_aside.lines == (2, 3) and done.set_aside.kept == 3
+    aside = (folder / "unreadable" / segment.name).read_text().splitlines()
+    assert aside == [_line("e3", events="not a list").strip(), "{not json"]
+    assert store.scalar("SELECT count(*) FROM events") == 3
+    segment = folder / "00000000000000000002-bbbbbb.jsonl"
+    segment.write_text(_line("e5") + '{"events": [{"event_id"')  # torn by a crash: fine
+    done = absorb(store, store.con.cursor(), segment)
+    assert done.keys == [("api", "e5")] and done.set_aside is None and not segment.exists()
     store.close()

@@ -1,6 +1,8 @@
 """Durability, for real: `flagstone serve` in its own process is killed (SIGKILL) while events
-are being posted, restarted, and sent everything again. Every event it acknowledged is stored
-once, nothing is doubled, and the alerts are exactly those of a batch scan of the same events."""
+are being posted, between them poison (values that once broke the writer, and a body over the
+limit), restarted, and sent everything again. Every poison request is refused with 4xx, every event
+it acknowledged is stored once, nothing is doubled, and the alerts are exactly those of a batch
+scan of the same events."""
 
 from __future__ import annotations
 
@@ -8,9 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_data import canonical_file, demo_files, reference_store
+from serve_data import canonical_file, demo_files, free_port, reference_store, start_server
 
 from flagstone.ingest import canonical_mapping_text, ingest_file
 from flagstone.rules import load_rules
@@ -27,44 +26,17 @@ from flagstone.serve import create_key
 from flagstone.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-RULES = ["--rules", str(REPO / "packs" / "aml"), "--rules", str(REPO / "packs" / "precursors")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(store: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flagstone",
-            "serve",
-            "--store",
-            str(store),
-            *RULES,
-            "--source",
-            "api",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "server exited")
-    proc.kill()
-    raise AssertionError("server did not start")
+LIMIT = 2**20
+POISON = [  # JSON text; each has an event id of its own, never stored
+    '{"event_id": "x1", "ts": "0001-01-01T00:00:00+14:00", "kind": "cash_deposit"}',
+    '{"event_id": "x2\\ud800", "ts": "2024-01-01T00:00:00", "kind": "cash_deposit"}',
+    '{"event_id": "x3", "ts": "2024-01-01T00:00:00", "kind": "k", "attrs": {"k": ' + "[" * 1000 + "]" * 1000 + "}}",
+    '{"event_id": "x4", "ts": "2024-01-01T00:00:00", "kind": "k", "attrs": {"k": NaN}}',
+    '{"event_id": "x5", "ts": "2024-01-01T00:00:00", "kind": "k", "attrs": {"k": 1' + "0" * 400 + "}}",
+    '{"event_id": "x6", "ts": "2024-01-01T00:00:00", "kind": "k", "attrs": {"k\\u0000": "v"}}',
+    '{"event_id": "x7", "ts": "2024-01-01T00:00:00", "kind": "k", "amount": "1e999999999"}',
+    '{"event_id": "x8", "ts": "2024-01-01T00:00:00", "kind": "k", "attrs": {"k": "' + "x" * LIMIT + '"}}',
+]
 
 
 def test_killed_mid_stream_nothing_lost_nothing_doubled(tmp_path: Path) -> None:
@@ -87,22 +59,26 @@ def test_killed_mid_stream_nothing_lost_nothing_doubled(tmp_path: Path) -> None:
     shutil.copy(f"{batch}.key", f"{served}.key")
     key = create_key(served, "kill-test")
     auth = {"Authorization": f"Bearer {key}"}
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/v1/events"
 
     acknowledged: list[dict[str, Any]] = []
+    refused: list[int] = []
 
     def post_one_by_one() -> None:
         with httpx.Client(timeout=10) as client:
-            for event in events:
+            for i, event in enumerate(events):
                 try:
+                    if i % 25 == 0:
+                        poison = POISON[i // 25 % len(POISON)]
+                        refused.append(client.post(url, content=poison.encode(), headers=auth).status_code)
                     r = client.post(url, json=event, headers=auth)
                 except httpx.HTTPError:
                     return  # the server is gone
                 assert r.status_code == 200, r.text
                 acknowledged.append(r.json()["decisions"][0])
 
-    server = _start(served, port)
+    server = start_server(served, port, "--max-body-bytes", str(LIMIT))
     poster = threading.Thread(target=post_one_by_one)
     poster.start()
     while len(acknowledged) < 400 and poster.is_alive():
@@ -111,8 +87,9 @@ def test_killed_mid_stream_nothing_lost_nothing_doubled(tmp_path: Path) -> None:
     server.wait()
     poster.join()
     assert 400 <= len(acknowledged) < len(events)
+    assert len(refused) >= len(POISON) and set(refused) <= {413, 422}, refused
 
-    server = _start(served, port)
+    server = start_server(served, port)
     try:
         with httpx.Client(timeout=60) as client:
             answers = []

@@ -25,9 +25,9 @@ PACKS = [REPO / "packs" / p for p in ("aml", "precursors")]
 OPERATIONS = [("POST", "/v1/events"), ("GET", "/v1/alerts"), ("GET", "/v1/health"), ("GET", "/v1/metrics")]
 # The app's routes and the codes each can answer with (FastAPI's own 422 included).
 EXPECTED_CODES = {
-    ("post", "/v1/events"): {"200", "401", "409", "422"},
-    ("get", "/v1/alerts"): {"200", "401", "422"},
-    ("get", "/v1/health"): {"200"},
+    ("post", "/v1/events"): {"200", "401", "409", "413", "422", "503"},
+    ("get", "/v1/alerts"): {"200", "401", "422", "503"},
+    ("get", "/v1/health"): {"200", "503"},
     ("get", "/v1/metrics"): {"200", "401"},
 }
 FUZZ = settings(max_examples=40, deadline=None, database=None)
@@ -140,25 +140,51 @@ def test_real_events_get_documented_answers(api: BaseSchema, served: tuple[FastA
     assert first[2]["alerts"][0] in listed.json()["alerts"]
 
 
-# Requests random generation seldom makes, each once an answer outside the document or a 500.
+# Requests random generation seldom makes, each once an answer outside the document or a 500; the
+# last item is the index a refusal names (None: the request as a whole).
+BIG = b"[" + b" " * (11 * 2**20) + b"]"
 EDGES = {
-    "body not UTF-8": ("POST", "/v1/events", {"body": b"\x80abc", "media_type": "application/json"}, 422),
-    "body not JSON": ("POST", "/v1/events", {"body": b'[{"event_id": ', "media_type": "application/json"}, 422),
-    "since a number": ("GET", "/v1/alerts", {"query": {"since": "1700000000"}}, 422),
-    "since after 9999 in UTC": ("GET", "/v1/alerts", {"query": {"since": "9999-12-31T23:59:59-23:59"}}, 200),
-    "since before 1 in UTC": ("GET", "/v1/alerts", {"query": {"since": "0001-01-01T00:00:00+14:00"}}, 200),
+    "body not UTF-8": ("POST", "/v1/events", {"body": b"\x80abc", "media_type": "application/json"}, 422, None),
+    "body not JSON": ("POST", "/v1/events", {"body": b'[{"event_id": ', "media_type": "application/json"}, 422, None),
+    "body too large": ("POST", "/v1/events", {"body": BIG, "media_type": "application/json"}, 413, None),
+    "ts before 1 in UTC": (
+        "POST",
+        "/v1/events",
+        {"body": {"event_id": "e", "ts": "0001-01-01T00:00:00+14:00", "kind": "k"}, "media_type": "application/json"},
+        422,
+        0,
+    ),
+    "NaN in attrs": (
+        "POST",
+        "/v1/events",
+        {
+            "body": b'{"event_id": "e", "ts": "2024-01-01T00:00:00", "kind": "k", "attrs": {"x": NaN}}',
+            "media_type": "application/json",
+        },
+        422,
+        0,
+    ),
+    "since a number": ("GET", "/v1/alerts", {"query": {"since": "1700000000"}}, 422, None),
+    "since after 9999 in UTC": ("GET", "/v1/alerts", {"query": {"since": "9999-12-31T23:59:59-23:59"}}, 200, None),
+    "since before 1 in UTC": ("GET", "/v1/alerts", {"query": {"since": "0001-01-01T00:00:00+14:00"}}, 200, None),
 }
 
 
-@pytest.mark.parametrize(("method", "path", "parts", "status"), EDGES.values(), ids=EDGES.keys())
+@pytest.mark.parametrize(("method", "path", "parts", "status", "index"), EDGES.values(), ids=EDGES.keys())
 def test_edge_requests_get_documented_answers(
-    api: BaseSchema, served: tuple[FastAPI, str], method: str, path: str, parts: dict[str, Any], status: int
+    api: BaseSchema,
+    served: tuple[FastAPI, str],
+    method: str,
+    path: str,
+    parts: dict[str, Any],
+    status: int,
+    index: int | None,
 ) -> None:
     case = api[path][method].Case(**parts)
     response = case.call_and_validate(headers={"Authorization": f"Bearer {served[1]}"})
     assert response.status_code == status, response.text
-    if status == 422:  # a problem with the request as a whole names no record
-        assert [p["index"] for p in response.json()["detail"]] == [None]
+    if status in (413, 422):
+        assert [p["index"] for p in response.json()["detail"]] == [index]
 
 
 def test_the_document_is_complete(served: tuple[FastAPI, str]) -> None:

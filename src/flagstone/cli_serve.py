@@ -15,6 +15,8 @@ from rich.console import Console
 from flagstone.cli_options import StoreOpt
 from flagstone.errors import InputError
 
+FAILED = 3  # exit status when the service stopped on a failure it cannot recover from in place
+
 keys_app = typer.Typer(
     name="keys",
     help="API keys of the scoring service (shown once, stored hashed).",
@@ -50,12 +52,23 @@ def serve(
     skip_unsupported: Annotated[
         bool, typer.Option(help="Run the other rules when some cannot run in real time (instead of refusing).")
     ] = False,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-body-bytes",
+            min=1024,
+            help="Largest request body accepted, in bytes; larger ones get 413. Default: 10 MiB (10485760).",
+        ),
+    ] = None,
 ) -> None:
     """Score events as they happen: POST /v1/events answers with the alerts each event fires.
 
     The same rules as `flagstone scan`, evaluated incrementally in memory; every accepted event is
     stored before it is answered, and the state is rebuilt from the store on start. See
     docs/serve.md for the API; keys come from `flagstone keys create`.
+
+    Exits with status 3 when the service fails in a way it cannot recover from in place (it cannot
+    write its intake log): run it under a supervisor that restarts it.
     """
     from datetime import timedelta
 
@@ -66,7 +79,7 @@ def serve(
     from flagstone.ingest import load_mapping
     from flagstone.rules import load_rules
     from flagstone.rules.reader import parse_duration
-    from flagstone.serve import ScoringService, create_app
+    from flagstone.serve import DEFAULT_BODY_LIMIT, ScoringService, create_app
 
     try:
         late = timedelta(microseconds=parse_duration(lateness))
@@ -85,13 +98,31 @@ def serve(
         runnable.append(rule)
     mappings = [load_mapping(m) for m in mapping or []]
     err.print("rebuilding the real-time state from the store ...", highlight=False)
-    from flagstone.audit.events import Scanned
+    from flagstone.audit.events import IntakeSetAside, Scanned
     from flagstone.oversight.activity import record, service_hook
+    from flagstone.serve import SetAside
     from flagstone.store import resolve_store_path
 
     store_path = resolve_store_path(store)
+    server: uvicorn.Server | None = None
+
+    def set_aside(aside: SetAside) -> None:
+        event = IntakeSetAside(aside.segment, str(aside.moved_to), aside.lines, aside.kept, aside.reason)
+        record(store_path, [event], actor="service")
+
+    def stop() -> None:  # from the writer thread: uvicorn checks the flag and shuts down
+        if server is not None:
+            server.should_exit = True
+
     service = ScoringService(
-        store, runnable, mappings, canonical=source or [], lateness=late, on_absorbed=service_hook(store_path)
+        store,
+        runnable,
+        mappings,
+        canonical=source or [],
+        lateness=late,
+        on_absorbed=service_hook(store_path),
+        on_set_aside=set_aside,
+        on_failure=stop,
     )
     record(store_path, [Scanned(f"serve-{service.scan_id}", "realtime", tuple(r.meta.id for r in runnable), 0)])
     err.print(
@@ -100,7 +131,21 @@ def serve(
         highlight=False,
     )
     gc.freeze()  # the rebuilt state is long-lived: keep it out of the collector's full passes
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(service, max_body_bytes=max_body_bytes or DEFAULT_BODY_LIMIT),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,  # a stop never waits on a request for ever
+    )
+    server = uvicorn.Server(config)
+    if service.failure is not None:  # failed while starting up
+        server.should_exit = True
+    server.run()
+    if service.failure is not None:
+        err.print(f"flagstone serve: stopped: {service.failure}", highlight=False)
+        raise typer.Exit(FAILED)
 
 
 def keys_create(

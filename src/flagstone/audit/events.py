@@ -389,3 +389,20 @@ class AuditKeyCreated(AuditEvent):
     target_field = "key_id"
     key_id: str
     public_key: str
+
+
+# -- the scoring service (issue 13) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntakeSetAside(AuditEvent):
+    """Lines of the scoring service's intake log that could not be absorbed into the store, moved to
+    ``<store>.intake/unreadable/`` (``lines`` empty: the whole file could not be read)."""
+
+    action = "intake_set_aside"
+    target_field = "segment"
+    segment: str
+    moved_to: str
+    lines: tuple[int, ...]
+    kept: int
+    reason: str

@@ -17,6 +17,10 @@ Two things differ from batch, on purpose:
   (``evict``); what remains per rule is at most the rule's window of events plus ``lateness``,
   and one flag per group whose test held at its latest event (an open episode).
 
+``begin``/``commit``/``rollback`` let a caller score a few events tentatively: the scoring service
+scores a group of requests before it writes them to its log, and a group that cannot be written
+must leave no trace. Undoing copies only the groups those events touched, never the whole state.
+
 Rules this back end cannot run (profiles, which count over all events; the sequence, deviation,
 dormancy kinds and the path typologies of the graph kind) raise ``UnsupportedError``.
 """
@@ -93,6 +97,17 @@ class _Group:
     episode: _Episode | None = None
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """A group as it was before a tentative event touched it. Entries are never changed once made,
+    so copying the sequences is enough; accumulators are rebuilt from them on undo."""
+
+    last: OrderKey | None
+    hit: bool
+    window: tuple[_Entry, ...]
+    episode: tuple[Event, tuple[_Entry, ...]] | None
+
+
 class _RuleScorer:
     """One rule's state over all its groups."""
 
@@ -102,6 +117,7 @@ class _RuleScorer:
         self.match = compile_expr(rule.match, entities)
         self.group_by = rule.group_by
         self.groups: dict[tuple[Any, ...], _Group] = {}
+        self.saved: dict[tuple[Any, ...], _Saved | None] | None = None  # while tentative (RealtimeEngine.begin)
         self.window = timedelta(microseconds=rule.window_us) if isinstance(rule, ir.WindowRule) else None
         if isinstance(rule, ir.ConditionRule):
             self.test = compile_expr(rule.condition, entities)
@@ -120,6 +136,8 @@ class _RuleScorer:
         if None in key or self.match(event, {}) is not True:
             return
         group = self.groups.get(key)
+        if self.saved is not None and key not in self.saved:
+            self.saved[key] = None if group is None else self._save(group)
         if group is None:
             group = self.groups[key] = _Group(accumulators=self._accumulators())
         ok = order_key(event)
@@ -137,6 +155,33 @@ class _RuleScorer:
 
     def _accumulators(self) -> list[Accumulator]:
         return [] if self.window is None else [accumulator(a) for a in self.aggregates]
+
+    @staticmethod
+    def _save(group: _Group) -> _Saved:
+        episode = None if group.episode is None else (group.episode.fire, tuple(group.episode.entries))
+        return _Saved(group.last, group.hit, tuple(group.window), episode)
+
+    def _filled(self, entries: Iterable[_Entry]) -> list[Accumulator]:
+        accs = self._accumulators()
+        for e in entries:
+            for acc, v in zip(accs, e.args, strict=True):
+                acc.add(v)
+        return accs
+
+    def undo(self) -> None:
+        """Put every group touched since ``saved`` was set back as it was."""
+        for key, before in (self.saved or {}).items():
+            if before is None:
+                self.groups.pop(key, None)
+                continue
+            episode = None
+            if before.episode is not None:
+                fire, entries = before.episode
+                episode = _Episode(fire, list(entries), self._filled(entries))
+            self.groups[key] = _Group(
+                before.last, before.hit, deque(before.window), self._filled(before.window), episode
+            )
+        self.saved = None
 
     def _condition(self, key: tuple[Any, ...], group: _Group, event: Event, decision: Decision) -> None:
         hit = self.test(event, {}) is True
@@ -188,10 +233,7 @@ class _RuleScorer:
         entry = _Entry(ok, tuple(None if a is None else a(event, {}) for a in self.args))
         keys = [e.key for e in group.window]
         group.window.insert(bisect.bisect(keys, ok), entry)
-        group.accumulators = self._accumulators()
-        for e in group.window:
-            for acc, v in zip(group.accumulators, e.args, strict=True):
-                acc.add(v)
+        group.accumulators = self._filled(group.window)
 
     def _episode_finding(self, key: tuple[Any, ...], episode: _Episode) -> Finding:
         values = {name: acc.value() for name, acc in zip(self.names, episode.accumulators, strict=True)}
@@ -247,6 +289,7 @@ class RealtimeEngine:
         self.clock: datetime | None = None  # the newest event time seen
         self.evict_every = evict_every
         self._since_evict = 0
+        self._begun: tuple[datetime | None, int] | None = None  # clock and count at begin()
 
     def score(self, event: Event) -> Decision:
         """Update the state with ``event`` and say what it fired."""
@@ -258,9 +301,31 @@ class RealtimeEngine:
         if self.clock is None or ts > self.clock:
             self.clock = ts
         self._since_evict += 1
-        if self._since_evict >= self.evict_every:
+        if self._since_evict >= self.evict_every and self._begun is None:  # not while tentative
             self.evict()
         return decision
+
+    def begin(self) -> None:
+        """Score tentatively from here: ``commit`` keeps what was scored, ``rollback`` forgets it."""
+        self._begun = (self.clock, self._since_evict)
+        for scorer in self.scorers:
+            scorer.saved = {}
+
+    def commit(self) -> None:
+        self._begun = None
+        for scorer in self.scorers:
+            scorer.saved = None
+        if self._since_evict >= self.evict_every:
+            self.evict()
+
+    def rollback(self) -> None:
+        """Back to the state at ``begin``, at the cost of the groups touched since."""
+        if self._begun is None:
+            return
+        self.clock, self._since_evict = self._begun
+        self._begun = None
+        for scorer in self.scorers:
+            scorer.undo()
 
     def evict(self) -> None:
         self._since_evict = 0

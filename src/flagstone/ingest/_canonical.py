@@ -26,7 +26,7 @@ from flagstone.ingest._pseudonym import Pseudonymiser
 from flagstone.ingest._records import RecordError
 
 PLACES = Decimal("0.0001")
-LIMIT = Decimal(10) ** 14  # DECIMAL(18,4): 14 digits before the point
+LIMIT_DIGITS = 14  # DECIMAL(18,4): 14 digits before the point
 TS_MIN, TS_MAX = datetime(1900, 1, 1), datetime(2200, 1, 1)
 KNOWN_LIMIT = 100_000  # pseudonyms remembered as stored, before the memory is cleared
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
@@ -68,17 +68,29 @@ class CanonicalEvent(BaseModel):
     @field_validator("ts")
     @classmethod
     def _utc_in_range(cls, v: datetime) -> datetime:
-        utc = v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v
-        if not TS_MIN <= utc <= TS_MAX:
+        try:
+            utc = v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v
+        except OverflowError:  # e.g. 0001-01-01T00:00+14:00 is in year 0 in UTC
+            utc = None
+        if utc is None or not TS_MIN <= utc <= TS_MAX:
             raise ValueError("outside 1900-2199 after conversion to UTC")
         return utc
+
+    @field_validator("amount", "quantity", mode="before")
+    @classmethod
+    def _ascii_number(cls, v: Any) -> Any:
+        # Python's Decimal reads other scripts' digits (١٢٣); the ingest's SQL does not.
+        if isinstance(v, str) and not v.isascii():
+            raise ValueError("not a number; expected digits 0-9, e.g. 1234.56")
+        return v
 
     @field_validator("amount", "quantity")
     @classmethod
     def _fits_the_store(cls, v: Decimal | None) -> Decimal | None:
         if v is None:
             return None
-        if not v.is_finite() or abs(v) >= LIMIT:
+        # adjusted() reads the exponent without arithmetic: abs() of 1e999999999 would overflow
+        if not v.is_finite() or (v != 0 and v.adjusted() >= LIMIT_DIGITS):
             raise ValueError("too large for DECIMAL(18,4): at most 14 digits before the decimal point")
         if v != v.quantize(PLACES):
             raise ValueError("more than 4 decimal places; DECIMAL(18,4) would round it")
@@ -116,12 +128,11 @@ class CanonicalIntake:
         self.source = source
         self.pseudonymiser = pseudonymiser
         self._known: set[str] = set()  # pseudonyms whose identity is stored already
-        self._new: list[list[str]] = []
+        self._clear: dict[str, str] = {}  # pseudonym -> identity, met since the last take_identities
 
     def convert(self, records: Sequence[Any]) -> tuple[list[dict[str, Any]], list[RecordError]]:
         events: list[dict[str, Any]] = []
         errors: list[RecordError] = []
-        clear: dict[str, str] = {}
         for index, record in enumerate(records):
             try:
                 event = CanonicalEvent.model_validate(record)
@@ -136,24 +147,31 @@ class CanonicalIntake:
                 if row[name] is not None:
                     pseudonym = self.pseudonymiser.pseudonymise(row[name])
                     if pseudonym not in self._known:
-                        clear[pseudonym] = row[name]
+                        self._clear[pseudonym] = row[name]
                     row[name] = pseudonym
             events.append(row)
-        if not errors and clear:
-            pseudonyms = list(clear)
-            nonces, ciphertexts = self.pseudonymiser.encrypt_many(pseudonyms, [clear[p] for p in pseudonyms])
-            self._new += [[p, n.hex(), c.hex()] for p, n, c in zip(pseudonyms, nonces, ciphertexts, strict=True)]
         return events, errors
 
-    def take_identities(self) -> list[list[str]]:
-        """The encrypted identities first met since the last call, as ``[pseudonym, nonce, ciphertext]``
-        (hex): the caller stores them with the events, in the same durable write."""
-        new = list({p: [p, n, c] for p, n, c in self._new}.values())  # one row per pseudonym
-        self._new = []
+    def take_identities(self, events: Sequence[dict[str, Any]]) -> list[list[str]]:
+        """The encrypted identities of the pseudonyms in ``events`` (converted here, and accepted by
+        the caller) not stored yet, as ``[pseudonym, nonce, ciphertext]`` (hex). The caller stores
+        them with the events, in the same durable write, and then calls ``stored``; identities of
+        records it refused are forgotten."""
+        clear = self._clear
+        self._clear = {}
+        pseudonyms = list(
+            dict.fromkeys(e[f] for e in events for f in IDENTIFIER_FIELDS if e[f] in clear and e[f] not in self._known)
+        )
+        if not pseudonyms:
+            return []
+        nonces, ciphertexts = self.pseudonymiser.encrypt_many(pseudonyms, [clear[p] for p in pseudonyms])
+        return [[p, n.hex(), c.hex()] for p, n, c in zip(pseudonyms, nonces, ciphertexts, strict=True)]
+
+    def stored(self, identities: Sequence[Sequence[str]]) -> None:
+        """These identities are durable: later events need not carry them again."""
         if len(self._known) > KNOWN_LIMIT:
             self._known.clear()
-        self._known.update(p for p, _, _ in new)
-        return new
+        self._known.update(p for p, _, _ in identities)
 
 
 def _first_problem(index: int, exc: ValidationError) -> RecordError:

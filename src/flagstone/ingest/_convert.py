@@ -192,6 +192,12 @@ def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file
     def when(cond: str, reason_sql: str) -> None:
         out.append(f"WHEN {cond} THEN struct_pack(field := {field}, value := {o}, reason := {reason_sql})")
 
+    if p is not None and spec.type != "json":
+        # PostgreSQL text cannot hold NUL, and the case database takes these values from the store.
+        when(
+            f"{o} IS NOT NULL AND contains({o}, chr(0))",
+            _reason(spec, "contains a NUL character (\\u0000), which the case database cannot store"),
+        )
     if spec.map and spec.unmapped == "quarantine":
         keys = ", ".join(quote_str(k) for k in spec.map)
         shown = ", ".join(list(spec.map)[:10]) + (", ..." if len(spec.map) > 10 else "")
@@ -214,9 +220,10 @@ def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file
         sep = f"'{decimal}' as decimal separator" + (f" and '{thousands}' for thousands" if thousands else "")
         too_big = _reason(spec, "too large for DECIMAL(18,4): at most 14 digits before the decimal point")
         not_number = _reason(spec, f"not a number; expected e.g. 1234{decimal}56 ({sep})")
+        as_double = f"try_cast({t} AS DOUBLE)"  # a number too large even for a double is infinite
         when(
             f"{t} IS NOT NULL AND {v} IS NULL",
-            f"CASE WHEN isfinite(try_cast({t} AS DOUBLE)) THEN {too_big} ELSE {not_number} END",
+            f"CASE WHEN isfinite({as_double}) OR isinf({as_double}) THEN {too_big} ELSE {not_number} END",
         )
         if spec.round is None:
             when(

@@ -91,6 +91,9 @@ class RecordConverter:
                 events.append(dict(zip(self.columns, values, strict=True)))
         return events, errors
 
-    def take_identities(self) -> list[list[str]]:
+    def take_identities(self, events: Sequence[dict[str, Any]]) -> list[list[str]]:
         """Nothing: this converter stores identities itself, as a file ingest does."""
         return []
+
+    def stored(self, identities: Sequence[Sequence[str]]) -> None:
+        """Nothing to remember (see ``take_identities``)."""

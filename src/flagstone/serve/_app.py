@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flagstone import __version__
+from flagstone.serve._intake import DEFAULT_BODY_LIMIT, BodyTooLarge, parse_body, read_body
 from flagstone.serve._keys import KeyChecker
 from flagstone.serve._metrics import Metrics
 from flagstone.serve._models import Alerts, Decisions, Health, Problems, Unauthorized
@@ -29,10 +30,14 @@ answers with the alerts each event fires. An event is stored before it is answer
 event again (same source and event id) returns the original decision and changes nothing.
 Records are given in the fields of a configured source's ingest mapping (docs/mapping.md).
 Every request except GET /v1/health needs `Authorization: Bearer <key>` (`flagstone keys create`).
+A body larger than the service's limit (`flagstone serve --max-body-bytes`) is refused with 413.
 """
+# Bodies larger than this are parsed and checked on a worker thread, not on the event loop that
+# answers every other request.
+INLINE_BYTES = 256 * 1024
 
 # The body is read by hand (json.loads) on the hot path: FastAPI's validation of a free-form body
-# costs more than the scoring. This is the schema it would document, and _records checks it.
+# costs more than the scoring. This is the schema it would document, and _intake.parse_body checks it.
 BODY_DOC: dict[str, Any] = {
     "required": True,
     "content": {
@@ -56,29 +61,16 @@ BODY_DOC: dict[str, Any] = {
 }
 
 
-def _records(raw: bytes) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """The request's records, or the problem with the body as a whole."""
-
-    def problem(reason: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        return [], {"index": None, "field": "body", "value": None, "reason": reason}
-
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return problem(f"not valid JSON: {exc}")
-    if isinstance(body, dict):
-        return [body], None
-    if not isinstance(body, list):
-        return problem("expected a JSON object (one record) or a list of 1 to 1,000 objects")
-    if not 1 <= len(body) <= MAX_BATCH:
-        return problem(f"a list holds 1 to {MAX_BATCH:,} records; this one holds {len(body):,}")
-    for i, record in enumerate(body):
-        if not isinstance(record, dict):
-            return [], {"index": i, "field": "body", "value": str(record)[:200], "reason": "expected a JSON object"}
-    return body, None
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Unauthorized, "description": "No valid API key."},
     422: {"model": Problems, "description": "A record (or the request) is malformed; nothing was applied."},
+}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": Problems,
+        "description": "The service has failed (see GET /v1/health) and is stopping; nothing was applied. "
+        "Send the request again once it is back.",
+    }
 }
 
 
@@ -118,7 +110,9 @@ class _Timing:
             self.metrics.observe(getattr(route, "path", "other"), status, time.perf_counter() - started)
 
 
-def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> FastAPI:
+def create_app(
+    service: ScoringService, *, close_on_shutdown: bool = True, max_body_bytes: int = DEFAULT_BODY_LIMIT
+) -> FastAPI:
     checker = KeyChecker(service.store.path)
     metrics = Metrics(service)
     bearer = HTTPBearer(auto_error=False, description="An API key made by `flagstone keys create`.")
@@ -180,6 +174,11 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
                 "model": Problems,
                 "description": "An event id was accepted before with different content; nothing was applied.",
             },
+            413: {
+                "model": Problems,
+                "description": "The body is larger than the service's limit; nothing was applied.",
+            },
+            **UNAVAILABLE,
         },
         dependencies=[Depends(require_key)],
         summary="Score one event, or a batch of up to 1,000",
@@ -195,7 +194,12 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
             ),
         ] = None,
     ) -> Any:
-        records, problem = _records(await request.body())
+        try:
+            raw = await read_body(request.stream(), request.headers.get("content-length"), max_body_bytes)
+        except BodyTooLarge as exc:
+            return JSONResponse(status_code=413, content={"detail": [exc.problem()]})
+        inline = len(raw) <= INLINE_BYTES
+        records, problem = parse_body(raw, MAX_BATCH) if inline else await asyncio.to_thread(parse_body, raw, MAX_BATCH)
         if problem is not None:
             return JSONResponse(status_code=422, content={"detail": [problem]})
         chosen = source or service.default_source
@@ -208,7 +212,13 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
             }
             return JSONResponse(status_code=422, content={"detail": [problem]})
         try:
-            decisions = await asyncio.wrap_future(service.submit(chosen, records))
+            # submit checks every value of every record: on a worker thread for a large body
+            future = (
+                service.submit(chosen, records, len(raw))
+                if inline
+                else await asyncio.to_thread(service.submit, chosen, records, len(raw))
+            )
+            decisions = await asyncio.wrap_future(future)
         except Rejected as exc:
             return JSONResponse(status_code=exc.status, content={"detail": exc.errors})
         # Serialised here rather than re-validated through Decisions: the service builds exactly that
@@ -218,7 +228,7 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
     @app.get(
         "/v1/alerts",
         response_model=Alerts,
-        responses=ERRORS,
+        responses={**ERRORS, **UNAVAILABLE},
         dependencies=[Depends(require_key)],
         summary="Stored alerts, newest first",
     )
@@ -231,7 +241,13 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
     ) -> Any:
-        service.flush()  # every alert decided before this request is listed
+        try:
+            service.flush()  # every alert decided before this request is listed
+        except Rejected as exc:
+            return JSONResponse(status_code=exc.status, content={"detail": exc.errors})
+        except Exception:  # the store refuses the log (disk, ...): health says "degraded" meanwhile
+            problem = {"index": None, "field": None, "value": None, "reason": service.health()[1] or "cannot absorb"}
+            return JSONResponse(status_code=503, content={"detail": [problem]})
         where: list[str] = []
         args: list[Any] = []
         if rule_id is not None:
@@ -248,14 +264,22 @@ def create_app(service: ScoringService, *, close_on_shutdown: bool = True) -> Fa
         names = [d[0] for d in cur.description]
         return {"alerts": [api_alert(dict(zip(names, row, strict=True))) for row in cur.fetchall()]}
 
-    @app.get("/v1/health", response_model=Health, summary="Is the service up (no key needed)")
+    @app.get(
+        "/v1/health",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "The service has failed and is stopping (see reason)."}},
+        summary="Is the service up (no key needed)",
+    )
     def health() -> Any:
-        return {
-            "status": "ok",
+        status, reason = service.health()
+        body = {
+            "status": status,
+            "reason": reason,
             "rules": len(service.rules),
             "sources": sorted(service.intakes),
             "events_in_state": service.counters.state_events,
         }
+        return JSONResponse(status_code=503, content=body) if status == "failed" else body
 
     @app.get(
         "/v1/metrics",

@@ -72,7 +72,12 @@ class Alerts(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded", "failed"] = Field(
+        description="ok. degraded: the intake log cannot be absorbed into the store for now (answers go on; "
+        "the log grows). failed: the service cannot store events any more and is stopping (503), so that a "
+        "supervisor restarts it."
+    )
+    reason: str | None = Field(description="What is wrong, when not ok.")
     rules: int
     sources: list[str]
     events_in_state: int

@@ -7,6 +7,14 @@ before any of those requests is answered. A second thread absorbs closed log seg
 store about once a second. A request is all-or-nothing: with one bad record nothing of it is
 scored or logged.
 
+What a client can get wrong is refused before the writer (``_intake``, then the converters), so a
+group fails only through a fault of the service. Its scoring is tentative until its log line is on
+disk (``RealtimeEngine.begin``): a group that fails before is undone at the cost of the groups it
+touched, and its requests are tried again one by one, so the failure costs only the request that
+causes it. A failure to write the log (or any other fault of the writer) is not survivable in
+place: the requests get 503, ``health`` turns to "failed", and ``on_failure`` asks the process to
+exit so that a supervisor starts it again (the log on disk is the truth it restarts from).
+
 On start-up the log left by an earlier run is absorbed first, then the real-time state is rebuilt
 by replaying the stored events in time order: the store is the only truth, so a restart (or a
 crash) loses no window and gives no alert twice.
@@ -20,16 +28,16 @@ import queue
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from flagstone.alerts import alert_id, alert_rows
 from flagstone.engines.realtime import RealtimeEngine, order_key
@@ -38,21 +46,17 @@ from flagstone.events import EVENT_COLUMNS
 from flagstone.ingest import CanonicalIntake, Mapping, Pseudonymiser, RecordConverter
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
-from flagstone.serve._log import IntakeLog, absorb, log_folder
-from flagstone.serve._seen import SeenKeys
+from flagstone.serve._absorb import Absorber, SetAside
+from flagstone.serve._intake import printable, value_problem
+from flagstone.serve._log import INTERNAL_ERRORS, IntakeLog, entry_line, log_folder
+from flagstone.serve._seen import SeenKeys, ensure_key_indexes, lookup
 from flagstone.store import Store
 
 MAX_BATCH = 1000  # records per request
 MAX_GROUP = 5000  # records per group commit
+GROUP_BYTES = 16 * 2**20  # request bytes per group commit (one request may exceed it alone)
 EVENT_COLS = [c.name for c in EVENT_COLUMNS]
-_ARROW_TYPES = {
-    "string": pa.string(),
-    "decimal": pa.decimal128(18, 4),
-    "timestamp": pa.timestamp("us"),
-    "boolean": pa.bool_(),
-    "json": pa.string(),
-}
-EVENTS_ARROW = pa.schema([*((c.name, _ARROW_TYPES[c.type]) for c in EVENT_COLUMNS), ("batch_id", pa.int64())])
+KEY_FIRST = ["source", "event_id", *(c for c in EVENT_COLS if c not in ("source", "event_id"))]
 
 
 def _now() -> datetime:
@@ -60,7 +64,9 @@ def _now() -> datetime:
 
 
 class Rejected(FlagstoneError):
-    """A request refused whole: 422 for bad records, 409 for an event id reused with other content."""
+    """A request refused whole: 422 for bad records, 409 for an event id reused with other content,
+    503 when the service has failed (nothing of the request was acknowledged; sending it again
+    later is safe, a retry gets the original decision)."""
 
     def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
         self.status = status
@@ -68,11 +74,16 @@ class Rejected(FlagstoneError):
         super().__init__("; ".join(f"record {e['index']}: {e['field']}: {e['reason']}" for e in errors))
 
 
+def _request_problem(field: str | None, value: str | None, reason: str) -> dict[str, Any]:
+    return {"index": None, "field": field, "value": value, "reason": reason}
+
+
 @dataclass
 class _Submission:
     source: str
     records: Sequence[dict[str, Any]]
     future: Future[list[dict[str, Any]]]
+    size: int = 0  # bytes of the request body, to bound a group commit
     events: list[dict[str, Any]] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     decisions: list[dict[str, Any] | None] = field(default_factory=list)
@@ -112,6 +123,8 @@ class ScoringService:
         absorb_every: float = 0.5,
         on_progress: Callable[[int], None] | None = None,
         on_absorbed: Callable[[duckdb.DuckDBPyConnection, str, int], None] | None = None,
+        on_set_aside: Callable[[SetAside], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         sources = [m.source for m in mappings] + list(canonical)
         if not sources:
@@ -144,10 +157,18 @@ class ScoringService:
         self.segment_seconds = segment_seconds  # how long a log segment stays open
         self.absorb_every = absorb_every
         self._absorb_lock = threading.Lock()
+        self._identities_lock = threading.Lock()  # see _absorb.Absorber
         self.on_absorbed = on_absorbed  # e.g. the audit log and the cases (flagstone.oversight.activity)
+        self.on_set_aside = on_set_aside  # lines of the log that could not be absorbed (audited)
+        self.on_failure = on_failure  # the writer failed: e.g. stop the web server, exit non-zero
+        self.failure: str | None = None  # set once, by the writer; the service then refuses with 503
+        self.absorb_problem: str | None = None  # the absorber's last failure, until it succeeds again
+        self._unabsorbable: set[str] = set()  # segments that could neither be read nor moved aside
         self._absorb_con = con.cursor()
+        self._absorber = Absorber(self.store, self._absorb_con, self._identities_lock)
         self._reader = con.cursor()  # the writer's own reads (retries)
         self._pending: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # logged, not yet absorbed
+        ensure_key_indexes(con)
         self.absorb_all()
         stored = int(self.store.scalar("SELECT count(*) FROM events"))
         self.seen = SeenKeys(2 * stored + 1_000_000)
@@ -158,8 +179,8 @@ class ScoringService:
         self._writer = threading.Thread(target=self._run, name="flagstone-writer", daemon=True)
         self._writer.start()
         self._stop = threading.Event()
-        self._absorber = threading.Thread(target=self._absorb_loop, name="flagstone-absorber", daemon=True)
-        self._absorber.start()
+        self._absorb_thread = threading.Thread(target=self._absorb_loop, name="flagstone-absorber", daemon=True)
+        self._absorb_thread.start()
 
     # -- public face ----------------------------------------------------------------------------
 
@@ -167,40 +188,24 @@ class ScoringService:
     def default_source(self) -> str | None:
         return next(iter(self.intakes)) if len(self.intakes) == 1 else None
 
-    def submit(self, source: str, records: Sequence[dict[str, Any]]) -> Future[list[dict[str, Any]]]:
-        """Queue one request; the future gives one decision per record, or raises ``Rejected``."""
+    def submit(self, source: str, records: Sequence[dict[str, Any]], size: int = 0) -> Future[list[dict[str, Any]]]:
+        """Queue one request (``size``: its body's bytes, if known); the future gives one decision
+        per record, or raises ``Rejected``. Records are JSON values, as ``json.loads`` makes them."""
         future: Future[list[dict[str, Any]]] = Future()
+        problems: list[dict[str, Any]] = []
         if source not in self.intakes:
             known = ", ".join(sorted(self.intakes))
-            future.set_exception(
-                Rejected(
-                    422,
-                    [
-                        {
-                            "index": None,
-                            "field": "source",
-                            "value": source,
-                            "reason": f"unknown source; the service takes {known}",
-                        }
-                    ],
-                )
-            )
+            problems = [_request_problem("source", source, f"unknown source; the service takes {known}")]
         elif not records or len(records) > MAX_BATCH:
-            future.set_exception(
-                Rejected(
-                    422,
-                    [
-                        {
-                            "index": None,
-                            "field": "events",
-                            "value": str(len(records)),
-                            "reason": f"a request holds 1 to {MAX_BATCH} events",
-                        }
-                    ],
-                )
-            )
+            problems = [_request_problem("events", str(len(records)), f"a request holds 1 to {MAX_BATCH} events")]
         else:
-            self._queue.put(_Submission(source, records, future))
+            problems = [p for i, r in enumerate(records) if (p := value_problem(i, r)) is not None]
+        if problems:
+            future.set_exception(Rejected(422, problems))
+        elif self.failure is not None:
+            future.set_exception(self._failed())
+        else:
+            self._queue.put(_Submission(source, records, future, size))
         return future
 
     def flush(self) -> None:
@@ -210,13 +215,25 @@ class ScoringService:
         done.result()
         self.absorb_all()
 
+    def health(self) -> tuple[str, str | None]:
+        """ "ok"; "degraded" while the absorber fails (answers go on, the log grows); "failed" once
+        the writer has failed (every request is refused until the process is restarted)."""
+        if self.failure is not None:
+            return "failed", self.failure
+        if self.absorb_problem is not None:
+            return "degraded", self.absorb_problem
+        return "ok", None
+
     def close(self) -> None:
         self._queue.put(None)
         self._writer.join()
         self._stop.set()
-        self._absorber.join()
-        self.log.rotate()
-        self.absorb_all()
+        self._absorb_thread.join()
+        try:
+            self.log.rotate()
+            self.absorb_all()
+        except Exception as exc:  # what is logged stays on disk; the next start absorbs it
+            print(f"flagstone serve: the intake log stays to be absorbed at the next start: {exc}", file=sys.stderr)
         self._exit.close()
         for cursor in (self._absorb_con, self._reader):
             cursor.close()
@@ -277,61 +294,149 @@ class ScoringService:
 
     def _run(self) -> None:
         while True:
+            group: list[_Submission] = []
+            try:
+                taken = self._next_group()
+                if taken is None:
+                    return
+                group = taken
+                if self.failure is not None:
+                    for sub in group:
+                        sub.future.set_exception(self._failed())
+                    continue
+                self._commit(group)
+            except BaseException as exc:  # never die silently: fail loudly, keep refusing requests
+                self._fail(exc, group)
+
+    def _next_group(self) -> list[_Submission] | None:
+        """Everything waiting, up to MAX_GROUP records and GROUP_BYTES of requests; None to stop.
+        Flushes (empty submissions) rotate the log and are answered here."""
+        while True:
             try:
                 first = self._queue.get(timeout=0.25)
+                break
             except queue.Empty:
                 if self.log.age() > self.segment_seconds:  # idle: let the absorber have the open segment
                     self.log.rotate()
-                continue
-            if first is None:
-                return
-            if self.log.age() > self.segment_seconds:
-                self.log.rotate()
-            group = [first]
-            size = len(first.records)
-            while size < MAX_GROUP:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)  # stop after this group
-                    break
-                group.append(nxt)
-                size += len(nxt.records)
-            flushes = [s for s in group if not s.records]
-            if flushes:
-                self.log.rotate()
-                for sub in flushes:
+        if first is None:
+            return None
+        if self.log.age() > self.segment_seconds:
+            self.log.rotate()
+        group = [first]
+        records, size = len(first.records), first.size
+        while records < MAX_GROUP and size < GROUP_BYTES:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._queue.put(None)  # stop after this group
+                break
+            group.append(nxt)
+            records += len(nxt.records)
+            size += nxt.size
+        # From here a request's future cannot be cancelled (its client gone: asyncio.wrap_future
+        # cancels it), so answering it cannot raise; a cancelled one is dropped unscored.
+        group = [s for s in group if s.future.set_running_or_notify_cancel()]
+        flushes = [s for s in group if not s.records]
+        if flushes:
+            self.log.rotate()
+            for sub in flushes:
+                if self.failure is not None:
+                    sub.future.set_exception(self._failed())
+                else:
                     sub.future.set_result([])
-            work = [s for s in group if s.records]
-            if work:
-                self._commit_group(work)
+        return [s for s in group if s.records]
 
-    def _commit_group(self, group: list[_Submission]) -> None:
+    def _commit(self, group: list[_Submission]) -> None:
+        """Score the group tentatively, write its log line, then keep the scoring. A failure before
+        the write is undone; with several requests in the group each is tried alone, so that only
+        the one that fails is refused. A failure to write is the service's own: it raises."""
+        group = [s for s in group if not s.future.done()]
+        if not group:
+            return
+        self.engine.begin()
         try:
             accepted = self._convert(group)
             self._find_retries(accepted)
             fired, updated = self._score(accepted)
-            self._log(accepted, fired, updated)
-        except BaseException as exc:
-            for sub in group:
-                if not sub.future.done():
-                    sub.future.set_exception(exc)
-            self._recover()
+            line, identities = self._entry(accepted, fired, updated)
+        except INTERNAL_ERRORS:
+            self.engine.rollback()
+            raise
+        except Exception as exc:
+            self.engine.rollback()
+            if len(group) > 1:
+                for sub in group:
+                    self._commit([sub])
+            else:
+                self._refuse(group[0], exc)
             return
+        try:
+            if line is not None:
+                self.log.append(line)
+        except BaseException:
+            self.engine.rollback()
+            raise
+        self.engine.commit()
+        self._acknowledge(accepted, identities)
+
+    def _acknowledge(self, accepted: list[_Submission], identities: dict[str, list[list[str]]]) -> None:
+        """The group's line is on disk: remember what it holds, and answer its requests."""
+        for source, rows in identities.items():
+            self.intakes[source].stored(rows)
+        for s in accepted:
+            for event, digest, decision in zip(s.events, s.hashes, s.decisions, strict=True):
+                if decision is not None and not decision["retry"]:
+                    key = (event["source"], event["event_id"])
+                    self._pending[key] = (digest, decision)
+                    self.seen.add(*key)
         self.counters.groups += 1
+        self.counters.events += sum(1 for s in accepted for d in s.decisions if d is not None and not d["retry"])
+        self.counters.retries += sum(1 for s in accepted for d in s.decisions if d is not None and d["retry"])
+        for s in accepted:
+            for d in s.decisions:
+                if d is not None and not d["retry"]:
+                    self.counters.late += d["status"] == "late"
+                    for a in d["alerts"]:
+                        self.counters.alerts[a["rule_id"]] = self.counters.alerts.get(a["rule_id"], 0) + 1
         if time.monotonic() - self.counters.measured_at > 1.0:  # walking the state costs; once a second
             self._measure_state()
-        for sub in accepted:
-            sub.future.set_result([d for d in sub.decisions if d is not None])
+        for s in accepted:
+            s.future.set_result([d for d in s.decisions if d is not None])
 
-    def _recover(self) -> None:
-        """After a failure the engine may hold events that were not logged: start again from the store."""
-        self.log.rotate()
-        self.absorb_all()
-        self.engine = RealtimeEngine(list(self.rules.values()), _entities(self.store), lateness=self.engine.lateness)
-        self._rebuild(None)
+    def _refuse(self, sub: _Submission, exc: Exception) -> None:
+        """A request that failed on its own, past every check: a gap in the checks, so it is refused
+        with what went wrong (and the trace on stderr, to be reported), and nothing of it is kept."""
+        print(f"flagstone serve: a request failed past the checks ({sub.source}):", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        reason = (
+            f"the service could not score this request ({type(exc).__name__}: {str(exc)[:300]}); nothing of it "
+            "was stored. This is a gap in the service's checks: please report it"
+        )
+        sub.future.set_exception(Rejected(422, [_request_problem(None, None, printable(reason))]))
+
+    def _fail(self, exc: BaseException, group: list[_Submission]) -> None:
+        """The writer cannot go on: refuse everything from now on and ask the process to exit."""
+        if self.failure is None:
+            self.failure = printable(f"the writer failed: {type(exc).__name__}: {exc}")
+            print(f"flagstone serve: {self.failure}; stopping (exit status 3)", file=sys.stderr, flush=True)
+            traceback.print_exception(exc, file=sys.stderr)
+        for sub in group:
+            if not sub.future.done():
+                sub.future.set_exception(self._failed())
+        if self.on_failure is not None:
+            try:
+                self.on_failure()
+            except Exception as hook_exc:  # pragma: no cover - the hook only sets a flag
+                print(f"flagstone serve: cannot stop: {hook_exc}", file=sys.stderr, flush=True)
+
+    def _failed(self) -> Rejected:
+        reason = (
+            f"the service has failed and must be restarted ({self.failure}); this request was not acknowledged. "
+            "Send it again once the service is back: a retry is answered with the original decision"
+        )
+        return Rejected(503, [_request_problem(None, None, reason)])
 
     # -- the absorber ---------------------------------------------------------------------------
 
@@ -344,17 +449,52 @@ class ScoringService:
                 self._stop.wait(5.0)
 
     def absorb_all(self) -> None:
-        """Move every closed log segment into the store (one transaction each)."""
+        """Move every closed log segment into the store (one transaction each). Lines that cannot be
+        absorbed are set aside and reported; a failure of the store or the disk raises (and
+        ``health`` says "degraded" until an attempt succeeds)."""
         with self._absorb_lock:
-            for path in self.log.closed_segments():
-                keys = absorb(self.store, self._absorb_con, path)
-                for key in keys:
-                    self._pending.pop(key, None)
-                if self.on_absorbed is not None and keys:
-                    try:
-                        self.on_absorbed(self._absorb_con, path.name, len(keys))
-                    except Exception as exc:  # the events are stored; say loudly what was not recorded
-                        print(f"flagstone serve: cannot audit segment {path.name}: {exc}", file=sys.stderr, flush=True)
+            try:
+                for path in self.log.closed_segments():
+                    if path.name not in self._unabsorbable:
+                        self._absorb_one(path)
+            except Exception as exc:
+                self.absorb_problem = printable(f"cannot absorb the intake log: {type(exc).__name__}: {exc}")
+                raise
+            stuck = ", ".join(sorted(self._unabsorbable))
+            self.absorb_problem = f"intake segments that can be neither read nor set aside: {stuck}" if stuck else None
+
+    def _absorb_one(self, path: Path) -> None:
+        try:
+            done = self._absorber.absorb(path, foreign=path.name not in self.log.created)
+        except OSError as exc:  # could neither read nor move it: leave it, say so, go on with the others
+            self._unabsorbable.add(path.name)
+            print(
+                f"flagstone serve: cannot read or set aside intake segment {path}: {exc}", file=sys.stderr, flush=True
+            )
+            return
+        for key in done.keys:
+            self._pending.pop(key, None)
+        if done.set_aside is not None:
+            self._report_set_aside(done.set_aside)
+        if self.on_absorbed is not None and done.keys:
+            try:
+                self.on_absorbed(self._absorb_con, path.name, len(done.keys))
+            except Exception as exc:  # the events are stored; say loudly what was not recorded
+                print(f"flagstone serve: cannot audit segment {path.name}: {exc}", file=sys.stderr, flush=True)
+
+    def _report_set_aside(self, aside: SetAside) -> None:
+        where = f"lines {', '.join(map(str, aside.lines))}" if aside.lines else "the whole file"
+        print(
+            f"flagstone serve: intake segment {aside.segment}: {where} could not be absorbed ({aside.reason}); "
+            f"moved to {aside.moved_to}, {aside.kept:,} events of its other lines kept",
+            file=sys.stderr,
+            flush=True,
+        )
+        if self.on_set_aside is not None:
+            try:
+                self.on_set_aside(aside)
+            except Exception as exc:
+                print(f"flagstone serve: cannot audit the set-aside segment {aside.segment}: {exc}", file=sys.stderr)
 
     def _convert(self, group: list[_Submission]) -> list[_Submission]:
         """Convert each source's records with one query; reject requests with a bad record."""
@@ -364,7 +504,10 @@ class ScoringService:
         accepted = []
         for source, subs in by_source.items():
             records = [r for s in subs for r in s.records]
-            events, errors = self.intakes[source].convert(records)
+            intake = self.intakes[source]
+            # A mapped source stores identities itself, as the absorber does (see _absorb.Absorber).
+            with self._identities_lock if isinstance(intake, RecordConverter) else nullcontext():
+                events, errors = intake.convert(records)
             bad: dict[int, list[dict[str, Any]]] = {}
             starts = []
             offset = 0
@@ -396,9 +539,7 @@ class ScoringService:
             k: self._pending[k] for k in keys if k in self._pending
         }
         maybe = {k for k in keys if k not in stored and self.seen.might_hold(*k)}
-        if maybe:
-            times = [e["ts"] for s in subs for e in s.events if (e["source"], e["event_id"]) in maybe]
-            stored.update(_stored_decisions(self._reader, maybe, times))
+        stored.update(_stored_decisions(self._reader, maybe))
         first: dict[tuple[str, str], tuple[str, _Submission, int]] = {}
         self._copies: list[tuple[_Submission, int, _Submission, int]] = []
         for s in list(subs):
@@ -439,10 +580,6 @@ class ScoringService:
             for f in [*decision.fired, *decision.updated]:
                 final[(f.rule_id, f.group, f.fire)] = f
             fired.update((f.rule_id, f.group, f.fire) for f in decision.fired)
-            self.counters.events += 1
-            self.counters.late += decision.late
-            for f in decision.fired:
-                self.counters.alerts[f.rule_id] = self.counters.alerts.get(f.rule_id, 0) + 1
             s.decisions[i] = {
                 "index": i,
                 "source": event["source"],
@@ -454,28 +591,28 @@ class ScoringService:
             }
         for s, i, other, j in self._copies:
             s.decisions[i] = {**(other.decisions[j] or {}), "index": i, "retry": True}
-        self.counters.retries += sum(1 for s in subs for d in s.decisions if d is not None and d["retry"])
         return [final[k] for k in fired], [f for k, f in final.items() if k not in fired]
 
-    def _log(self, subs: list[_Submission], fired: list[Finding], updated: list[Finding]) -> None:
-        """Append the group's new events, decisions, identities and alerts to the log, on disk."""
+    def _entry(
+        self, subs: list[_Submission], fired: list[Finding], updated: list[Finding]
+    ) -> tuple[bytes | None, dict[str, list[list[str]]]]:
+        """The group's log line (its new events, decisions, identities and alerts), or None when it
+        holds nothing new; and the identities it carries, by source."""
         rows = [(s.events[i], s.hashes[i], d) for s in subs for i, d in enumerate(s.decisions) if d and not d["retry"]]
-        identities = [i for s in {sub.source for sub in subs} for i in self.intakes[s].take_identities()]
-        if not rows and not identities:
-            return
+        identities: dict[str, list[list[str]]] = {}
+        for source in {sub.source for sub in subs}:
+            identities[source] = self.intakes[source].take_identities([e for e, _, _ in rows if e["source"] == source])
+        if not rows and not any(identities.values()):
+            return None, identities
         now = _now().isoformat()
         entry = {
             "events": [{**e, "batch_id": self.batch_ids[e["source"]]} for e, _, _ in rows],
             "served": [[e["source"], e["event_id"], now, h, json.dumps(d, default=str)] for e, h, d in rows],
-            "identities": identities,
+            "identities": [i for rows_ in identities.values() for i in rows_],
             "alerts": [_logged(row) for f in fired for row in alert_rows(self.rules[f.rule_id], [f], self.scan_id)],
             "updates": [_logged(row) for f in updated for row in alert_rows(self.rules[f.rule_id], [f], self.scan_id)],
         }
-        self.log.append(entry)
-        for e, h, d in rows:
-            key = (e["source"], e["event_id"])
-            self._pending[key] = (h, d)
-            self.seen.add(*key)
+        return entry_line(entry), identities
 
     def alert(self, f: Finding) -> dict[str, Any]:
         """A finding as the API shows it (the stored alert row, with values and evidence unpacked)."""
@@ -520,25 +657,18 @@ def _ingested(key: tuple[str, str]) -> dict[str, Any]:
     return {"source": key[0], "event_id": key[1], "status": "duplicate", "alerts": [], "updated_alerts": []}
 
 
-
-def _stored_decisions(
-    con: Any, keys: set[tuple[str, str]], times: list[datetime]
-) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]]:
-    """(content hash, decision) of the keys already served; ("", None) for ones only ingested
-    (by `flagstone ingest`; the time range keeps DuckDB to the few row groups they can be in)."""
-    if not keys:
-        return {}
-    wanted = pa.table({"source": [k[0] for k in keys], "event_id": [k[1] for k in keys]})  # noqa: F841 - in SQL
-    rows = con.execute(
-        "SELECT s.source, s.event_id, s.content_hash, s.decision FROM served s JOIN wanted USING (source, event_id) "
-        "UNION ALL SELECT e.source, e.event_id, '', NULL FROM events e JOIN wanted USING (source, event_id) "
-        "WHERE e.ts BETWEEN ? AND ?",
-        [min(times), max(times)],
-    ).fetchall()
-    out: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
-    for source, event_id, digest, decision in rows:
-        if digest or (source, event_id) not in out:  # a served event is in both tables: its decision wins
-            out[(source, event_id)] = (digest, json.loads(decision) if decision else None)
+def _stored_decisions(con: Any, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]]:
+    """(content hash, decision) of the keys already served; (content hash, None) of those only
+    ingested (by `flagstone ingest`), whatever their time."""
+    out: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
+        (source, event_id): (digest, json.loads(decision))
+        for source, event_id, digest, decision in lookup(
+            con, "served", ["source", "event_id", "content_hash", "decision"], keys
+        )
+    }
+    for row in lookup(con, "events", KEY_FIRST, keys - out.keys()):
+        event = dict(zip(KEY_FIRST, row, strict=True))  # as the converters make it: the hashes compare
+        out[(event["source"], event["event_id"])] = (content_hash(event), None)
     return out
 
 
