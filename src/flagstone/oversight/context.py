@@ -57,9 +57,14 @@ class Oversight:
         engine = open_database(url, upgraded)
         cfg = config if isinstance(config, Config) else load_config(config)
         audit = open_audit_log(engine, store_path)
+        ov = cls(engine, audit, cfg, store_path, url)
+        # Imported here: it builds on the proposal and report modules, which build on this one.
+        from flagstone.oversight.legacy import bring_forward
+
+        upgraded += bring_forward(ov)
         if upgraded:
             audit.record("system", CaseDatabaseUpgraded(safe_url(url), tuple(upgraded)))
-        return cls(engine, audit, cfg, store_path, url)
+        return ov
 
     def close(self) -> None:
         try:

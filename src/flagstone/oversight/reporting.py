@@ -64,14 +64,14 @@ def seal_report(
     xml = case_report_xml(
         ov, con, case, version=version, text=text, evidence=evidence, approver=approver, proposer=proposer
     )
-    nonce, ciphertext = _cipher(ov, "encrypted").encrypt(_bound(case.id, version), xml.decode("utf-8"))
+    nonce, ciphertext = _cipher(ov, "encrypted").encrypt(bound(case.id, version), xml.decode("utf-8"))
     return SealedReport(hashlib.sha256(xml).hexdigest(), nonce, ciphertext)
 
 
 def open_report(ov: Oversight, case_id: int, version: int, sealed: SealedReport) -> bytes:
     """The clear bytes of a sealed report, checked against the SHA-256 recorded at approval."""
     try:
-        text = _cipher(ov, "decrypted").decrypt(_bound(case_id, version), sealed.nonce, sealed.ciphertext)
+        text = _cipher(ov, "decrypted").decrypt(bound(case_id, version), sealed.nonce, sealed.ciphertext)
     except InvalidTag as exc:
         raise WorkflowError(
             f"the report of case {case_id} cannot be decrypted: the key is not the one it was sealed with, "
@@ -91,7 +91,7 @@ def _cipher(ov: Oversight, done: str) -> Pseudonymiser:
         raise WorkflowError(f"the report cannot be {done} here: {exc}") from exc
 
 
-def _bound(case_id: int, version: int) -> str:
+def bound(case_id: int, version: int) -> str:
     """What the ciphertext is bound to (AES-GCM associated data): it opens for this case and version only."""
     return f"goaml-report/case-{case_id}/v{version}"
 
