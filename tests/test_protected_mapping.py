@@ -247,3 +247,25 @@ def _rule(tmp_path: Path, condition: str, profiles: dict[str, dict[str, str]] | 
     path = tmp_path / "rule.yaml"
     path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize(
+    ("attrs", "field"),
+    [
+        ({"religion": "x"}, "attrs.religion"),
+        ({"r\u0435ligion": "x"}, "attrs.r\u0435ligion"),  # Cyrillic е
+        ({"profile": {"customerEthnicity": "x"}}, "attrs.profile.customerEthnicity"),
+        ({"tags": [{"health_status": 1}]}, "attrs.tags.health_status"),
+    ],
+)
+def test_canonical_events_with_a_special_attribute_key_are_refused(attrs: dict[str, object], field: str) -> None:
+    """Canonical events (flagstone serve --source, canonical JSON lines) bring their own attrs keys,
+    which no mapping names: each event is checked, and refused with the key's path."""
+    from flagstone.ingest import CanonicalIntake, Pseudonymiser
+
+    intake = CanonicalIntake("api", Pseudonymiser(b"k" * 32))
+    base = {"event_id": "e1", "ts": "2026-03-01T10:00:00Z", "kind": "payment", "actor": "alice"}
+    events, errors = intake.convert([{**base, "attrs": attrs}, {**base, "event_id": "e2", "attrs": {"trace_id": 1}}])
+    assert [e["event_id"] for e in events] == ["e2"]
+    assert [(e.index, e.field) for e in errors] == [(0, field)]
+    assert "special category" in errors[0].reason

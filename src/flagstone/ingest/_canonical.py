@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flagstone.events import CURRENCIES, EVENT_COLUMNS, IDENTIFIER_FIELDS
 from flagstone.ingest._pseudonym import Pseudonymiser
 from flagstone.ingest._records import RecordError
+from flagstone.protected import protected_match
 
 PLACES = Decimal("0.0001")
 LIMIT_DIGITS = 14  # DECIMAL(18,4): 14 digits before the point
@@ -139,6 +140,12 @@ class CanonicalIntake:
             except ValidationError as exc:
                 errors.append(_first_problem(index, exc))
                 continue
+            special = _special_key(event.attrs)
+            if special is not None:
+                path, stem = special
+                reason = f"names a special category ('{stem}'): Flagstone does not take such data (docs/oversight.md)"
+                errors.append(RecordError(index, path, None, reason))
+                continue
             row = event.model_dump()
             row["source"] = self.source
             if row["attrs"] is not None:
@@ -172,6 +179,24 @@ class CanonicalIntake:
         if len(self._known) > KNOWN_LIMIT:
             self._known.clear()
         self._known.update(p for p, _, _ in identities)
+
+
+def _special_key(attrs: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The first key under ``attrs``, at any depth, whose name is a special category (religion,
+    health, ...; however written), as (path, stem). A mapping's columns are checked when it loads;
+    canonical events carry their own keys, so they are checked here, event by event."""
+    stack: list[tuple[str, Any]] = [("attrs", attrs)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                stem = protected_match(str(key))
+                if stem is not None:
+                    return f"{path}.{key}", stem
+                stack.append((f"{path}.{key}", inner))
+        elif isinstance(value, list):
+            stack.extend((path, v) for v in value)
+    return None
 
 
 def _first_problem(index: int, exc: ValidationError) -> RecordError:
