@@ -34,8 +34,8 @@ app = typer.Typer(
     # Markdown joins a docstring's wrapped lines into paragraphs (blank lines separate them).
     rich_markup_mode="markdown",
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, markup=False)  # names and values from files and users are never markup
+out = Console(markup=False)
 
 # Per-deployment thresholds, shared by every command that runs rules.
 ParamsOpt = Annotated[
@@ -228,7 +228,7 @@ def _scan_on_spark(
         from pyspark.sql import SparkSession
     except ImportError as exc:
         # Printed here, not via _friendly: rich markup would swallow the "[spark]".
-        err.print("[bold red]error:[/] --engine spark needs pyspark: pip install 'flagstone\\[spark]'")
+        err.print("[bold red]error:[/] --engine spark needs pyspark: pip install 'flagstone\\[spark]'", markup=True)
         raise typer.Exit(2) from exc
     from flagstone.engines.spark_scan import RuleOutcome, scan_parquet
 

@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # the oversight stack is imported only when a command runs
     from flagstone.oversight.context import Oversight
     from flagstone.oversight.grants import Grant
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, markup=False)  # names and values from files and users are never markup
+out = Console(markup=False)
 
 audit_app = typer.Typer(
     name="audit", help="Check and read the tamper-evident audit log.", no_args_is_help=True, rich_markup_mode="markdown"
@@ -138,7 +138,7 @@ def audit_verify(
     if result.ok:
         out.print(f"audit log OK: {result.entries:,} entries, {result.checkpoints:,} signed checkpoints verified")
     else:
-        err.print(f"[bold red]audit log FAILED[/] after {result.entries:,} good entries", highlight=False)
+        err.print(f"[bold red]audit log FAILED[/] after {result.entries:,} good entries", markup=True, highlight=False)
     for p in result.problems:
         err.print(f"  {printable(p)}", markup=False, highlight=False, soft_wrap=True)
     if result.first_bad:

@@ -25,8 +25,8 @@ quarantine_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, markup=False)  # names and values from files and users are never markup
+out = Console(markup=False)
 BatchArg = Annotated[int, typer.Argument(help="The batch (`flagstone quarantine list` shows it).")]
 RecordArg = Annotated[int, typer.Argument(help="The record number within the file (from 1).")]
 

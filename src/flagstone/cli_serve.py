@@ -23,8 +23,8 @@ keys_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, markup=False)  # names and values from files and users are never markup
+out = Console(markup=False)
 
 
 def serve(

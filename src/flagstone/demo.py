@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
-from flagstone.errors import FlagstoneError, InputError
+from flagstone.errors import FlagstoneError, InputError, printable
 from flagstone.evaluate import RuleScore, evaluate_store, render_scores
 
 DEMO_EVENTS = 5_000_000
@@ -211,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_demo(args.out, events=args.events, seed=args.seed, progress=not args.quiet, console=console)
     except FlagstoneError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(Text.assemble(("error:", "bold red"), " ", printable(str(exc))), highlight=False, soft_wrap=True)
         return 2
     return 0
 
