@@ -17,7 +17,8 @@ from sqlalchemy import delete, insert
 from flagstone.config import Cases, Config, Security
 from flagstone.oversight.context import Oversight
 from flagstone.oversight.schema import case_events, cases, event_key, login_limits
-from flagstone.oversight.users import User, create_user
+from flagstone.oversight.grants import Grant
+from flagstone.oversight.users import User, approve_grant, create_user
 from flagstone.web import create_web_app
 
 PASSWORD = "correct horse battery"
@@ -60,7 +61,14 @@ def small_web(db_url: str, tmp: Path, **security: Any) -> Iterator[Small]:
     ov = Oversight.open(tmp / "store.duckdb", db_url, config)
     clock = Clock(ov.clock())
     ov.clock = clock
-    people = {n: create_user(ov, "cli:test", n, PASSWORD, role, team) for n, (role, team) in PEOPLE.items()}
+    # The admin first (the bootstrap), who then approves the supervisors' grants, as a deployment does.
+    made = {
+        n: create_user(ov, "cli:test", n, PASSWORD, role, team)
+        for n, (role, team) in sorted(PEOPLE.items(), key=lambda p: p[1][0] != "admin")
+    }
+    admin = made["adm"]
+    assert isinstance(admin, User)
+    people = {n: approve_grant(ov, admin, u.id) if isinstance(u, Grant) else u for n, u in made.items()}
     ids = []
     with ov.engine.begin() as con:
         for i in range(3):

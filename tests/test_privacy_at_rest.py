@@ -140,13 +140,13 @@ def test_no_identifier_of_a_quarantined_record_is_in_any_file_beside_the_store(
 
 
 def test_the_store_and_every_file_beside_it_are_owner_only(tmp_path: Path, env: None, loose_umask: None) -> None:
-    from flagstone.serve._log import IntakeLog, log_folder
+    from flagstone.serve._log import IntakeLog, entry_line, log_folder
 
     path = tmp_path / "s.duckdb"
     with Store(path) as st:
         _ingest(st, tmp_path)
         assert Path(f"{path}.wal").exists()
-        IntakeLog(log_folder(path)).append({"event": 1})
+        IntakeLog(log_folder(path)).append(entry_line({"event": 1}))
     Oversight.open(path).close()  # the case database and the audit key
     files = beside_store(path)
     names = {p.name for p in files}

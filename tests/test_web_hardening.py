@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from small_web import SECURITY_HEADERS, Small, forget_failures, login, page_csrf, small_web
 from sqlalchemy import select
 
+from flagstone.audit.bounded import MAX_TARGET, bounded_text
 from flagstone.oversight.schema import audit_entries, comments
 
 
@@ -73,7 +74,8 @@ def test_a_case_id_no_database_holds_is_404_audited_with_the_headers(
     assert r.status_code == 404, (path[:60], r.status_code, r.text[:300])
     assert has_security_headers(r) and "Traceback" not in r.text and "Not found" in r.text
     decoded = path.replace("%00", "\x00")
-    assert any("404" in d for d in refusals(small, decoded)), "not audited"
+    target = bounded_text(decoded, MAX_TARGET)  # as the audit log keeps any target: NUL-free, cut short
+    assert any("404" in d for d in refusals(small, target)), "not audited"
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from flagstone.oversight.workflow import NotPermitted
 MIN_PASSWORD = 12
 MAX_USERNAME = 64
 MAX_TEXT = 200  # a display name or a team name
-SHOWN = 200  # characters of a typed user name that reach the audit log
+SHOWN = 200  # characters of a typed user name that error messages repeat
 _hasher = PasswordHasher()  # Argon2id, RFC 9106's second recommended parameter set (64 MiB, t=3)
 _DUMMY = _hasher.hash("not a real password, for equal timing")
 
@@ -321,8 +321,8 @@ def _address_limit(ov: Oversight) -> limits.Limit:
 
 
 def _shown(name: str) -> str:
-    """A typed user name as the audit log and messages hold it: cut to SHOWN characters, so that
-    nobody grows the log by typing (the length is kept)."""
+    """A typed user name as an error message repeats it: cut to SHOWN characters (the length is
+    kept). The audit log bounds what it keeps itself (flagstone.audit.bounded)."""
     return name if len(name) <= SHOWN else f"{name[:SHOWN]}… ({len(name):,} characters)"
 
 
@@ -345,7 +345,7 @@ def _refused(
     else:
         if first:
             reason = f"user name locked until {until:%Y-%m-%d %H:%M:%S}; refusals until then are counted, not audited"
-            ov.audit.record(_shown(value), LoginFailed(_shown(value), reason), con)
+            ov.audit.record(value, LoginFailed(value, reason), con)  # the log bounds what it keeps
         message = (
             f"too many failed log-ins for this user name: it is locked for {minutes} min; try later or ask an admin"
         )
@@ -358,8 +358,6 @@ def _failure(ov: Oversight, con: Connection, name: str, client: str | None, now:
         reason += f"; user name locked for {_name_limit(ov).minutes} min"
     if client is not None and limits.fail(con, _address_limit(ov), client, now) is not None:
         reason += f"; address locked for {_address_limit(ov).minutes} min"
-    if len(name) > SHOWN:
-        reason += f"; user name of {len(name):,} characters, cut to {SHOWN} here"
     return reason
 
 
@@ -405,7 +403,7 @@ def authenticate(ov: Oversight, username: str, password: str, client: str | None
             failure = _refused(ov, con, _name_limit(ov), username, lock, now, client)
         elif row is None or not right:
             reason = _failure(ov, con, username, client, now, "unknown user" if row is None else "wrong password")
-            ov.audit.record(_shown(username), LoginFailed(_shown(username), reason), con)
+            ov.audit.record(username, LoginFailed(username, reason), con)  # the log bounds what it keeps
             failure = LoginError(WRONG)
         elif not row.active:
             ov.audit.record(username, LoginFailed(username, "account disabled"), con)
