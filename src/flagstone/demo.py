@@ -161,11 +161,13 @@ def _demo_users(store_path: Path, users_file: Path) -> Path:
     from flagstone.oversight.users import Grant, User, approve_grant, create_user, new_password
 
     people = [
-        ("admin", "admin", "Ann Admin"),
-        ("analyst", "analyst", "Ada Analyst"),
-        ("supervisor", "supervisor", "Sam Supervisor"),
-        ("supervisor2", "supervisor", "Sue Supervisor"),
-        ("auditor", "auditor", "Aud Auditor"),
+        # Names no operating-system account is likely to have: the command line acts as the OS user
+        # (cli:NAME), and an account of that name would count as the same person (no approval).
+        ("ann.admin", "admin", "Ann Admin"),
+        ("ada.analyst", "analyst", "Ada Analyst"),
+        ("sam.supervisor", "supervisor", "Sam Supervisor"),
+        ("sue.supervisor", "supervisor", "Sue Supervisor"),
+        ("aud.auditor", "auditor", "Aud Auditor"),
     ]
     lines = []
     ov = Oversight.open(store_path)
