@@ -16,8 +16,8 @@ from sqlalchemy import delete, insert
 
 from flagstone.config import Cases, Config, Security
 from flagstone.oversight.context import Oversight
-from flagstone.oversight.schema import case_events, cases, event_key, login_limits
 from flagstone.oversight.grants import Grant
+from flagstone.oversight.schema import case_events, cases, event_key, login_limits
 from flagstone.oversight.users import User, approve_grant, create_user
 from flagstone.web import create_web_app
 
