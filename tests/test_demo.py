@@ -71,3 +71,20 @@ def test_main_prints_where_the_results_are(tmp_path: Path, capsys: pytest.Captur
     assert main(["--out", str(tmp_path / "d"), "--events", "20000", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "report.html" in printed and "flagstone.duckdb" in printed and "flagstone alerts" in printed
+
+
+def test_the_demos_files_are_its_owners_only(tmp_path: Path) -> None:
+    """`make demo` runs this module, not the flagstone command, which sets the umask itself."""
+    import os
+    import stat
+
+    from flagstone.demo import main
+
+    before = os.umask(0o022)  # a usual login umask, whatever earlier tests left
+    try:
+        assert main(["--out", str(tmp_path / "d"), "--events", "20000", "--quiet"]) == 0
+    finally:
+        os.umask(before)
+    made = [tmp_path / "d", *(tmp_path / "d").rglob("*")]
+    loose = [f"{p}: {stat.S_IMODE(p.stat().st_mode):04o}" for p in made if p.stat().st_mode & 0o077]
+    assert not loose

@@ -85,11 +85,13 @@ def run_demo(
     from flagstone.generate import generate_demo
     from flagstone.ingest import ingest_file
     from flagstone.oversight.activity import after_scan, record
+    from flagstone.owner_only import owner_only_umask
     from flagstone.report import write_report
     from flagstone.rules import load_rules
     from flagstone.scan import scan_store
     from flagstone.store import Store
 
+    owner_only_umask()  # as every flagstone command does: the demo's data and store are personal-looking data
     console = console or Console(quiet=not progress)
     began = time.perf_counter()
     out = Path(out)
