@@ -4,12 +4,14 @@ server login that may create databases (``.ci/run`` starts one). Each test gets 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import ProgrammingError
 
 PG_ENV = "FLAGSTONE_TEST_PG"  # e.g. postgresql+psycopg://flagstone:flagstone@127.0.0.1/postgres
 REQUIRE_PG_ENV = "FLAGSTONE_REQUIRE_PG"
@@ -34,9 +36,22 @@ def fresh_db_url(backend: str, tmp: Path) -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
-        with admin.connect() as con:
-            con.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop(admin, name)
         admin.dispose()
+
+
+def _drop(admin: Engine, name: str) -> None:
+    # FORCE ends the tests' own connections, but a login without superuser rights may not end an
+    # autovacuum worker that happens to be in the new database: wait for it a little.
+    for attempt in range(20):
+        try:
+            with admin.connect() as con:
+                con.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture(params=BACKENDS)
