@@ -36,6 +36,23 @@ T0 = datetime(2024, 1, 1)
 EVENT_COLS = [c.name for c in EVENT_COLUMNS]
 
 
+@pytest.fixture(autouse=True)
+def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at its smallest in this process: the tests make hundreds of accounts and log-ins,
+    and test who may do what, not the hash's cost (64 MiB, three passes: about 0.1 s each).
+    ``test_passwords_are_hashed_with_argon2id_at_its_documented_cost`` (marked ``real_argon2``)
+    checks the real parameters; subprocesses (the CLI, the browser test's server) use them too."""
+    if request.node.get_closest_marker("real_argon2"):
+        return
+    from argon2 import PasswordHasher
+
+    from flagstone.oversight import users
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(users, "_hasher", cheap)
+    monkeypatch.setattr(users, "_DUMMY", cheap.hash("not a real password"))  # what unknown names cost
+
+
 def ev(event_id: str, hours: float = 0, **fields: Any) -> dict[str, Any]:
     """A canonical event with sensible defaults; ``hours`` after T0."""
     base: dict[str, Any] = {c: None for c in EVENT_COLS}

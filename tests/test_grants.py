@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -48,14 +47,6 @@ from flagstone.store import Store
 from flagstone.web import create_web_app
 
 BANNER = 'id="single-admin"'
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 at its smallest: these tests make many accounts, and test grants, not hashing."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(user_ops, "_hasher", cheap)
-    monkeypatch.setattr(user_ops, "_DUMMY", cheap.hash("not a real password"))  # what unknown names cost
 
 
 def open_fresh(scanned: Path, db_url: str, tmp_path: Path, config: Config = CONFIG) -> Oversight:

@@ -220,3 +220,21 @@ def test_attempts_on_a_locked_name_count_against_the_address(small: Small, verif
     assert len(verifications) == 8  # the last two were refused by the address, before any hashing
     r = try_login(client, "sam")
     assert r.status_code == 429 and "from this address" in r.text
+
+
+@pytest.mark.real_argon2
+def test_passwords_are_hashed_with_argon2id_at_its_documented_cost(tmp_path: Path) -> None:
+    """docs/oversight.md: Argon2id, 64 MiB, 3 passes, 4 lanes; the dummy hash that unknown and
+    locked names verify against costs the same (the other tests make Argon2 cheap)."""
+    from flagstone.oversight import users
+    from flagstone.oversight.context import Oversight
+
+    ov = Oversight.open(tmp_path / "s.duckdb")
+    try:
+        users.create_user(ov, "cli:test", "ana", PASSWORD, "analyst", "aml")
+        with ov.engine.connect() as con:
+            stored = con.execute(select(users.users.c.password_hash)).scalar_one()
+    finally:
+        ov.close()
+    for digest in (stored, users._DUMMY):
+        assert digest.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
