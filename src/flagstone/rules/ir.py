@@ -1,8 +1,9 @@
 """The rule intermediate form: small, typed, engine-neutral.
 
-A rule file is parsed once into these nodes; each back end (DuckDB, Spark, and the real-time scorer
-of ``engines/realtime.py``) maps node types to its own constructs, and the pure-Python oracle
-evaluates them directly. Nothing here knows about SQL.
+A rule file is parsed once into these nodes: the expression language here, and one typed rule per
+kind in ``flagstone.rules.kinds``. Each back end (DuckDB, Spark, and the real-time scorer of
+``engines/realtime``) maps node types to its own constructs, and the pure-Python oracle evaluates
+them directly. Nothing here knows about SQL.
 
 Semantics shared by every back end (``docs/rules.md`` says the same for users):
 
@@ -17,9 +18,10 @@ Semantics shared by every back end (``docs/rules.md`` says the same for users):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from decimal import Decimal
 from typing import Literal as TypingLiteral
+from typing import Protocol
 
 ValueType = TypingLiteral["string", "number", "boolean", "timestamp", "null"]
 Value = Decimal | int | float | str | bool | None
@@ -195,47 +197,19 @@ class RuleMeta:
     params: tuple[tuple[str, Value], ...] = ()
 
 
-@dataclass(frozen=True)
-class ConditionRule:
-    """Fires on single events: ``condition`` is evaluated on each matched event alone."""
+class Rule(Protocol):
+    """What every kind's rule has; each kind (``flagstone.rules.kinds``) adds its own fields."""
 
-    meta: RuleMeta
-    match: Expr
-    group_by: tuple[str, ...]
-    condition: Expr
-    # Event fields shown in the alert's values (those the rule reads).
-    shown_fields: tuple[str, ...] = ()
-
+    @property
+    def meta(self) -> RuleMeta: ...
+    @property
+    def match(self) -> Expr: ...
+    @property
+    def group_by(self) -> tuple[str, ...]: ...
     @property
     def value_names(self) -> tuple[str, ...]:
         """Names of the values each finding carries, in order (every engine returns these)."""
-        return self.shown_fields
-
-
-def shown_leaf(name: str) -> Expr:
-    """The leaf a condition rule's shown field reads: ``attrs.key`` or an event field."""
-    return Attr(name.removeprefix("attrs.")) if name.startswith("attrs.") else Field(name)
-
-
-@dataclass(frozen=True)
-class WindowRule:
-    """Sliding-window aggregates per group, tested by ``having``. Baskets compile to this."""
-
-    meta: RuleMeta
-    match: Expr
-    group_by: tuple[str, ...]
-    window_us: int
-    aggregates: tuple[tuple[str, Aggregate], ...]
-    having: Expr
-    window_text: str = field(default="")
-    # "window": the evidence and values are the firing event's window. "episode": every event in
-    # the windows of the episode's events (from the firing one while ``having`` keeps holding),
-    # with the aggregates recomputed over them.
-    evidence: TypingLiteral["window", "episode"] = "window"
-
-    @property
-    def value_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.aggregates)
+        ...
 
 
 def rule_profiles(node: object) -> set[Profile]:
@@ -259,12 +233,5 @@ def rule_expressions(node: object) -> list[Expr]:
         return [x for f in fields(node) for x in rule_expressions(getattr(node, f.name))]
     return []
 
-
-from flagstone.rules.ir_deviation import DeviationRule  # noqa: E402 - its module reads this one
-from flagstone.rules.ir_dormancy import DormancyRule  # noqa: E402 - likewise
-from flagstone.rules.ir_graph import GraphRule  # noqa: E402 - its module reads this one
-from flagstone.rules.ir_sequence import SequenceRule  # noqa: E402 - likewise
-
-Rule = ConditionRule | WindowRule | GraphRule | SequenceRule | DeviationRule | DormancyRule
 
 SEVERITIES = ("low", "medium", "high", "critical")

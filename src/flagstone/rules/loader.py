@@ -12,12 +12,12 @@ from flagstone._yaml import LocatedYaml, load_located, load_text
 from flagstone.config import load_config
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match, references
-from flagstone.rules import ir, kinds_basic, kinds_deviation, kinds_dormancy, kinds_graph, kinds_sequence
+from flagstone.rules import ir
 from flagstone.rules.expressions import to_predicate
+from flagstone.rules.kinds import KINDS
 from flagstone.rules.reader import (
     COMMON_KEYS,
     Common,
-    Kind,
     RuleReader,
     check_reason,
     parse_duration,
@@ -26,16 +26,6 @@ from flagstone.rules.reader import (
     read_profiles,
 )
 
-# Every rule kind, by the name rule files use. A new kind is one module and one line here.
-KINDS: dict[str, Kind] = {
-    "condition": kinds_basic.CONDITION,
-    "window": kinds_basic.WINDOW,
-    "basket": kinds_basic.BASKET,
-    "graph": kinds_graph.GRAPH,
-    "sequence": kinds_sequence.SEQUENCE,
-    "deviation": kinds_deviation.DEVIATION,
-    "dormancy": kinds_dormancy.DORMANCY,
-}
 REQUIRED = ("id", "version", "title", "severity", "kind")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 

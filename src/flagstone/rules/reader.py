@@ -1,15 +1,15 @@
 """Reading one rule document: the shared parts every kind needs, and the kind registry's types.
 
-A rule kind is a ``Kind``: the keys it adds to a rule file and a ``build`` function that turns the
-already-parsed common parts (``Common``) into its intermediate-form rule. New kinds live in their
-own module and are listed once in ``flagstone.rules.loader.KINDS``.
+A rule kind is a ``RuleKind``: the keys it adds to a rule file and a ``build`` function that turns
+the already-parsed common parts (``Common``) into its intermediate-form rule. Each kind lives in
+its own module of ``flagstone.rules.kinds`` and is registered once in that package.
 """
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,7 +18,8 @@ from flagstone._yaml import LocatedYaml
 from flagstone.errors import RuleError
 from flagstone.events import ENTITY_FIELDS, EVENT_FIELDS
 from flagstone.rules import ir
-from flagstone.rules.expressions import Scope, to_predicate
+from flagstone.rules.expressions import Scope, convert, parse_text, to_predicate
+from flagstone.rules.finding import Finding
 
 COMMON_KEYS = {
     "id": "unique rule id, e.g. aml.structuring",
@@ -108,16 +109,24 @@ class Common:
     match_scope: Scope
 
 
+Oracle = Callable[[Any, list[Mapping[str, Any]], Mapping[str, Mapping[str, Any]]], list[Finding]]
+
+
 @dataclass(frozen=True)
-class Kind:
-    """A rule kind: its own keys (name -> meaning) and how to build its rule.
+class RuleKind:
+    """A rule kind as ``flagstone.rules.kinds`` registers it: the name rule files give in ``kind``,
+    the typed rule it builds, its own keys (name -> meaning), how to build its rule, and its
+    plain-Python definition (the oracle: ``oracle(rule, events, entities)`` -> findings).
 
     ``build`` returns the rule and the names its ``reason`` template may use (besides parameters
     and ``{group}``).
     """
 
+    name: str
+    rule: type
     keys: dict[str, str]
     build: Callable[[Common], tuple[ir.Rule, set[str]]]
+    oracle: Oracle
 
 
 def read_params(r: RuleReader) -> dict[str, ir.Value]:
@@ -197,6 +206,33 @@ def read_window(r: RuleReader, params: dict[str, ir.Value]) -> tuple[str, int]:
     except ValueError as exc:
         raise r.error("window", str(exc), value) from exc
 
+
+
+def read_duration(r: RuleReader, key: str, params: dict[str, ir.Value]) -> tuple[str, int]:
+    """A required duration key (``within: 48h`` or ``within: $param``)."""
+    value = r.resolve(key, params)
+    if value is None:
+        raise r.error(key, f"'{key}' is required, e.g. {key}: 48h")
+    try:
+        return str(value).strip(), parse_duration(value)
+    except ValueError as exc:
+        raise r.error(key, str(exc), value) from exc
+
+
+def read_count(r: RuleReader, key: str, params: dict[str, ir.Value]) -> int:
+    value = r.resolve(key, params)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise r.error(key, f"'{key}' must be a whole number >= 1", value)
+    return value
+
+
+def read_number_expr(r: RuleReader, key: str, params: dict[str, ir.Value], default: str) -> ir.Expr:
+    scope = r.scope(key, params)
+    text = r.text(key, default)
+    node, typ = convert(parse_text(text, scope), scope)
+    if typ not in ("number", "null"):
+        raise scope.error(f"'{key}' must be a number, but {text!r} is a {typ}", text)
+    return node
 
 
 def check_reason(r: RuleReader, names: set[str]) -> None:

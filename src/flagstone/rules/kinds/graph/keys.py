@@ -9,8 +9,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flagstone.rules import ir
-from flagstone.rules.ir_graph import CYCLE_LENGTHS, MAX_CYCLE, STACK_LENGTHS, TYPOLOGIES, GraphRule
-from flagstone.rules.reader import Common, Kind, param_value, read_window
+from flagstone.rules.kinds.graph.rule import CYCLE_LENGTHS, MAX_CYCLE, STACK_LENGTHS, TYPOLOGIES, GraphRule
+from flagstone.rules.reader import Common, param_value, read_window
 
 
 def _whole(c: Common, key: str, low: int, high: int | None, default: int | None) -> int | None:
@@ -55,15 +55,12 @@ def build_graph(c: Common) -> tuple[ir.Rule, set[str]]:
     return rule, set(rule.value_names) | {"window"}
 
 
-GRAPH = Kind(
-    {
-        "typology": "fan_out | fan_in | cycle | scatter_gather | gather_scatter | bipartite | stack",
-        "window": "length W within which the whole pattern happens, e.g. 30d",
-        "min_counterparties": "distinct accounts k that the typology counts (see docs/rules.md); default 2",
-        "min_length": f"cycle, stack: fewest hops (2 to {MAX_CYCLE}); default 2 (stack: 3)",
-        "max_length": f"cycle, stack: most hops (2 to {MAX_CYCLE}); default 6",
-        "amount_tolerance": "cycle, stack, two-hop typologies: hops within ± this fraction of the first's; default any",
-        "max_degree": "all but fan_out / fan_in: leave out accounts sending more than this many; default none",
-    },
-    build_graph,
-)
+KEYS = {
+    "typology": "fan_out | fan_in | cycle | scatter_gather | gather_scatter | bipartite | stack",
+    "window": "length W within which the whole pattern happens, e.g. 30d",
+    "min_counterparties": "distinct accounts k that the typology counts (see docs/rules.md); default 2",
+    "min_length": f"cycle, stack: fewest hops (2 to {MAX_CYCLE}); default 2 (stack: 3)",
+    "max_length": f"cycle, stack: most hops (2 to {MAX_CYCLE}); default 6",
+    "amount_tolerance": "cycle, stack, two-hop typologies: hops within ± this fraction of the first's; default any",
+    "max_degree": "all but fan_out / fan_in: leave out accounts sending more than this many; default none",
+}

@@ -11,39 +11,19 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from flagstone.rules.evaluator import Entities, Event, order_key
 from flagstone.rules.finding import Finding
-from flagstone.rules.ir_graph import GraphRule
-from flagstone.rules.oracle import Context, Entities, Event, evaluate, order_key
-
-
-def edges(rule: GraphRule, events: list[Event], entities: Entities) -> list[Event]:
-    """Matched transfers with an actor, a different counterparty and a positive amount, in order."""
-    out = [
-        e
-        for e in events
-        if evaluate(rule.match, Context(e, entities)) is True
-        and e.get("actor") is not None
-        and e.get("counterparty") is not None
-        and e["actor"] != e["counterparty"]
-        and e.get("amount") is not None
-        and e["amount"] > 0
-    ]
-    return sorted(out, key=order_key)
-
-
-def _key(e: Event) -> tuple[str, str]:
-    return (e["source"], e["event_id"])
+from flagstone.rules.kinds.graph.edges import edge_key, edges, usable, within_tolerance
+from flagstone.rules.kinds.graph.layered import layered
+from flagstone.rules.kinds.graph.rule import GraphRule
+from flagstone.rules.kinds.graph.scatter import two_hop
 
 
 def run_graph(rule: GraphRule, events: list[Event], entities: Entities) -> list[Finding]:
     es = edges(rule, events, entities)
     if rule.typology in ("scatter_gather", "gather_scatter"):
-        from flagstone.rules.oracle_scatter import two_hop  # imports this module's helpers
-
         return two_hop(rule, es)
     if rule.typology in ("bipartite", "stack"):
-        from flagstone.rules.oracle_layered import layered  # imports this module's helpers
-
         return layered(rule, es)
     return _cycles(rule, es) if rule.typology == "cycle" else _fans(rule, es)
 
@@ -69,7 +49,7 @@ def _fans(rule: GraphRule, es: list[Event]) -> list[Finding]:
                 j = i
                 while j < len(windows) and windows[j][0]:
                     j += 1
-                union = {_key(w): w for _, window in windows[i:j] for w in window}
+                union = {edge_key(w): w for _, window in windows[i:j] for w in window}
                 episode = sorted(union.values(), key=order_key)
                 total = sum((w["amount"] for w in episode), Decimal(0))
                 values = (
@@ -90,31 +70,16 @@ def _finding(
         rule_id=rule.meta.id,
         rule_version=rule.meta.version,
         group=((rule.group_by[0], account),),
-        fire=_key(fire),
+        fire=edge_key(fire),
         first_ts=path[0]["ts"],
         last_ts=fire["ts"],
-        evidence=tuple(_key(e) for e in path),
+        evidence=tuple(edge_key(e) for e in path),
         values=values,
     )
 
 
-def _usable(rule: GraphRule, es: list[Event]) -> list[Event]:
-    if rule.max_degree is None:
-        return es
-    sent: dict[str, int] = defaultdict(int)
-    for e in es:
-        sent[e["actor"]] += 1
-    return [e for e in es if sent[e["actor"]] <= rule.max_degree and sent[e["counterparty"]] <= rule.max_degree]
-
-
-def _within_tolerance(rule: GraphRule, first: Event, e: Event) -> bool:
-    if rule.amount_tolerance is None:
-        return True
-    return bool(abs(e["amount"] - first["amount"]) <= rule.amount_tolerance * first["amount"])
-
-
 def _cycles(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
-    es = _usable(rule, all_edges)
+    es = usable(rule, all_edges)
     reach = timedelta(microseconds=rule.window_us)
     found: list[list[int]] = []  # each cycle as positions in ``es``
 
@@ -122,7 +87,7 @@ def _cycles(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
         first, last = es[path[0]], path[-1]
         for j in range(last + 1, len(es)):
             e = es[j]
-            if e["actor"] != accounts[-1] or e["ts"] - first["ts"] >= reach or not _within_tolerance(rule, first, e):
+            if e["actor"] != accounts[-1] or e["ts"] - first["ts"] >= reach or not within_tolerance(rule, first, e):
                 continue
             if e["counterparty"] == accounts[0]:
                 if len(path) + 1 >= rule.min_length:

@@ -1,4 +1,4 @@
-"""Intermediate form of the ``graph`` rule kind (money-flow typologies over transfers)."""
+"""The typed form of the ``graph`` rule kind (money-flow typologies over transfers)."""
 
 from __future__ import annotations
 

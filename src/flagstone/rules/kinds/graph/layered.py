@@ -12,14 +12,14 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
+from flagstone.rules.evaluator import Event
 from flagstone.rules.finding import Finding
-from flagstone.rules.ir_graph import GraphRule
-from flagstone.rules.oracle import Event
-from flagstone.rules.oracle_graph import _key, _usable, _within_tolerance
+from flagstone.rules.kinds.graph.edges import edge_key, usable, within_tolerance
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 
 def layered(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
-    es = _usable(rule, all_edges)
+    es = usable(rule, all_edges)
     return _bipartite(rule, es) if rule.typology == "bipartite" else _stack(rule, es)
 
 
@@ -113,7 +113,7 @@ def _flow(rule: GraphRule, es: list[Event], h: int) -> tuple[set[int], int, int 
                 e["actor"] == accounts[-1]
                 and e["counterparty"] not in accounts
                 and e["ts"] - first["ts"] < reach
-                and _within_tolerance(rule, first, e)
+                and within_tolerance(rule, first, e)
             ):
                 stack.append((j, hops + 1, [*accounts, e["counterparty"]]))
     return flow, depth, fire
@@ -131,9 +131,9 @@ def _found(
         rule_id=rule.meta.id,
         rule_version=rule.meta.version,
         group=((rule.group_by[0], account),),
-        fire=_key(fire),
+        fire=edge_key(fire),
         first_ts=earliest["ts"],
         last_ts=fire["ts"],
-        evidence=tuple(_key(e) for e in path),
+        evidence=tuple(edge_key(e) for e in path),
         values=values,
     )

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from flagstone.rules import ir
+from flagstone.rules.evaluator import Context, Entities, Event, evaluate, order_key
 from flagstone.rules.finding import Finding
-from flagstone.rules.oracle import Context, Entities, Event, evaluate, order_key
 
 # test(seq, i) -> (holds, evidence in event order, values in value_names order)
 Test = Callable[[list[Event], int], tuple[bool, list[Event], dict[str, Any]]]

@@ -12,16 +12,16 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
+from flagstone.rules.evaluator import Event
 from flagstone.rules.finding import Finding
-from flagstone.rules.ir_graph import GraphRule
-from flagstone.rules.oracle import Event
-from flagstone.rules.oracle_graph import _key, _usable, _within_tolerance
+from flagstone.rules.kinds.graph.edges import edge_key, usable, within_tolerance
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 Leg = tuple[int, int]  # positions in the ordered edge list: (first hop X->M, second hop M->Y)
 
 
 def two_hop(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
-    es = _usable(rule, all_edges)
+    es = usable(rule, all_edges)
     reach = timedelta(microseconds=rule.window_us)
     scatter = rule.typology == "scatter_gather"
     by_group: dict[tuple[str, ...], list[Leg]] = defaultdict(list)
@@ -32,7 +32,7 @@ def two_hop(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
                 b["actor"] == a["counterparty"]
                 and b["counterparty"] != a["actor"]
                 and b["ts"] - a["ts"] < reach
-                and _within_tolerance(rule, a, b)
+                and within_tolerance(rule, a, b)
             ):
                 by_group[(a["actor"], b["counterparty"]) if scatter else (b["actor"],)].append((i, j))
     findings: list[Finding] = []
@@ -57,10 +57,10 @@ def two_hop(rule: GraphRule, all_edges: list[Event]) -> list[Finding]:
                         rule_id=rule.meta.id,
                         rule_version=rule.meta.version,
                         group=tuple(zip(rule.group_by, group, strict=True)),
-                        fire=_key(es[close]),
+                        fire=edge_key(es[close]),
                         first_ts=path[0]["ts"],
                         last_ts=es[close]["ts"],
-                        evidence=tuple(_key(e) for e in path),
+                        evidence=tuple(edge_key(e) for e in path),
                         values=(*_counts(es, episode, scatter), ("transfers", len(path)), ("total", total)),
                     )
                 )
