@@ -73,7 +73,7 @@ def spark_worker(cores: int, export: Path, result: Path, shuffle_partitions: int
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode must not look up the host name
     from pyspark.sql import SparkSession
 
-    from flagstone.engines.spark_scan import scan_parquet
+    from flagstone.engines.spark.scan import scan_parquet
 
     rules, _ = split_rules()
     t = time.perf_counter()

@@ -174,7 +174,7 @@ def spark() -> Iterator[Any]:
 
 def spark_runner(session: Any) -> Runner:
     from flagstone.engines.spark import SparkEngine
-    from flagstone.engines.spark_load import create_views
+    from flagstone.engines.spark.load import create_views
 
     def run(
         rule: Rule, events: list[dict[str, Any]], entities: dict[str, dict[str, Any]] | None = None

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from flagstone.engines import DuckDBEngine
 from flagstone.errors import RuleError
 from flagstone.rules import load_rules
-from flagstone.rules.ir_graph import MAX_CYCLE
+from flagstone.rules.kinds.graph.rule import MAX_CYCLE
 from flagstone.rules.oracle import run_rule
 
 

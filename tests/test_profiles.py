@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from flagstone.engines import DuckDBEngine
 from flagstone.engines.duckdb import compile_rule
 from flagstone.errors import RuleError
-from flagstone.rules.oracle import with_profiles
+from flagstone.rules.evaluator import with_profiles
 
 PROFILE = {"busy": {"match": "kind = 'x'", "relative": True}, "pays": {"match": "amount > 100"}}
 

@@ -120,10 +120,10 @@ def test_export_folder_as_a_uri_and_a_rule_spark_cannot_run(
     spark: Any, exported: tuple[Store, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flagstone.engines import spark as spark_engine
-    from flagstone.rules import ir
+    from flagstone.rules import ConditionRule
 
     # As if condition rules had no Spark builder: the one in the pack is reported, the others run.
-    monkeypatch.delitem(spark_engine.SQL_BUILDERS, ir.ConditionRule)
+    monkeypatch.delitem(spark_engine.BUILDERS, ConditionRule)
     store, export = exported
     out = (tmp_path / "alerts").as_uri()
     args = ["scan", "--engine", "spark", "--events", export.as_uri(), "-r", PACKS[1], "--out", out]

@@ -21,7 +21,7 @@ from conftest import REPO, exported_demo
 
 from flagstone.alerts import alert_rows
 from flagstone.engines import DuckDBEngine
-from flagstone.engines.spark_scan import scan_parquet
+from flagstone.engines.spark.scan import scan_parquet
 from flagstone.export import export_parquet
 from flagstone.rules import load_rules
 from flagstone.store import Store

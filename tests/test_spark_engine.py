@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not HAVE_SPARK, reason="pyspark is not installed
 
 def _run(spark: Any, rule: Any, evs: list[dict[str, Any]], ents: dict[str, Any] | None = None) -> list[Finding]:
     from flagstone.engines.spark import SparkEngine
-    from flagstone.engines.spark_load import create_views
+    from flagstone.engines.spark.load import create_views
 
     create_views(spark, evs, ents or {})
     return sorted(SparkEngine(spark).run(rule), key=lambda f: (f.group, f.fire))
@@ -92,8 +92,8 @@ def test_condition_with_attrs_like_and_entities(spark: Any, tmp_path: Path) -> N
 def test_unsupported_features_name_rule_feature_and_engine(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flagstone.engines import spark_graph
     from flagstone.engines.spark import SparkEngine
+    from flagstone.engines.spark import graph as spark_graph
 
     rule = write_rule(tmp_path, kind="condition", condition="amount > 1")
     odd = dataclasses.replace(rule, condition=ir.Compare("=", ir.Attr("a-b"), ir.Literal("x")))
@@ -132,7 +132,7 @@ def test_window_is_exact_whatever_the_session_time_zone(spark: Any, tmp_path: Pa
 def test_scan_of_a_parquet_export(spark: Any, tmp_path: Path) -> None:
     # The route of a real deployment: DuckDB's events written as Parquet, read by Spark.
     from flagstone.engines.spark import SparkEngine
-    from flagstone.engines.spark_load import entities_schema, events_schema
+    from flagstone.engines.spark.load import entities_schema, events_schema
 
     rule = write_rule(
         tmp_path,

@@ -30,7 +30,7 @@ def _order(f: Finding) -> tuple[Any, ...]:
 
 def _run(spark: Any, rule: Any, evs: list[dict[str, Any]]) -> list[Finding]:
     from flagstone.engines.spark import SparkEngine
-    from flagstone.engines.spark_load import create_views
+    from flagstone.engines.spark.load import create_views
 
     create_views(spark, evs, {})
     return sorted(SparkEngine(spark).run(rule), key=_order)

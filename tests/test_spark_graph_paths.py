@@ -29,7 +29,7 @@ def _order(f: Finding) -> tuple[Any, ...]:
 def _agree(spark: Any, rule: Rule, evs: list[dict[str, Any]]) -> list[Finding]:
     """Run ``rule`` on the oracle and on Spark: the findings must be the same (in any order)."""
     from flagstone.engines.spark import SparkEngine
-    from flagstone.engines.spark_load import create_views
+    from flagstone.engines.spark.load import create_views
 
     expected = sorted(run_rule(rule, evs, {}), key=_order)
     create_views(spark, evs, {})

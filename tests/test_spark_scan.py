@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not HAVE_SPARK, reason="pyspark is not installed
 
 
 def test_scan_parquet_matches_duckdb_and_writes_dated_partitions(spark: Any, tmp_path: Path) -> None:
-    from flagstone.engines.spark_scan import scan_parquet
+    from flagstone.engines.spark.scan import scan_parquet
 
     window = write_rule(
         tmp_path,
@@ -65,7 +65,7 @@ def test_scan_parquet_matches_duckdb_and_writes_dated_partitions(spark: Any, tmp
 
 def test_alerts_go_to_any_spark_path_and_are_not_doubled(spark: Any, tmp_path: Path) -> None:
     # A file:// URI goes through Hadoop's file systems, as s3a:// and hdfs:// do on a cluster.
-    from flagstone.engines.spark_scan import alerts_schema, scan_parquet
+    from flagstone.engines.spark.scan import alerts_schema, scan_parquet
 
     rule = write_rule(
         tmp_path, kind="window", group_by=["actor"], window="2h", aggregates={"n": "count(*)"}, having="n >= 2"

@@ -30,7 +30,7 @@ SETTINGS = settings(max_examples=18, deadline=None, suppress_health_check=[Healt
 
 def _run(spark: Any, rule: Any, evs: list[dict[str, Any]], ents: dict[str, Any] | None = None) -> list[Any]:
     from flagstone.engines.spark import SparkEngine
-    from flagstone.engines.spark_load import create_views
+    from flagstone.engines.spark.load import create_views
 
     create_views(spark, evs, ents or {})
     return sorted(SparkEngine(spark).run(rule), key=lambda f: (f.group, f.fire))

@@ -19,6 +19,7 @@ from flagstone.errors import InputError
 from flagstone.owner_only import private_output
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
+from flagstone.rules.kinds.window import WindowRule
 from flagstone.store import Store
 
 ALERT_COLUMNS = (
@@ -77,11 +78,11 @@ def computed_text(values: Mapping[str, Any]) -> str:
 def reasons(rule: ir.Rule) -> Callable[[Finding], str]:
     """The rule's one-sentence explanation of a finding; the template is read once per rule."""
     fixed = {k: format_value(v) for k, v in rule.meta.params}
-    if isinstance(rule, ir.WindowRule):
+    if isinstance(rule, WindowRule):
         fixed["window"] = rule.window_text
     template = rule.meta.reason
     if template is None:
-        where = f" within {rule.window_text}" if isinstance(rule, ir.WindowRule) else ""
+        where = f" within {rule.window_text}" if isinstance(rule, WindowRule) else ""
         return lambda f: f"{rule.meta.title}: {computed_text(f.values_dict)}{where}"
     fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
 

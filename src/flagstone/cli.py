@@ -230,7 +230,7 @@ def _scan_on_spark(
         # Printed here, not via _friendly: rich markup would swallow the "[spark]".
         err.print("[bold red]error:[/] --engine spark needs pyspark: pip install 'flagstone\\[spark]'", markup=True)
         raise typer.Exit(2) from exc
-    from flagstone.engines.spark_scan import RuleOutcome, scan_parquet
+    from flagstone.engines.spark.scan import RuleOutcome, scan_parquet
 
     def report(outcome: RuleOutcome) -> None:
         meta = outcome.rule.meta

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flagstone.rules import ir
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.rules.kinds.graph.rule import GraphRule
+from flagstone.rules.kinds.window import WindowRule
 
 
 def edge_predicate(rule: GraphRule) -> ir.Expr:
@@ -19,7 +20,7 @@ def edge_predicate(rule: GraphRule) -> ir.Expr:
     return test
 
 
-def lower_fan(rule: GraphRule) -> ir.WindowRule:
+def lower_fan(rule: GraphRule) -> WindowRule:
     """Fan-out / fan-in as a window rule over the anchor's transfers (engine-neutral rewrite)."""
     other = "actor" if rule.group_by == ("counterparty",) else "counterparty"
     aggregates = (
@@ -28,6 +29,6 @@ def lower_fan(rule: GraphRule) -> ir.WindowRule:
         ("total", ir.Aggregate("sum", ir.Field("amount"))),
     )
     having = ir.Compare(">=", ir.AggregateRef("counterparties"), ir.Literal(rule.min_counterparties))
-    return ir.WindowRule(
+    return WindowRule(
         rule.meta, edge_predicate(rule), rule.group_by, rule.window_us, aggregates, having, rule.window_text, "episode"
     )

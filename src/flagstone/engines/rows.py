@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
+from flagstone.rules.kinds.window import WindowRule
 
 
 def row_finding(rule: ir.Rule, row: dict[str, Any]) -> Finding:
@@ -53,7 +54,7 @@ def grouped_aggregate_sql(agg: ir.Aggregate, arg: str) -> str:
     return f"{agg.function}({arg})"
 
 
-def having_entities(rule: ir.WindowRule) -> list[ir.EntityField]:
+def having_entities(rule: WindowRule) -> list[ir.EntityField]:
     """The entity attributes ``having`` reads: constant per group (their role is grouped on), so
     they are carried as columns named by ``entity_column``."""
     nodes = {n for n in ir.walk(rule.having) if isinstance(n, ir.EntityField)}
@@ -84,7 +85,7 @@ def episode_last_seq(partition: str) -> str:
     )
 
 
-def fewest_events(rule: ir.WindowRule) -> int:
+def fewest_events(rule: WindowRule) -> int:
     """How many events a window must hold for ``having`` to be true, from its count thresholds
     (``n >= 8`` with n a count or distinct count needs 8 events; 1 when nothing is known)."""
     counts = {name for name, agg in rule.aggregates if agg.function in ("count", "count_distinct")}

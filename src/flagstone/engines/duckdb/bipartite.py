@@ -12,8 +12,8 @@ within W) × (edges each of those senders makes within W); ``max_degree`` bounds
 
 from __future__ import annotations
 
-from flagstone.engines.duckdb_graph import edge_ctes
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.engines.duckdb.edges import edge_ctes
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 
 def bipartite_sql(rule: GraphRule, events: str, entities: str) -> str:

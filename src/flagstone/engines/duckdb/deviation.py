@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from flagstone.engines.duckdb_steps import (
-    ORDER,
+from flagstone.engines.duckdb.sql import ORDER, event_sql
+from flagstone.engines.duckdb.steps import (
     Carried,
     as_double,
-    event_sql,
     fired_cte,
     numbered_ctes,
     partition,
     same_group,
 )
 from flagstone.engines.sql import literal
-from flagstone.rules.ir_deviation import MAD_SCALE, DeviationRule
+from flagstone.rules.kinds.deviation import MAD_SCALE, DeviationRule
 
 _COLUMNS = {"value": "val", "median": "med", "mad": "mad", "z": "z", "history_count": "history_count"}
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from flagstone.engines.duckdb_steps import (
+from flagstone.engines.duckdb.sql import event_sql
+from flagstone.engines.duckdb.steps import (
     Carried,
     as_double,
-    event_sql,
     fired_cte,
     micros_between,
     numbered_ctes,
     partition,
     same_group,
 )
-from flagstone.rules.ir_dormancy import DormancyRule
+from flagstone.rules.kinds.dormancy import DormancyRule
 
 
 def dormancy_sql(rule: DormancyRule, events: str, entities: str) -> str:

@@ -11,8 +11,8 @@ test; ``max_degree`` bounds both.
 
 from __future__ import annotations
 
-from flagstone.engines.duckdb_graph import edge_ctes
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.engines.duckdb.edges import edge_ctes
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 _HOP = ("source", "event_id", "rnk", "ts", "amount")
 

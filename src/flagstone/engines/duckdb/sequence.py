@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from flagstone.engines.duckdb_steps import (
+from flagstone.engines.duckdb.sql import event_sql
+from flagstone.engines.duckdb.steps import (
     Carried,
     as_double,
-    event_sql,
     fired_cte,
     micros_between,
     numbered_ctes,
@@ -21,7 +21,7 @@ from flagstone.engines.duckdb_steps import (
     same_group,
 )
 from flagstone.rules import ir
-from flagstone.rules.ir_sequence import EARLIER, SequenceRule
+from flagstone.rules.kinds.sequence import EARLIER, SequenceRule
 
 
 def sequence_sql(rule: SequenceRule, events: str, entities: str) -> str:

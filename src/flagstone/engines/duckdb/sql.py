@@ -1,4 +1,5 @@
-"""DuckDB joins that give each event its actor's / counterparty's reference data and profiles.
+"""How the DuckDB engine reads a rule's leaves: event fields and attributes of the events table
+``e``, and the joins that give each event its actor's / counterparty's reference data and profiles.
 
 Reference data comes from the entities table (latest load wins). A rule's ``profiles`` are counted
 over the whole events relation the statement reads: one ``GROUP BY actor`` per profile and role,
@@ -16,6 +17,8 @@ from flagstone.engines import profiles
 from flagstone.engines.profiles import SCALE, profile_alias
 from flagstone.engines.sql import to_sql
 from flagstone.rules import ir
+
+ORDER = "ts, event_id, source"
 
 
 def profile_value(node: ir.EntityField) -> exp.Expression:
@@ -45,11 +48,44 @@ def entity_joins(events: str, entities: str, *exprs: ir.Expr) -> str:
 
 def counts_query(events: str, profile: ir.Profile) -> str:
     """Per actor of any event: how many of its events the profile counts (0 for none)."""
-    from flagstone.engines.duckdb_steps import event_leaf
-
     match = to_sql(profile.match, event_leaf).sql(dialect="duckdb")
     return (
         f"SELECT e.actor AS entity, count(*) FILTER (WHERE coalesce({match}, FALSE)) AS n "
         f"FROM {events} AS e WHERE e.actor IS NOT NULL GROUP BY e.actor"
     )
 
+
+def event_leaf(node: ir.Expr) -> exp.Expression:
+    """Leaves as seen from the raw events table ``e`` joined with entity profiles."""
+    if isinstance(node, ir.Field):
+        return exp.column(node.name, table="e")
+    if isinstance(node, ir.Attr):
+        path = exp.Literal.string('$."' + node.name.replace('"', '\\"') + '"')
+        return exp.Anonymous(this="json_extract_string", expressions=[exp.column("attrs", table="e"), path])
+    if isinstance(node, ir.EntityField):
+        if node.profile is not None:
+            return profile_value(node)
+        return exp.column(node.name, table=f"{node.role}_entity")
+    raise TypeError(f"{node!r} is not available on events")
+
+
+def event_sql(node: ir.Expr) -> str:
+    """An expression over the raw event ``e`` and its profile joins."""
+    return to_sql(node, event_leaf).sql(dialect="duckdb")
+
+
+def ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=not name.isidentifier()).sql("duckdb")
+
+
+def from_events(events: str, entities: str, *exprs: ir.Expr) -> str:
+    """``FROM`` the events ``e`` with the entity joins ``exprs`` need."""
+    return f"FROM {events} AS e {entity_joins(events, entities, *exprs)}"
+
+
+def group_select(rule: ir.Rule) -> tuple[str, str, str]:
+    """The group columns as selected, their not-NULL test, and the partition over them."""
+    cols = ", ".join(f"e.{g} AS group_{g}" for g in rule.group_by)
+    not_null = " AND ".join(f"e.{g} IS NOT NULL" for g in rule.group_by)
+    partition = ", ".join(f"group_{g}" for g in rule.group_by)
+    return cols, not_null, partition

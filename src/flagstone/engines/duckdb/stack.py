@@ -12,8 +12,8 @@ account within W and L = ``max_length``; ``max_degree`` bounds d.
 
 from __future__ import annotations
 
-from flagstone.engines.duckdb_graph import edge_ctes
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.engines.duckdb.edges import edge_ctes
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 
 def _chains(rule: GraphRule, j: int) -> str:

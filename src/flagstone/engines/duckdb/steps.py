@@ -8,83 +8,21 @@ columns so those expressions can be evaluated after joins and windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
-
-from sqlglot import exp
-
-from flagstone.engines.duckdb_profiles import entity_joins
-from flagstone.engines.sql import Leaf, to_sql, walk
+from flagstone.engines import carried
+from flagstone.engines.carried import GroupedRule
+from flagstone.engines.duckdb.sql import ORDER, entity_joins, event_sql
+from flagstone.engines.sql import to_sql
 from flagstone.rules import ir
 
-ORDER = "ts, event_id, source"
-Named = Callable[[str], exp.Expression]
 
-
-class GroupedRule(Protocol):
-    @property
-    def match(self) -> ir.Expr: ...
-    @property
-    def group_by(self) -> tuple[str, ...]: ...
-
-
-def event_leaf(node: ir.Expr) -> exp.Expression:
-    """Leaves as seen from the raw events table ``e`` joined with entity profiles."""
-    if isinstance(node, ir.Field):
-        return exp.column(node.name, table="e")
-    if isinstance(node, ir.Attr):
-        path = exp.Literal.string('$."' + node.name.replace('"', '\\"') + '"')
-        return exp.Anonymous(this="json_extract_string", expressions=[exp.column("attrs", table="e"), path])
-    if isinstance(node, ir.EntityField):
-        if node.profile is not None:
-            from flagstone.engines.duckdb_profiles import profile_value
-
-            return profile_value(node)
-        return exp.column(node.name, table=f"{node.role}_entity")
-    raise TypeError(f"{node!r} is not available on events")
-
-
-def event_sql(node: ir.Expr) -> str:
-    """An expression over the raw event ``e`` and its profile joins."""
-    return to_sql(node, event_leaf).sql(dialect="duckdb")
-
-
-class Carried:
-    """The leaves of some expressions, computed once per event as columns ``x_amount``, ..."""
-
-    def __init__(self, *exprs: ir.Expr) -> None:
-        self.cols: dict[ir.Expr, str] = {}
-        for e in exprs:
-            for n in walk(e):
-                if isinstance(n, ir.Field | ir.Attr | ir.EntityField) and n not in self.cols:
-                    self.cols[n] = _column_name(n, len(self.cols))
+class Carried(carried.Carried):
+    """The carried leaves, their SQL written for DuckDB."""
 
     def select(self) -> str:
         return "".join(f", {event_sql(node)} AS {col}" for node, col in self.cols.items())
 
-    def leaf(self, alias: str | None = None, named: Named | None = None) -> Leaf:
-        """Leaves read from the carried columns of ``alias``; ``named`` maps AggregateRef names."""
-
-        def leaf(node: ir.Expr) -> exp.Expression:
-            if node in self.cols:
-                return exp.column(self.cols[node], table=alias)
-            if isinstance(node, ir.AggregateRef) and named is not None:
-                return named(node.name)
-            raise TypeError(f"{node!r} is not carried")
-
-        return leaf
-
-    def sql(self, node: ir.Expr, alias: str | None = None, named: Named | None = None) -> str:
+    def sql(self, node: ir.Expr, alias: str | None = None, named: carried.Named | None = None) -> str:
         return to_sql(node, self.leaf(alias, named)).sql(dialect="duckdb")
-
-
-def _column_name(node: ir.Field | ir.Attr | ir.EntityField, i: int) -> str:
-    # Readable names in the generated SQL; attribute keys may hold any character, so they are numbered.
-    if isinstance(node, ir.Field):
-        return f"x_{node.name}"
-    if isinstance(node, ir.EntityField):
-        return f"x_{node.role}_{node.name}"
-    return f"x_attr_{i}"
 
 
 def partition(rule: GroupedRule, alias: str | None = None) -> str:

@@ -29,18 +29,20 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from flagstone.engines.graph import lower_fan
-from flagstone.engines.realtime_aggregates import Accumulator, accumulator
-from flagstone.engines.realtime_expr import Compiled, Entities, compile_expr
+from flagstone.engines.realtime.aggregates import Accumulator, accumulator
+from flagstone.engines.realtime.expr import Compiled, Entities, compile_expr
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.rules.kinds.condition import ConditionRule, shown_leaf
+from flagstone.rules.kinds.graph.rule import GraphRule
+from flagstone.rules.kinds.window import WindowRule
 
 ENGINE = "realtime"
 Event = Mapping[str, Any]
@@ -60,17 +62,29 @@ class Decision:
     late: bool = False  # too old to be tested, for every rule or for one of its groups
 
 
-def check_supported(rule: ir.Rule) -> ir.ConditionRule | ir.WindowRule:
+def check_supported(rule: ir.Rule) -> ConditionRule | WindowRule:
     """The rule in the form this back end runs, or ``UnsupportedError`` naming what it cannot."""
     if ir.rule_profiles(rule):
         raise UnsupportedError(rule.meta.id, "profiles (counted over all scanned events)", ENGINE)
-    if isinstance(rule, GraphRule):
-        if rule.typology not in ("fan_in", "fan_out"):
-            raise UnsupportedError(rule.meta.id, f"graph typology {rule.typology}", ENGINE)
-        return lower_fan(rule)
-    if isinstance(rule, ir.ConditionRule | ir.WindowRule):
-        return rule
-    raise UnsupportedError(rule.meta.id, f"rule kind {rule.meta.kind}", ENGINE)
+    build = BUILDERS.get(type(rule))
+    if build is None:
+        raise UnsupportedError(rule.meta.id, f"rule kind {rule.meta.kind}", ENGINE)
+    return build(rule)
+
+
+def _fan(rule: GraphRule) -> WindowRule:
+    if rule.typology not in ("fan_in", "fan_out"):
+        raise UnsupportedError(rule.meta.id, f"graph typology {rule.typology}", ENGINE)
+    return lower_fan(rule)
+
+
+# Each kind this back end runs, in the form it runs it (fans are window rules); a registered kind
+# missing here is refused with UnsupportedError (tests/test_kind_registry.py).
+BUILDERS: dict[type, Callable[[Any], ConditionRule | WindowRule]] = {
+    ConditionRule: lambda rule: rule,
+    WindowRule: lambda rule: rule,
+    GraphRule: _fan,
+}
 
 
 @dataclass
@@ -111,17 +125,17 @@ class _Saved:
 class _RuleScorer:
     """One rule's state over all its groups."""
 
-    def __init__(self, rule: ir.ConditionRule | ir.WindowRule, entities: Entities) -> None:
+    def __init__(self, rule: ConditionRule | WindowRule, entities: Entities) -> None:
         self.rule = rule
         self.meta = rule.meta
         self.match = compile_expr(rule.match, entities)
         self.group_by = rule.group_by
         self.groups: dict[tuple[Any, ...], _Group] = {}
         self.saved: dict[tuple[Any, ...], _Saved | None] | None = None  # while tentative (RealtimeEngine.begin)
-        self.window = timedelta(microseconds=rule.window_us) if isinstance(rule, ir.WindowRule) else None
-        if isinstance(rule, ir.ConditionRule):
+        self.window = timedelta(microseconds=rule.window_us) if isinstance(rule, WindowRule) else None
+        if isinstance(rule, ConditionRule):
             self.test = compile_expr(rule.condition, entities)
-            self.shown = [(name, compile_expr(ir.shown_leaf(name), entities)) for name in rule.shown_fields]
+            self.shown = [(name, compile_expr(shown_leaf(name), entities)) for name in rule.shown_fields]
         else:
             self.test = compile_expr(rule.having, entities)
             self.names = [name for name, _ in rule.aggregates]

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flagstone.rules import ir
-from flagstone.rules.oracle import _arith, _compare, like_regex
-from flagstone.rules.oracle import _attr as attr_value
+from flagstone.rules.evaluator import _arith, _compare, like_regex
+from flagstone.rules.evaluator import _attr as attr_value
 
 Event = Mapping[str, Any]
 Entities = Mapping[str, Mapping[str, Any]]

@@ -1,5 +1,5 @@
 """Spark SQL statement for the ``bipartite`` typology of the ``graph`` kind: many senders paying
-the same many receivers, anchored at one receiver Y (the same plan as ``duckdb_bipartite``).
+the same many receivers, anchored at one receiver Y (the same plan as ``engines/duckdb/bipartite.py``).
 
 Every edge into Y is a test point c of Y; only those whose receiver has k edges in (t − W, t] at
 all (a RANGE count over integer microseconds) are examined. ``senders`` lists, per test point,
@@ -16,9 +16,9 @@ within W); ``max_degree`` bounds both factors.
 
 from __future__ import annotations
 
-from flagstone.engines.spark_graph import edge_ctes
-from flagstone.engines.spark_sql import ident
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.engines.spark.edges import edge_ctes
+from flagstone.engines.spark.sql import ident
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 
 def bipartite_sql(rule: GraphRule, events: str, entities: str) -> str:

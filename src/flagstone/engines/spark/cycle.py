@@ -1,5 +1,5 @@
 """Spark statement for the ``cycle`` typology of the ``graph`` kind, a translation of
-``duckdb_graph.cycle_sql``.
+``engines/duckdb/cycle.py``.
 
 Paths grow hop by hop, one CTE per length: hop j+1 is an edge sent by hop j's receiver, later in the
 global ``(ts, event_id, source)`` order and less than W after the first hop; a walk whose hop
@@ -19,8 +19,8 @@ with the edges, i.e. events × (transfers per account within W) ^ (length − 1)
 
 from __future__ import annotations
 
-from flagstone.engines.spark_graph import edge_ctes
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.engines.spark.edges import edge_ctes
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 # An edge's place in the global (ts, event_id, source) order, as one comparable value.
 ORD = "named_struct('t', ts_us, 'e', event_id, 's', source)"

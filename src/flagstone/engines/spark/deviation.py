@@ -1,4 +1,4 @@
-"""Spark statement for the ``deviation`` kind, a translation of ``duckdb_deviation``.
+"""Spark statement for the ``deviation`` kind, a translation of ``engines/duckdb/deviation.py``.
 
 The history of an event is the events of its group (or, with ``peer_by``, of its peer group,
 numbered ``hseq``) strictly before it in event order with ``ts > t - H``. Spark has no window
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from flagstone.engines.spark_sql import spark_sql
-from flagstone.engines.spark_steps import (
+from flagstone.engines.spark.sql import spark_sql
+from flagstone.engines.spark.steps import (
     ORDER,
     Carried,
     as_double,
@@ -26,7 +26,7 @@ from flagstone.engines.spark_steps import (
     sorted_list,
 )
 from flagstone.engines.sql import literal
-from flagstone.rules.ir_deviation import MAD_SCALE, DeviationRule
+from flagstone.rules.kinds.deviation import MAD_SCALE, DeviationRule
 
 _COLUMNS = {"value": "val", "median": "med", "mad": "mad", "z": "z", "history_count": "history_count"}
 

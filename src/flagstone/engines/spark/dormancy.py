@@ -1,4 +1,4 @@
-"""Spark statement for the ``dormancy`` kind, a translation of ``duckdb_dormancy``.
+"""Spark statement for the ``dormancy`` kind, a translation of ``engines/duckdb/dormancy.py``.
 
 A wake is an event whose previous event in the group (``lag``) is at least D earlier (integer
 microseconds); a running ``max`` carries the latest wake's ``seq`` forward; events less than A
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from flagstone.engines.spark_sql import DIALECT, spark_sql
-from flagstone.engines.spark_steps import (
+from flagstone.engines.spark.sql import DIALECT, spark_sql
+from flagstone.engines.spark.steps import (
     Carried,
     as_double,
     fired_cte,
@@ -21,7 +21,7 @@ from flagstone.engines.spark_steps import (
     same_group,
     sorted_list,
 )
-from flagstone.rules.ir_dormancy import DormancyRule
+from flagstone.rules.kinds.dormancy import DormancyRule
 
 _RUNNING = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
 

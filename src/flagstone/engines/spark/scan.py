@@ -17,7 +17,7 @@ from typing import Any
 
 from flagstone.alerts import alert_rows
 from flagstone.engines.spark import SparkEngine
-from flagstone.engines.spark_load import entities_schema, events_schema
+from flagstone.engines.spark.load import entities_schema, events_schema
 from flagstone.errors import InputError, UnsupportedError
 from flagstone.rules import ir
 

@@ -1,5 +1,5 @@
 """Spark SQL statement for the two-hop typologies of the ``graph`` kind: ``scatter_gather`` and
-``gather_scatter`` (the same plan as ``duckdb_scatter``).
+``gather_scatter`` (the same plan as ``engines/duckdb/scatter.py``).
 
 ``legs`` joins each first hop X->M with the later transfers M->Y (Y ≠ X) that start less than W
 after it; groups ((X, Y) for scatter-gather, the hub M for gather-scatter) whose legs never reach
@@ -15,8 +15,8 @@ within W for the test; ``max_degree`` bounds both.
 
 from __future__ import annotations
 
-from flagstone.engines.spark_graph import edge_ctes
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.engines.spark.edges import edge_ctes
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 _HOP = ("source", "event_id", "rnk", "ts", "ts_us", "amount")
 

@@ -1,4 +1,4 @@
-"""Spark statement for the ``sequence`` kind, a translation of ``duckdb_sequence``.
+"""Spark statement for the ``sequence`` kind, a translation of ``engines/duckdb/sequence.py``.
 
 Candidate pairs come from one self-join of the group's events: A before B in event order
 (``seq``), A inside B's window ``(ts(B) - T, ts(B)]`` (compared as integer microseconds), A passing
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from flagstone.engines.spark_sql import event_leaf, spark_sql
-from flagstone.engines.spark_steps import (
+from flagstone.engines.spark.sql import event_leaf, spark_sql
+from flagstone.engines.spark.steps import (
     Carried,
     as_double,
     fired_cte,
@@ -24,7 +24,7 @@ from flagstone.engines.spark_steps import (
     sorted_list,
 )
 from flagstone.rules import ir
-from flagstone.rules.ir_sequence import EARLIER, SequenceRule
+from flagstone.rules.kinds.sequence import EARLIER, SequenceRule
 
 
 def sequence_sql(rule: SequenceRule, events: str, entities: str) -> str:

@@ -3,7 +3,7 @@
 Spark's LIKE treats ``\\`` as an escape character while the rule language has none, so every LIKE
 gets an ESCAPE character that does not occur in its pattern. JSON attributes are read with
 ``get_json_object``; only plain key names are accepted (see ``check_expr``). Profiles are joined as
-on DuckDB (``duckdb_profiles``), with the same integer arithmetic for relative ones.
+on DuckDB (``engines/duckdb/sql.py``), with the same integer arithmetic for relative ones.
 """
 
 from __future__ import annotations
@@ -110,3 +110,15 @@ def micros(column: str) -> str:
     (``timestampdiff`` is not: it converts through the session zone, so a DST change shifts it)."""
     interval = f"{column} - TIMESTAMP_NTZ'1970-01-01 00:00:00'"
     return f"CAST(CAST({interval} AS DECIMAL(20, 6)) * 1000000 AS BIGINT)"
+
+
+def group_select(rule: ir.Rule) -> tuple[str, str, str]:
+    """The group columns as selected, their not-NULL test, and the partition over them."""
+    cols = ", ".join(f"e.{ident(g)} AS {ident('group_' + g)}" for g in rule.group_by)
+    not_null = " AND ".join(f"e.{ident(g)} IS NOT NULL" for g in rule.group_by)
+    partition = ", ".join(ident(f"group_{g}") for g in rule.group_by)
+    return cols, not_null, partition
+
+
+def same_group(rule: ir.Rule, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{ident('group_' + g)} = {right}.{ident('group_' + g)}" for g in rule.group_by)

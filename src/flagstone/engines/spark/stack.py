@@ -1,5 +1,5 @@
 """Spark statement for the ``stack`` typology of the ``graph`` kind, a translation of
-``duckdb_stack.stack_sql``: money passed on through layers of accounts, anchored at its origin.
+``engines/duckdb/stack.py``: money passed on through layers of accounts, anchored at its origin.
 
 Chains grow hop by hop from every edge (its *first hop* ``h``, which names the flow), one CTE per
 length: hop j+1 is an edge sent by hop j's receiver, later in the global order, less than W after
@@ -10,7 +10,7 @@ sorted) extend alike, so each length keeps one of them. Every edge of a chain en
 prefixes, so a flow is the set of last edges over all lengths.
 
 Edges are named and ordered by the struct ``ord = (ts_us, event_id, source)``, as in
-``spark_cycle``. Spark
+``engines/spark/cycle.py``. Spark
 inlines the per-length CTEs wherever they are used; identical shuffles are usually reused. Cost
 grows with the number of chains, about edges × d^(L−1) for d edges sent per account within W and
 L = ``max_length``; ``max_degree`` bounds d.
@@ -18,9 +18,9 @@ L = ``max_length``; ``max_degree`` bounds d.
 
 from __future__ import annotations
 
-from flagstone.engines.spark_cycle import ORD
-from flagstone.engines.spark_graph import edge_ctes
-from flagstone.rules.ir_graph import GraphRule
+from flagstone.engines.spark.cycle import ORD
+from flagstone.engines.spark.edges import edge_ctes
+from flagstone.rules.kinds.graph.rule import GraphRule
 
 
 def _chains(rule: GraphRule, j: int) -> str:

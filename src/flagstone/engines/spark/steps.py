@@ -1,16 +1,16 @@
 """Pieces the Spark statements of the sequence, deviation and dormancy kinds share.
 
-The same shape as ``duckdb_steps``: each statement starts from ``numbered``, the rule's matched
-events with their group columns, ``ts_us`` (exact epoch microseconds, so that every time
+The same shape as ``engines/duckdb/steps.py``: each statement starts from ``numbered``, the
+rule's matched events with their group columns, ``ts_us`` (exact epoch microseconds, so that every time
 comparison is on integers), a ``seq`` number per group in ``(ts, event_id, source)`` order, the
 kind's computed columns and the carried ``x_...`` leaves its later expressions read.
 """
 
 from __future__ import annotations
 
-from flagstone.engines import duckdb_steps
-from flagstone.engines.duckdb_steps import GroupedRule, Named
-from flagstone.engines.spark_sql import ORDER, entity_joins, ident, micros, spark_sql
+from flagstone.engines import carried
+from flagstone.engines.carried import GroupedRule, Named
+from flagstone.engines.spark.sql import ORDER, entity_joins, ident, micros, spark_sql
 from flagstone.rules import ir
 
 __all__ = [
@@ -26,8 +26,8 @@ __all__ = [
 ]
 
 
-class Carried(duckdb_steps.Carried):
-    """``duckdb_steps.Carried`` (same column names and leaves) with its SQL written for Spark."""
+class Carried(carried.Carried):
+    """The carried leaves, their SQL written for Spark."""
 
     def select(self) -> str:
         return "".join(f", {spark_sql(node)} AS {col}" for node, col in self.cols.items())
