@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flagstone.cli import app
 from flagstone.events import CATALOGUE_COLUMNS, ENTITY_COLUMNS, EVENT_COLUMNS
 from flagstone.rules.ir import AGGREGATE_FUNCTIONS
-from flagstone.rules.loader import KINDS
+from flagstone.rules.kinds import KINDS
 from flagstone.rules.reader import COMMON_KEYS
 
 EVENTS_MD = (REPO / "docs" / "events.md").read_text()
