@@ -1,6 +1,6 @@
 """``flagstone serve`` and ``flagstone keys``: the real-time scoring service on the command line.
 
-Kept apart from ``cli.py`` so that the web stack is imported only when these commands run.
+The web stack is imported only when these commands run.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from flagstone.cli_options import StoreOpt
+from flagstone.cli._common import StoreOpt, err, friendly, out
 from flagstone.errors import InputError
 
 FAILED = 3  # exit status when the service stopped on a failure it cannot recover from in place
@@ -23,10 +22,9 @@ keys_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-err = Console(stderr=True, markup=False)  # names and values from files and users are never markup
-out = Console(markup=False)
 
 
+@friendly
 def serve(
     rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Rule files or pack folders (repeatable).")],
     source: Annotated[
@@ -148,6 +146,8 @@ def serve(
         raise typer.Exit(FAILED)
 
 
+@keys_app.command("create")
+@friendly
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="Who or what will use the key (e.g. payments-gateway).")],
     store: StoreOpt = None,
@@ -160,6 +160,8 @@ def keys_create(
     print(key)
 
 
+@keys_app.command("list")
+@friendly
 def keys_list(store: StoreOpt = None) -> None:
     """Key ids, names and dates (never the keys themselves)."""
     from flagstone.serve import list_keys
@@ -169,6 +171,8 @@ def keys_list(store: StoreOpt = None) -> None:
         out.print(f"{k.key_id}  {k.name}  created {k.created_at}  {state}", highlight=False)
 
 
+@keys_app.command("revoke")
+@friendly
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (fsk_<id>_...).")], store: StoreOpt = None
 ) -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from flagstone.cli_options import StoreOpt
+from flagstone.cli._common import StoreOpt, err, friendly, out
 from flagstone.errors import InputError
 
 if TYPE_CHECKING:  # the store is imported only when a command runs
@@ -25,12 +23,12 @@ quarantine_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-err = Console(stderr=True, markup=False)  # names and values from files and users are never markup
-out = Console(markup=False)
 BatchArg = Annotated[int, typer.Argument(help="The batch (`flagstone quarantine list` shows it).")]
 RecordArg = Annotated[int, typer.Argument(help="The record number within the file (from 1).")]
 
 
+@quarantine_app.command("list")
+@friendly
 def quarantine_list(
     store: StoreOpt = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Only this ingest batch.")] = None,
@@ -53,6 +51,8 @@ def quarantine_list(
     out.print(table)
 
 
+@quarantine_app.command("show")
+@friendly
 def quarantine_show(batch: BatchArg, record: RecordArg, store: StoreOpt = None) -> None:
     """One quarantined record as far as it could be read, identifiers pseudonymised (JSON)."""
     from dataclasses import asdict
@@ -66,6 +66,8 @@ def quarantine_show(batch: BatchArg, record: RecordArg, store: StoreOpt = None) 
     print(json.dumps(asdict(found), ensure_ascii=False, indent=1))
 
 
+@quarantine_app.command("reveal")
+@friendly
 def quarantine_reveal(
     batch: BatchArg,
     record: RecordArg,
@@ -122,15 +124,3 @@ def _seal_older(st: Store) -> None:
     with st.transaction() as con:
         n = seal_legacy(con, pseudonymiser)
     err.print(f"encrypted the raw text of {n} quarantined records kept in clear by an older Flagstone", highlight=False)
-
-
-def register(app: typer.Typer, friendly: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """Add ``flagstone quarantine`` to the main app (``friendly`` turns errors into one line)."""
-    commands: dict[str, Callable[..., Any]] = {
-        "list": quarantine_list,
-        "show": quarantine_show,
-        "reveal": quarantine_reveal,
-    }
-    for name, fn in commands.items():
-        quarantine_app.command(name)(friendly(fn))
-    app.add_typer(quarantine_app)
