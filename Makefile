@@ -22,10 +22,12 @@ $(VENV)/.spark-extra: $(BIN)/flagstone
 
 test: $(BIN)/flagstone $(VENV)/.spark-extra
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -n 2
 
 lint: $(BIN)/flagstone
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
 
 bench: $(BIN)/flagstone
