@@ -104,25 +104,37 @@ def upgrade(con: Connection) -> list[str]:
     if current != (head,):
         command.upgrade(cfg, "head")
         notes += cfg.attributes["notes"]
+    gap = _lacking(con, {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables})
+    if gap:  # its revision says otherwise: changed by hand, or half restored
+        raise StoreError(f"{_said(gap)}, which its revision {head} has; restore it or start a new case database")
     return notes
 
 
 def identify(con: Connection) -> str:
-    """The revision whose columns an unversioned database has (extra columns are let be)."""
-    found = inspect(con)
-    have = {t: {c["name"] for c in found.get_columns(t)} for t in found.get_table_names()}
-    gaps = {
-        revision: {t: sorted(cols - have.get(t, set())) for t, cols in tables.items() if cols - have.get(t, set())}
-        for revision, tables in UNVERSIONED.items()
-    }
+    """The revision whose columns an unversioned database has (extra columns are let be); refused,
+    naming what the closest revision has and the database lacks, when it has none's."""
+    gaps = {revision: _lacking(con, tables) for revision, tables in UNVERSIONED.items()}
     for revision, gap in gaps.items():
         if not gap:
             return revision
-    newest = next(iter(gaps.values()))
-    lacks = "; ".join(
-        f"table {t} lacks {', '.join(cols)}" if t in have else f"table {t} is missing" for t, cols in newest.items()
-    )
+    closest = min(gaps.values(), key=lambda gap: sum(len(cols) or 1 for cols in gap.values()))
     raise StoreError(
-        f"its tables match no revision this Flagstone knows ({lacks}: made by a much older Flagstone, or not by "
-        "Flagstone); migrate it or start a new case database"
+        f"its tables match no revision this Flagstone knows ({_said(closest)}: made by a much older Flagstone, or "
+        "not by Flagstone); migrate it or start a new case database"
     )
+
+
+def _lacking(con: Connection, tables: dict[str, set[str]]) -> dict[str, list[str]]:
+    """What the database lacks of ``tables``: table -> missing columns (empty: the whole table)."""
+    found = inspect(con)
+    have = set(found.get_table_names())
+    gap: dict[str, list[str]] = {}
+    for table, cols in tables.items():
+        missing = sorted(cols - {c["name"] for c in found.get_columns(table)}) if table in have else []
+        if table not in have or missing:
+            gap[table] = missing
+    return gap
+
+
+def _said(gap: dict[str, list[str]]) -> str:
+    return "; ".join(f"table {t} lacks {', '.join(c)}" if c else f"table {t} is missing" for t, c in gap.items())
