@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from flagstone.errors import StoreError
-from flagstone.oversight.schema import audit_head, metadata
+from flagstone.oversight.schema import audit_head
 from flagstone.oversight.upgrade import upgrade
 
 DB_ENV = "FLAGSTONE_DB"
@@ -26,8 +27,9 @@ def resolve_db_url(db: str | None, store_path: str | Path) -> str:
 def open_database(url: str, upgraded: list[str] | None = None) -> Engine:
     """An engine on ``url`` with the tables created; SQLite gets WAL and writer-first transactions.
 
-    A database made by an older Flagstone is upgraded first (:mod:`flagstone.oversight.upgrade`);
-    what was changed is appended to ``upgraded``, for the caller to audit."""
+    A new database gets the tables; one made by an older Flagstone is upgraded to this one's
+    revision, in one transaction (:mod:`flagstone.oversight.upgrade`); what was applied is appended
+    to ``upgraded``, one line a revision, for the caller to audit."""
     kwargs: dict[str, Any] = {}
     sqlite = url.startswith("sqlite")
     if sqlite:
@@ -37,15 +39,16 @@ def open_database(url: str, upgraded: list[str] | None = None) -> Engine:
         engine = create_engine(url, **kwargs)
         if sqlite:
             _sqlite_writer_first(engine)
-        metadata.create_all(engine)
-        with engine.begin() as con:
+        with engine.connect() as con, _foreign_keys_off(con), con.begin():
             notes = upgrade(con)
-        if upgraded is not None:
-            upgraded.extend(notes)
-        _check_columns(engine, url)
-        with engine.begin() as con:
+            if notes and sqlite:
+                _check_foreign_keys(con)
             if con.execute(select(audit_head.c.id)).first() is None:
                 con.execute(insert(audit_head).values(id=1, size=0, frontier="[]"))
+        if upgraded is not None:
+            upgraded.extend(notes)
+    except StoreError as exc:
+        raise StoreError(f"case database {safe_url(url)}: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(
             f"case database {safe_url(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
@@ -53,18 +56,26 @@ def open_database(url: str, upgraded: list[str] | None = None) -> Engine:
     return engine
 
 
-def _check_columns(engine: Engine, url: str) -> None:
-    """Refuse a database whose tables an older Flagstone made without columns this one needs
-    (``create_all`` adds missing tables, never missing columns)."""
-    found = inspect(engine)
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in found.get_columns(table.name)}
-        missing = [c.name for c in table.columns if c.name not in have]
-        if missing:
-            raise StoreError(
-                f"case database {safe_url(url)}: table {table.name} lacks {', '.join(missing)} (made by an older "
-                "Flagstone); migrate it or start a new case database"
-            )
+@contextlib.contextmanager
+def _foreign_keys_off(con: Connection) -> Iterator[None]:
+    """SQLite changes a table by copying it, which its foreign keys would refuse (the old table,
+    dropped, still has children): they are off for the upgrade, and checked before it commits. The
+    pragma is a no-op inside a transaction, so it goes straight to the driver, before one begins."""
+    raw = con.connection.dbapi_connection if con.dialect.name == "sqlite" else None
+    if raw is None:
+        yield
+        return
+    raw.execute("PRAGMA foreign_keys=OFF")  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")  # type: ignore[attr-defined]
+
+
+def _check_foreign_keys(con: Connection) -> None:
+    broken = con.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise StoreError(f"the upgrade would leave {len(broken)} rows without their parent, the first {broken[0]}")
 
 
 def _private_file(url: str) -> None:

@@ -7,8 +7,11 @@ its current evidence frozen, as if proposed now), so that it can be approved or 
 new cases are; and every clear report is encrypted with the store's key beside its SHA-256, and the
 clear column dropped (on SQLite the file is vacuumed, so the freed pages keep no copy).
 
-Sealing needs the store's key. Where it is missing, the clear reports stay as they are, and
-this is said on stderr each time the database opens, until it is opened where the key is.
+The tables are brought forward before this, by the migrations (:mod:`flagstone.oversight.migrations`,
+revision 0002), which keep ``cases.report_xml`` only while it holds a report. These steps are no
+migration because sealing needs the store's key, which only :class:`Oversight` has. Where it is
+missing, the clear reports stay as they are, and this is said on stderr each time the database
+opens, until it is opened where the key is.
 """
 
 from __future__ import annotations

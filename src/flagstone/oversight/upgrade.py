@@ -1,113 +1,140 @@
-"""Bringing a case database made by an older Flagstone up to this one's tables, when it opens.
+"""Bringing a case database to this Flagstone's tables when it opens, with Alembic.
 
-Each step looks at the database, changes what an older version made differently, and says what
-it did (or returns None). Every step only widens or re-keys: no value is lost. They all run in
-one transaction, so a database is upgraded wholly or not at all. What no step knows how to
-upgrade (a column missing) is refused by :func:`flagstone.oversight.database.open_database`.
+The revisions live in :mod:`flagstone.oversight.migrations`. A database keeps its revision in
+``alembic_version``; one made before migrations has none and is recognised by its columns
+(:data:`UNVERSIONED`): stamped with the revision it matches, then upgraded like any other. A new,
+empty database gets the tables at the head revision directly. Everything runs in the caller's
+transaction, so a database is upgraded wholly or not at all.
+
+Refused, with what is wrong named: a revision this Flagstone does not know (a newer Flagstone made
+it), and tables that match no revision (a column missing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
 
-from sqlalchemy import Column, Connection, DateTime, MetaData, Table, insert, inspect, select
-from sqlalchemy.engine import Inspector
+from flagstone.errors import StoreError
+from flagstone.oversight.migrations import alembic_config
+from flagstone.oversight.schema import metadata
 
-from flagstone.oversight.schema import Str, case_events, event_key, limit_key, login_limits, metadata
-
-Step = Callable[[Connection, Inspector], str | None]
-_BATCH = 5000
+# The columns of the revisions a database could have before migrations existed, newest first.
+# Frozen: a later revision never changes these (tests/old_case_schema.py and
+# tests/case_schema_issue13.py are the schemas they describe).
+_AUDIT = {
+    "audit_entries": {"seq", "ts", "actor", "action", "target", "details", "entry_hash"},
+    "audit_checkpoints": {"size", "root", "ts", "key_id", "signature"},
+    "audit_head": {"id", "size", "frontier"},
+}
+_SHARED = {
+    "sessions": {"token_hash", "user_id", "csrf_token", "created_at", "last_seen", "expires_at"},
+    "vault": {"pseudonym", "nonce", "ciphertext"},
+    "reveals": {"id", "case_id", "pseudonym", "user_id", "reason", "revealed_at"},
+    "comments": {"id", "case_id", "user_id", "body", "created_at"},
+    **_AUDIT,
+}
+_USERS = {"id", "username", "display_name", "role", "team", "password_hash", "active", "created_at"}
+_CASES = {
+    "id", "alert_id", "team", "rule_id", "rule_version", "severity", "severity_rank", "group_key", "reason",
+    "values_json", "first_ts", "last_ts", "detected_at", "deadline", "state", "assignee_id", "proposer_id",
+    "approver_id", "filer_id", "proposal", "closing_reason", "filed_at", "updated_at",
+}  # fmt: skip
+_EVIDENCE = {
+    "case_id", "source", "event_id", "ts", "kind", "actor", "counterparty", "amount", "currency", "item",
+    "category", "quantity", "place", "channel",
+}  # fmt: skip
+UNVERSIONED: dict[str, dict[str, set[str]]] = {
+    "0002": {
+        **_SHARED,
+        "users": _USERS,
+        "cases": _CASES,  # and report_xml, while its clear reports wait for the store's key
+        "case_events": _EVIDENCE | {"event_key"},
+        "login_limits": {"key", "failures", "window_start", "locked_until", "refused", "expires_at"},
+        "proposals": {
+            "id", "case_id", "version", "text", "proposer_id", "proposed_at", "audit_seq", "evidence", "sha256",
+            "outcome", "ended_by", "ended_at", "end_reason", "held_by", "report_sha256", "report_nonce",
+            "report_ciphertext",
+        },
+        "role_grants": {
+            "id", "username", "role", "team", "change", "display_name", "password_hash", "requested_by",
+            "requested_at", "state", "decided_by", "decided_at", "mode",
+        },
+    },
+    "0001": {
+        **_SHARED,
+        "users": _USERS | {"failed_logins", "locked_until"},
+        "cases": _CASES | {"report_xml"},
+        "case_events": _EVIDENCE,
+    },
+}  # fmt: skip
+_KNOWN_TABLES = {name for revision in UNVERSIONED.values() for name in revision} | set(metadata.tables)
+_LOCK = 0x666C6167  # PostgreSQL advisory lock: one process upgrades at a time ("flag")
 
 
 def upgrade(con: Connection) -> list[str]:
-    """Run every step on ``con`` (inside its transaction); what was changed, one line a change."""
-    done = []
-    for step in STEPS:
-        note = step(con, inspect(con))  # a fresh look each time: an earlier step may have changed tables
-        if note:
-            done.append(note)
-    return done
-
-
-def _quote(con: Connection, name: str) -> str:
-    return con.dialect.identifier_preparer.quote(name)
-
-
-def widen_text(con: Connection, found: Inspector) -> str | None:
-    """PostgreSQL enforces VARCHAR(n), which older versions gave text from the store (unbounded
-    there): such columns become TEXT. Cheap: PostgreSQL rewrites neither the table nor its
-    indexes for it. SQLite ignores declared lengths, so its files need nothing."""
-    if con.dialect.name != "postgresql":
-        return None
-    changed = []
-    for table in metadata.sorted_tables:
-        if not found.has_table(table.name):
-            continue
-        had = {c["name"]: c["type"] for c in found.get_columns(table.name)}
-        for col in table.columns:
-            length = getattr(had.get(col.name), "length", None)
-            if not isinstance(col.type, Str) or length is None or (col.type.length or 0) >= length:
-                continue
-            new = f"VARCHAR({col.type.length})" if col.type.length else "TEXT"
-            con.exec_driver_sql(
-                f"ALTER TABLE {_quote(con, table.name)} ALTER COLUMN {_quote(con, col.name)} TYPE {new}"
+    """Bring the database on ``con`` (inside its transaction) to the head revision; what was done,
+    one line a revision applied (nothing for a new database or one already at the head)."""
+    if con.dialect.name == "postgresql":
+        con.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+    cfg = alembic_config(connection=con)
+    script = ScriptDirectory.from_config(cfg)
+    context = MigrationContext.configure(con)
+    current = context.get_current_heads()
+    head = script.get_current_head()
+    notes: list[str] = []
+    if not current:
+        tables = set(inspect(con).get_table_names())
+        if not tables & _KNOWN_TABLES:
+            metadata.create_all(con)
+            context.stamp(script, "head")
+            return []
+        found = identify(con)
+        context.stamp(script, found)
+        notes.append(f"made before migrations: recognised as revision {found} and stamped")
+        current = (found,)
+    for revision in current:
+        if revision not in {r.revision for r in script.walk_revisions()}:
+            raise StoreError(
+                f"its revision {revision} is unknown to this Flagstone (whose newest is {head}): a newer Flagstone "
+                "upgraded it; use that version, or a copy of the database made before the upgrade"
             )
-            changed.append(f"{table.name}.{col.name} VARCHAR({length}) -> {new}")
-    return f"widened {len(changed)} columns: {'; '.join(changed)}" if changed else None
+    if current != (head,):
+        command.upgrade(cfg, "head")
+        notes += cfg.attributes["notes"]
+    gap = _lacking(con, {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables})
+    if gap:  # its revision says otherwise: changed by hand, or half restored
+        raise StoreError(f"{_said(gap)}, which its revision {head} has; restore it or start a new case database")
+    return notes
 
 
-def key_evidence_by_hash(con: Connection, found: Inspector) -> str | None:
-    """Older versions keyed evidence by (case, source, event id), which PostgreSQL cannot index
-    once a source's ids pass about 2.7 kB; the table is rebuilt keyed by their hash."""
-    if not found.has_table("case_events"):
-        return None
-    had = [c["name"] for c in found.get_columns("case_events")]
-    if "event_key" in had:
-        return None
-    old_name = "case_events_before_upgrade"
-    pk = found.get_pk_constraint("case_events").get("name")
-    con.exec_driver_sql(f"ALTER TABLE case_events RENAME TO {old_name}")
-    if con.dialect.name == "postgresql" and pk:  # its name would clash with the new table's key
-        con.exec_driver_sql(f"ALTER TABLE {old_name} DROP CONSTRAINT {_quote(con, pk)}")
-    old = Table(old_name, MetaData(), *(Column(c.name, c.type) for c in case_events.columns if c.name in had))
-    case_events.create(con)
-    rows = con.execute(select(old).execution_options(yield_per=_BATCH))
-    copied = 0
-    for part in rows.partitions():
-        batch = [{**r._mapping, "event_key": event_key(r.source, r.event_id)} for r in part]
-        con.execute(insert(case_events), batch)
-        copied += len(batch)
-    rows.close()
-    con.exec_driver_sql(f"DROP TABLE {old_name}")
-    return f"case_events keyed by event_key, the hash of (source, event_id): {copied} rows"
+def identify(con: Connection) -> str:
+    """The revision whose columns an unversioned database has (extra columns are let be); refused,
+    naming what the closest revision has and the database lacks, when it has none's."""
+    gaps = {revision: _lacking(con, tables) for revision, tables in UNVERSIONED.items()}
+    for revision, gap in gaps.items():
+        if not gap:
+            return revision
+    closest = min(gaps.values(), key=lambda gap: sum(len(cols) or 1 for cols in gap.values()))
+    raise StoreError(
+        f"its tables match no revision this Flagstone knows ({_said(closest)}: made by a much older Flagstone, or "
+        "not by Flagstone); migrate it or start a new case database"
+    )
 
 
-def lock_by_name(con: Connection, found: Inspector) -> str | None:
-    """Older versions kept lock-outs in users.failed_logins and users.locked_until, for known names
-    only; they move to login_limits, which treats every name typed alike."""
-    if not found.has_table("users"):
-        return None
-    had = {c["name"] for c in found.get_columns("users")}
-    gone = [c for c in ("failed_logins", "locked_until") if c in had]
-    if not gone:
-        return None
-    now = datetime.now(UTC).replace(tzinfo=None)
-    moved = 0
-    if "locked_until" in had:
-        old = Table("users", MetaData(), Column("username", Str()), Column("locked_until", DateTime))
-        for name, until in con.execute(select(old.c.username, old.c.locked_until)):
-            if until is not None and until > now:
-                con.execute(
-                    insert(login_limits).values(
-                        key=limit_key("name", name), failures=0, window_start=now, locked_until=until,
-                        refused=0, expires_at=until,
-                    )
-                )  # fmt: skip
-                moved += 1
-    for col in gone:
-        con.exec_driver_sql(f"ALTER TABLE users DROP COLUMN {col}")
-    return f"users.{' and users.'.join(gone)} dropped; {moved} current locks moved to login_limits"
+def _lacking(con: Connection, tables: dict[str, set[str]]) -> dict[str, list[str]]:
+    """What the database lacks of ``tables``: table -> missing columns (empty: the whole table)."""
+    found = inspect(con)
+    have = set(found.get_table_names())
+    gap: dict[str, list[str]] = {}
+    for table, cols in tables.items():
+        missing = sorted(cols - {c["name"] for c in found.get_columns(table)}) if table in have else []
+        if table not in have or missing:
+            gap[table] = missing
+    return gap
 
 
-STEPS: tuple[Step, ...] = (widen_text, key_evidence_by_hash, lock_by_name)
+def _said(gap: dict[str, list[str]]) -> str:
+    return "; ".join(f"table {t} lacks {', '.join(c)}" if c else f"table {t} is missing" for t, c in gap.items())
