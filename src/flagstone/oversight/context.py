@@ -37,6 +37,17 @@ def cli_actor() -> str:
         return "cli:unknown"
 
 
+# Upgrade steps that need the opened ``Oversight`` (the store's key, say), not only the schema:
+# each returns what it changed, one line a change, audited with the schema migrations. They build
+# on modules that build on this one, so ``flagstone.oversight`` registers them (``on_open``).
+DATA_STEPS: list[Callable[[Oversight], list[str]]] = []
+
+
+def on_open(step: Callable[[Oversight], list[str]]) -> None:
+    if step not in DATA_STEPS:
+        DATA_STEPS.append(step)
+
+
 @dataclass
 class Oversight:
     engine: Engine
@@ -58,10 +69,8 @@ class Oversight:
         cfg = config if isinstance(config, Config) else load_config(config)
         audit = open_audit_log(engine, store_path)
         ov = cls(engine, audit, cfg, store_path, url)
-        # Imported here: it builds on the proposal and report modules, which build on this one.
-        from flagstone.oversight.legacy import bring_forward
-
-        upgraded += bring_forward(ov)
+        for step in DATA_STEPS:
+            upgraded += step(ov)
         if upgraded:
             audit.record("system", CaseDatabaseUpgraded(safe_url(url), tuple(upgraded)))
         return ov
