@@ -71,10 +71,23 @@ entities = st.fixed_dictionaries(
 number = st.sampled_from(["0", "1", "2", "5", "9.99", "10", "2.5", "1e1", "-1"])
 num_field = st.sampled_from(["amount", "quantity"])
 text_test = st.one_of(
-    st.sampled_from(["kind = 'x'", "kind != 'y'", "counterparty is not null", "category is null",
-                     "category like 'c%'", "category not like '%3'", "place in ('v1', 'v2')",
-                     "category not in ('c1')", "attrs.tag = 'p'", "actor.pep", "not actor.pep",
-                     "actor.country = 'SE'", "counterparty = 'k1'"]),
+    st.sampled_from(
+        [
+            "kind = 'x'",
+            "kind != 'y'",
+            "counterparty is not null",
+            "category is null",
+            "category like 'c%'",
+            "category not like '%3'",
+            "place in ('v1', 'v2')",
+            "category not in ('c1')",
+            "attrs.tag = 'p'",
+            "actor.pep",
+            "not actor.pep",
+            "actor.country = 'SE'",
+            "counterparty = 'k1'",
+        ]
+    ),
 )
 
 
@@ -96,9 +109,20 @@ def predicate(draw: st.DrawFn, depth: int = 2) -> str:
     return draw(st.sampled_from([f"({a}) and ({b})", f"({a}) or ({b})", f"not ({a})"]))
 
 
-AGGREGATES = ["count(*)", "count(amount)", "sum(amount)", "avg(amount)", "max(amount)", "min(amount)",
-              "count_distinct(counterparty)", "count(distinct place)", "sum(quantity)", "max(category)",
-              "sum(amount * quantity)", "min(amount / quantity)"]
+AGGREGATES = [
+    "count(*)",
+    "count(amount)",
+    "sum(amount)",
+    "avg(amount)",
+    "max(amount)",
+    "min(amount)",
+    "count_distinct(counterparty)",
+    "count(distinct place)",
+    "sum(quantity)",
+    "max(category)",
+    "sum(amount * quantity)",
+    "min(amount / quantity)",
+]
 
 
 @st.composite

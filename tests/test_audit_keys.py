@@ -172,15 +172,17 @@ def test_any_cut_with_checkpoints_and_head_rewound_fails_against_the_head_file(n
         wipe(engine, keep)
         assert verify(engine, log.signer.public).ok == (keep > 0)  # alone, the log looks complete
         problems = log.verify().problems
-        assert problems == [f"log truncated: the last checkpoint in {Path(d) / 'k.head'} covers {n} entries, "
-                            f"only {keep} are present"]
+        assert problems == [
+            f"log truncated: the last checkpoint in {Path(d) / 'k.head'} covers {n} entries, only {keep} are present"
+        ]
         # Appending goes on (the service must not stop), but never overwrites the evidence, even
         # once the log is longer than the head again: then its entries differ from those signed.
         for i in range(n - keep + 2):
             log.record("a", LoggedIn(f"again{i}"))
         assert read_head(Path(d) / "k.head").size == n  # type: ignore[union-attr]
-        assert log.verify().problems == [f"the first {n} entries differ from those the last checkpoint in "
-                                         f"{Path(d) / 'k.head'} signed"]
+        assert log.verify().problems == [
+            f"the first {n} entries differ from those the last checkpoint in {Path(d) / 'k.head'} signed"
+        ]
         engine.dispose()
 
 
@@ -241,9 +243,7 @@ def test_the_head_file_never_runs_ahead_of_what_committed(tmp_path: Path) -> Non
 
 
 Step = tuple[str, int]
-steps = st.lists(
-    st.tuples(st.sampled_from(["own", "commit", "rollback"]), st.integers(1, 3)), min_size=1, max_size=12
-)
+steps = st.lists(st.tuples(st.sampled_from(["own", "commit", "rollback"]), st.integers(1, 3)), min_size=1, max_size=12)
 
 
 @settings(max_examples=40, deadline=None)
@@ -368,4 +368,3 @@ def _check_bounded(engine: Engine, actor: str, target: str, reason: str, rules: 
             assert row.actor.endswith(f"…[{len(actor):,} characters, sha256 {_sha(actor)}]")
     assert verify(engine, signer.public).ok
     engine.dispose()
-

@@ -31,7 +31,6 @@ AML = REPO / "packs" / "aml"
 STRUCTURING = "aml.structuring"
 
 
-
 def alert_rows(store: Store) -> list[tuple[object, ...]]:
     return store.con.execute("SELECT * FROM alerts ORDER BY alert_id").fetchall()
 
@@ -112,8 +111,19 @@ def test_backtest_stores_nothing(demo: DemoResult, tmp_path: Path) -> None:
     assert before  # the demo's scan stored alerts: they must come through untouched
     result = CliRunner().invoke(
         app,
-        ["backtest", "--store", str(demo.store), "-r", str(AML), "--labels", str(demo.data_dir / "labels.csv"),
-         "--sweep", f"{STRUCTURING}.min_deposits=2:4:1", "--out", str(tmp_path / "bt.html")],
+        [
+            "backtest",
+            "--store",
+            str(demo.store),
+            "-r",
+            str(AML),
+            "--labels",
+            str(demo.data_dir / "labels.csv"),
+            "--sweep",
+            f"{STRUCTURING}.min_deposits=2:4:1",
+            "--out",
+            str(tmp_path / "bt.html"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "aml.structuring" in result.output and "per 1k" in result.output
@@ -178,8 +188,19 @@ def test_sweep_values() -> None:
 def test_bad_sweeps_are_clear_errors(pattern_store: Path, tmp_path: Path, spec: str, says: str) -> None:
     result = CliRunner().invoke(
         app,
-        ["backtest", "--store", str(pattern_store), "-r", str(AML), "--labels", str(tmp_path / "none.csv"),
-         "--sweep", spec, "--out", str(tmp_path / "bt.html")],
+        [
+            "backtest",
+            "--store",
+            str(pattern_store),
+            "-r",
+            str(AML),
+            "--labels",
+            str(tmp_path / "none.csv"),
+            "--sweep",
+            spec,
+            "--out",
+            str(tmp_path / "bt.html"),
+        ],
     )
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
@@ -207,12 +228,20 @@ having: n >= 2
 # three, one alert holds one of them (with a background record): a third, not detected, but a
 # true alert. Actor c's alert holds no labelled record: a false alert.
 EVENTS = [
-    ("e1", "a", 0.0, "150"), ("e2", "a", 0.5, "150"), ("e3", "a", 10, "50"), ("e4", "a", 11, "50"),
-    ("e5", "b", 0.0, "150"), ("e6", "b", 5.0, "150"), ("e7", "b", 20, "150"), ("x1", "b", 20.5, "150"),
-    ("y1", "c", 30, "150"), ("y2", "c", 30.2, "150"),
+    ("e1", "a", 0.0, "150"),
+    ("e2", "a", 0.5, "150"),
+    ("e3", "a", 10, "50"),
+    ("e4", "a", 11, "50"),
+    ("e5", "b", 0.0, "150"),
+    ("e6", "b", 5.0, "150"),
+    ("e7", "b", 20, "150"),
+    ("x1", "b", 20.5, "150"),
+    ("y1", "c", 30, "150"),
+    ("y2", "c", 30.2, "150"),
 ]
 PATTERNS = "pattern_id,typology,source,event_id\n" + "".join(
-    f"{p},{t},bank,{e}\n" for p, t, es in (("P1", "fan_in", "e1 e2 e3 e4"), ("P2", "cycle", "e5 e6 e7"))
+    f"{p},{t},bank,{e}\n"
+    for p, t, es in (("P1", "fan_in", "e1 e2 e3 e4"), ("P2", "cycle", "e5 e6 e7"))
     for e in es.split()
 )
 

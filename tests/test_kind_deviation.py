@@ -16,9 +16,21 @@ from rule_strategies import entities, predicate
 from flagstone.errors import RuleError
 
 TESTS = [
-    "z >= 1", "z >= 0", "z > 2.5", "true", "value >= median", "z < 0", "value > median",
-    "value >= 2 * median", "mad = 0",
-    "z is null", "history_count >= 3", "median is null", "kind = 'x'", "value - median > 1", "actor.pep",
+    "z >= 1",
+    "z >= 0",
+    "z > 2.5",
+    "true",
+    "value >= median",
+    "z < 0",
+    "value > median",
+    "value >= 2 * median",
+    "mad = 0",
+    "z is null",
+    "history_count >= 3",
+    "median is null",
+    "kind = 'x'",
+    "value - median > 1",
+    "actor.pep",
 ]
 
 
@@ -32,8 +44,9 @@ def deviation_rule(draw: st.DrawFn) -> str:
         # Mostly permissive choices, so that many examples fire and the values are compared.
         match=draw(st.one_of(st.just("true"), st.just("amount is not null"), predicate(1))),
         group_by=draw(st.sampled_from([["actor"], ["place"], ["actor", "kind"]])),
-        value=draw(st.sampled_from(["amount", "amount", "quantity", "amount * quantity", "amount / quantity",
-                                    "-amount"])),
+        value=draw(
+            st.sampled_from(["amount", "amount", "quantity", "amount * quantity", "amount / quantity", "-amount"])
+        ),
         history=draw(st.sampled_from(["1h", "3h", "5h", "12h", "1d", "1d"])),
         min_history=draw(st.integers(1, 3)),
         having=f" {draw(st.sampled_from(['and', 'or']))} ".join(f"({t})" for t in tests),
@@ -42,8 +55,9 @@ def deviation_rule(draw: st.DrawFn) -> str:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=deviation_rule(), evs=kind_events(), ents=entities)
-def test_duckdb_equals_oracle(con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, text: str,
-                              evs: list[dict[str, Any]], ents: dict[str, Any]) -> None:
+def test_duckdb_equals_oracle(
+    con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
+) -> None:
     found = check_equal(con, tmp_path_factory.getbasetemp() / "deviation", text, evs, ents)
     target(float(min(found, 5)))
 
@@ -57,8 +71,13 @@ def test_robust_z_on_median_and_mad(runner: Runner, tmp_path: Path) -> None:
     events = [ev(f"e{i}", i, amount=a) for i, a in enumerate([10, 12, 14, 20, 40])]
     [found] = runner(z_rule(tmp_path), events)
     assert found.fire == ("s", "e4")
-    assert found.values_dict == {"value": 40.0, "median": 13.0, "mad": 2.0, "z": 27 / (1.4826 * 2.0),
-                                 "history_count": 4}
+    assert found.values_dict == {
+        "value": 40.0,
+        "median": 13.0,
+        "mad": 2.0,
+        "z": 27 / (1.4826 * 2.0),
+        "history_count": 4,
+    }
     assert found.evidence == tuple(("s", f"e{i}") for i in range(5))
 
 
@@ -78,8 +97,14 @@ def test_mad_zero_gives_null_z(runner: Runner, tmp_path: Path) -> None:
 
 
 def test_null_values_are_ignored_and_never_fire(runner: Runner, tmp_path: Path) -> None:
-    events = [ev("e0", 0, amount=10), ev("e1", 1, amount=None), ev("e2", 2, amount=12), ev("e3", 3, amount=14),
-              ev("e4", 4, amount=None), ev("e5", 5, amount=90)]
+    events = [
+        ev("e0", 0, amount=10),
+        ev("e1", 1, amount=None),
+        ev("e2", 2, amount=12),
+        ev("e3", 3, amount=14),
+        ev("e4", 4, amount=None),
+        ev("e5", 5, amount=90),
+    ]
     [found] = runner(z_rule(tmp_path, having="history_count >= 3"), events)
     assert found.fire == ("s", "e5")  # e4 has no value, so it cannot fire
     assert found.evidence == (("s", "e0"), ("s", "e2"), ("s", "e3"), ("s", "e5"))
@@ -95,9 +120,13 @@ def test_having_names_are_checked(tmp_path: Path) -> None:
 def test_peer_group_history_and_null_peers(runner: Runner, tmp_path: Path) -> None:
     # Peers by place: actor b's large amount is compared with everyone's earlier amounts at v1.
     rule = write_rule(tmp_path, kind="deviation", history="10h", min_history=3, having="z >= 3", peer_by="place")
-    events = [ev("e0", 0, actor="a", place="v1", amount=10), ev("e1", 1, actor="c", place="v1", amount=12),
-              ev("e2", 2, actor="a", place="v1", amount=14), ev("e3", 3, actor="b", place="v1", amount=90),
-              ev("e4", 3, actor="b", place="v2", amount=900)]  # no peers at v2 yet
+    events = [
+        ev("e0", 0, actor="a", place="v1", amount=10),
+        ev("e1", 1, actor="c", place="v1", amount=12),
+        ev("e2", 2, actor="a", place="v1", amount=14),
+        ev("e3", 3, actor="b", place="v1", amount=90),
+        ev("e4", 3, actor="b", place="v2", amount=900),
+    ]  # no peers at v2 yet
     [found] = runner(rule, events)
     assert (found.group, found.fire) == ((("actor", "b"),), ("s", "e3"))
     assert found.evidence == (("s", "e0"), ("s", "e1"), ("s", "e2"), ("s", "e3"))

@@ -15,8 +15,17 @@ from rule_strategies import entities, predicate
 
 from flagstone.errors import RuleError
 
-TESTS = ["total >= 5", "total > 0", "events >= 2", "dormant_days > 0.1", "total is null", "kind = 'y'",
-         "total >= 2 * dormant_days", "actor.country = 'SE'", "true"]
+TESTS = [
+    "total >= 5",
+    "total > 0",
+    "events >= 2",
+    "dormant_days > 0.1",
+    "total is null",
+    "kind = 'y'",
+    "total >= 2 * dormant_days",
+    "actor.country = 'SE'",
+    "true",
+]
 
 
 @st.composite
@@ -35,8 +44,9 @@ def dormancy_rule(draw: st.DrawFn) -> str:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=dormancy_rule(), evs=kind_events(), ents=entities)
-def test_duckdb_equals_oracle(con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, text: str,
-                              evs: list[dict[str, Any]], ents: dict[str, Any]) -> None:
+def test_duckdb_equals_oracle(
+    con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
+) -> None:
     found = check_equal(con, tmp_path_factory.getbasetemp() / "dormancy", text, evs, ents)
     target(float(min(found, 5)))
 
@@ -67,9 +77,13 @@ def test_first_event_of_a_group_is_not_a_wake(runner: Runner, tmp_path: Path) ->
 
 
 def test_one_alert_per_episode_then_rearm(runner: Runner, tmp_path: Path) -> None:
-    events = [ev("e0", 0), ev("e1", 10, amount=100), ev("e2", 11, amount=100),  # e1 fires, e2 continues
-              ev("e3", 14, amount=1),  # no longer awake: the test fails and the rule re-arms
-              ev("e4", 30, amount=100)]  # a new wake: a new alert
+    events = [
+        ev("e0", 0),
+        ev("e1", 10, amount=100),
+        ev("e2", 11, amount=100),  # e1 fires, e2 continues
+        ev("e3", 14, amount=1),  # no longer awake: the test fails and the rule re-arms
+        ev("e4", 30, amount=100),
+    ]  # a new wake: a new alert
     found = runner(wake_rule(tmp_path), events)
     assert [f.fire for f in found] == [("s", "e1"), ("s", "e4")]
 

@@ -80,7 +80,6 @@ def layered_flows(draw: st.DrawFn, max_size: int = 28) -> list[dict[str, Any]]:
     return evs
 
 
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rule_text=layered_rules(), evs=layered_flows())
 def test_layered_duckdb_equals_oracle(

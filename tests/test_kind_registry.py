@@ -46,8 +46,9 @@ def example_rules(tmp: Path) -> list[ir.Rule]:
     for kind, bodies in EXAMPLES.items():
         for n, body in enumerate(bodies):
             path = tmp / f"{kind}-{n}.yaml"
-            path.write_text(json.dumps({"id": f"t.{kind}.{n}", "version": 1, "title": "t", "severity": "low",
-                                        "kind": kind, **body}))
+            path.write_text(
+                json.dumps({"id": f"t.{kind}.{n}", "version": 1, "title": "t", "severity": "low", "kind": kind, **body})
+            )
             rules.append(load_rules([path], protected=[]).rules[0])
     return rules
 

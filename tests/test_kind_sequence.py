@@ -47,8 +47,9 @@ def sequence_rule(draw: st.DrawFn) -> str:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=sequence_rule(), evs=kind_events(), ents=entities)
-def test_duckdb_equals_oracle(con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, text: str,
-                              evs: list[dict[str, Any]], ents: dict[str, Any]) -> None:
+def test_duckdb_equals_oracle(
+    con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
+) -> None:
     found = check_equal(con, tmp_path_factory.getbasetemp() / "sequence", text, evs, ents)
     target(float(min(found, 5)))
 
@@ -72,7 +73,11 @@ def test_fires_at_b_with_the_pair_as_evidence(runner: Runner, tmp_path: Path) ->
     assert found.fire == ("s", "e2")
     assert found.evidence == (("s", "e1"), ("s", "e2"))
     assert found.values_dict == {
-        "a_amount": 1000, "b_kind": "out", "b_amount": 950, "gap_hours": 10.0, "earlier_events": 1
+        "a_amount": 1000,
+        "b_kind": "out",
+        "b_amount": 950,
+        "gap_hours": 10.0,
+        "earlier_events": 1,
     }
 
 

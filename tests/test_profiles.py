@@ -52,7 +52,6 @@ def profiled_rules(draw: st.DrawFn) -> str:
     return json.dumps(doc)
 
 
-
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rule_text=profiled_rules(), evs=transfers())
 def test_profiles_duckdb_equals_oracle(

@@ -105,7 +105,7 @@ def test_common_innocent_names_are_not_special(name: str, tmp_path: Path) -> Non
     assert protected_match(name) is None
     mapping = _mapping(tmp_path, attrs=f"  {name}: {name}\n")
     assert [a.name for a in load_mapping(mapping, Config()).attrs] == [f"attrs.{name}"]
-    rule = _rule(tmp_path, f'attrs."{name}" = \'x\'')
+    rule = _rule(tmp_path, f"attrs.\"{name}\" = 'x'")
     assert len(load_rules([rule], protected=[])) == 1
 
 
@@ -205,7 +205,7 @@ def test_flagstone_ingest_refuses_the_mapping(tmp_path: Path, monkeypatch: pytes
     [
         ("attrs.rеligion = 'x'", None, []),  # Cyrillic е
         ("attrs.ＲＥＬＩＧＩＯＮ = 'x'", None, []),  # fullwidth
-        ('attrs."re\u200bligion" = \'x\'', None, []),
+        ("attrs.\"re\u200bligion\" = 'x'", None, []),
         ("actor.devout > 0", "attrs.r1 = 'x'", ["attrs.r1"]),  # a configured attribute, read by a profile
         ("actor.devout > 0", "attrs.Nаtionality = 'x'", ["nationality"]),
         ("attrs.Nationality = 'x'", None, ["nationality"]),

@@ -66,15 +66,13 @@ def test_good_rule_loads(tmp_path: Path) -> None:
         ("kind = 'cash_deposit'", "knd = 'cash_deposit'", 9, "match", "unknown field 'knd'"),
         ("kind = 'cash_deposit'", "actor.religion = 'x'", 9, "match", "unknown actor attribute"),
         ("kind = 'cash_deposit'", "kind = 'a' and amount", 9, "match", "must be true or false"),
-        ("reason: \"{n} deposits", "reason: \"{count} deposits", 15, "reason", "{count}"),
+        ('reason: "{n} deposits', 'reason: "{count} deposits', 15, "reason", "{count}"),
         ("title: Test", "title: Test\ncolour: red", 4, "colour", "unknown key"),
         ("kind = 'cash_deposit'", "attrs.Religious_Group = 'x'", 9, "match", "protected attribute"),
         ("kind = 'cash_deposit'", "attrs.trade_union = 'x'", 9, "match", "protected attribute"),
     ],
 )
-def test_errors_name_file_line_and_field(
-    tmp_path: Path, old: str, new: str, line: int, field: str, words: str
-) -> None:
+def test_errors_name_file_line_and_field(tmp_path: Path, old: str, new: str, line: int, field: str, words: str) -> None:
     assert old in GOOD
     err = error_for(tmp_path, GOOD.replace(old, new))
     assert err.path and err.path.endswith("rule.yaml")

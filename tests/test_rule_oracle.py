@@ -28,8 +28,13 @@ def canonical(findings: list[Any]) -> list[Any]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rule_text=rules, evs=events(), ents=entities)
-def test_duckdb_equals_oracle(con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, rule_text: str,
-                              evs: list[dict[str, Any]], ents: dict[str, dict[str, Any]]) -> None:
+def test_duckdb_equals_oracle(
+    con: duckdb.DuckDBPyConnection,
+    tmp_path_factory: Any,
+    rule_text: str,
+    evs: list[dict[str, Any]],
+    ents: dict[str, dict[str, Any]],
+) -> None:
     rule = rule_from(rule_text, tmp_path_factory.getbasetemp() / "oracle")
     load_duckdb(con, evs, ents)
     expected = canonical(run_rule(rule, evs, ents))

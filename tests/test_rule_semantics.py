@@ -147,9 +147,7 @@ def test_condition_rule_episodes(runner: Runner, tmp_path: Path) -> None:
 
 
 def test_attrs_and_like(runner: Runner, tmp_path: Path) -> None:
-    rule = write_rule(
-        tmp_path, kind="condition", match="category like 'pre%'", condition="attrs.channel_code = 'W'"
-    )
+    rule = write_rule(tmp_path, kind="condition", match="category like 'pre%'", condition="attrs.channel_code = 'W'")
     events = [
         ev("e1", 0, category="precursor", attrs={"channel_code": "W"}),
         ev("e2", 1, category="other", actor="b", attrs={"channel_code": "W"}),

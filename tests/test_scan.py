@@ -40,7 +40,7 @@ def test_scan_stores_explained_alerts_once(store: Store) -> None:
     first = scan_store(store, rules, progress=False)
     assert first.alerts == 1
     row = store.con.execute(
-        "SELECT rule_id, rule_version, severity, group_key, fire_event_id, evidence, \"values\", reason, "
+        'SELECT rule_id, rule_version, severity, group_key, fire_event_id, evidence, "values", reason, '
         "first_ts, last_ts FROM alerts"
     ).fetchall()[0]
     rule_id, version, severity, group, fire, evidence, values, reason, first_ts, last_ts = row

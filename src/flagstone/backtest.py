@@ -50,8 +50,11 @@ class SweepSpec:
 
 
 def _bad(text: str, why: str) -> InputError:
-    return InputError(f"{why}; expected RULE_ID.PARAM=LO:HI:STEP, e.g. aml.structuring.min_deposits=2:6:1",
-                      field="--sweep", value=text)
+    return InputError(
+        f"{why}; expected RULE_ID.PARAM=LO:HI:STEP, e.g. aml.structuring.min_deposits=2:6:1",
+        field="--sweep",
+        value=text,
+    )
 
 
 def parse_sweep(text: str) -> SweepSpec:
@@ -86,8 +89,11 @@ def check_sweep(spec: SweepSpec, ruleset: RuleSet) -> Value:
         rule = ruleset.by_id(spec.rule_id)
     except KeyError:
         known = ", ".join(r.meta.id for r in ruleset)
-        raise InputError(f"--sweep {spec.text!r}: no rule '{spec.rule_id}' among the loaded rules ({known})",
-                         field="--sweep", value=spec.text) from None
+        raise InputError(
+            f"--sweep {spec.text!r}: no rule '{spec.rule_id}' among the loaded rules ({known})",
+            field="--sweep",
+            value=spec.text,
+        ) from None
     params = dict(rule.meta.params)
     if spec.param not in params:
         raise InputError(
@@ -196,8 +202,13 @@ class _Runner:
 @contextmanager
 def _bar(total: int, enabled: bool) -> Iterator[tuple[Progress, TaskID]]:
     with Progress(
-        TextColumn("[bold]backtest[/]"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
-        TextColumn("{task.description}"), TimeElapsedColumn(), disable=not enabled, transient=True,
+        TextColumn("[bold]backtest[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} runs"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+        transient=True,
     ) as bar:
         yield bar, bar.add_task("", total=total)
 
@@ -257,8 +268,15 @@ def _cells(row: BacktestRow, per_pattern: bool) -> list[str]:
     recall = ratio(s.recall)
     if s.recall is not None and s.recall < 1:
         recall = f"[yellow]{recall}[/]"
-    cells = [f"{s.alerts:,}", _per_1000(row), f"{s.true_alerts:,}", f"{row.false_alerts:,}", ratio(s.precision),
-             f"{s.detected}/{s.scenarios}", recall]
+    cells = [
+        f"{s.alerts:,}",
+        _per_1000(row),
+        f"{s.true_alerts:,}",
+        f"{row.false_alerts:,}",
+        ratio(s.precision),
+        f"{s.detected}/{s.scenarios}",
+        recall,
+    ]
     if not per_pattern:
         fired = f"{s.decoys_fired}/{s.decoys}"
         cells.append(f"[bold red]{fired}[/]" if s.decoys_fired else fired)
@@ -266,12 +284,19 @@ def _cells(row: BacktestRow, per_pattern: bool) -> list[str]:
 
 
 def _table(title: str, first: str, per_pattern: bool, caption: str | None = None) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0, caption=caption,
-                  caption_justify="left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0, caption=caption, caption_justify="left")
     table.add_column(first, no_wrap=True)
     # Short headings keep the table inside 80 columns; the caption says what each one means.
-    for name in ("alerts", "per 1k", "true", "false", "prec.", "found", "recall",
-                 *(() if per_pattern else ("decoys",))):
+    for name in (
+        "alerts",
+        "per 1k",
+        "true",
+        "false",
+        "prec.",
+        "found",
+        "recall",
+        *(() if per_pattern else ("decoys",)),
+    ):
         table.add_column(name, justify="right", min_width=len(name))
     return table
 
@@ -296,8 +321,12 @@ def render_backtest(result: BacktestResult) -> list[Table]:
     for row in result.rules:
         tables[0].add_row(escape(row.rule_id), *_cells(row, per_pattern))
     for sweep in result.sweeps:
-        table = _table(f"Sweep of {escape(sweep.rule_id)} {sweep.param}", sweep.param, per_pattern,
-                       f"* the configured value, {sweep.configured}")
+        table = _table(
+            f"Sweep of {escape(sweep.rule_id)} {sweep.param}",
+            sweep.param,
+            per_pattern,
+            f"* the configured value, {sweep.configured}",
+        )
         for row in sweep.rows:
             mark = " *" if row.value == sweep.configured else ""
             table.add_row(f"{row.value}{mark}", *_cells(row, per_pattern))
@@ -308,9 +337,14 @@ def render_backtest(result: BacktestResult) -> list[Table]:
 
 
 def _typology_table(typologies: list[TypologyRecall]) -> Table:
-    table = Table(title="Patterns detected by typology", box=box.SIMPLE_HEAD, pad_edge=False, padding=0,
-                  caption="detected: by one alert of any rule as configured; best rules: those detecting most",
-                  caption_justify="left")
+    table = Table(
+        title="Patterns detected by typology",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=0,
+        caption="detected: by one alert of any rule as configured; best rules: those detecting most",
+        caption_justify="left",
+    )
     table.add_column("typology", no_wrap=True)
     for name in ("patterns", "detected", "recall"):
         table.add_column(name, justify="right", min_width=len(name))
@@ -318,6 +352,11 @@ def _typology_table(typologies: list[TypologyRecall]) -> Table:
     for t in typologies:
         top = max(t.by_rule.values(), default=0)
         best = ", ".join(f"{escape(r)} {n}" for r, n in t.by_rule.items() if n == top and n) or "–"
-        table.add_row(escape(t.typology), str(t.patterns), str(t.any_rule),
-                      ratio(t.any_rule / t.patterns if t.patterns else None), best)
+        table.add_row(
+            escape(t.typology),
+            str(t.patterns),
+            str(t.any_rule),
+            ratio(t.any_rule / t.patterns if t.patterns else None),
+            best,
+        )
     return table

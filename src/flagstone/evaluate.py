@@ -235,12 +235,15 @@ found AS (
   SELECT DISTINCT h.rule_id, h.pattern_id FROM hits h JOIN sizes s USING (pattern_id) WHERE 2 * h.covered >= s.size
 )"""
 
-_PATTERN_SQL = _PATTERN_HITS + """,
+_PATTERN_SQL = (
+    _PATTERN_HITS
+    + """,
 scenarios AS (
   SELECT DISTINCT rule_id, (SELECT count(*) FROM sizes) AS scenarios, 0 AS decoys FROM rules
 ),
 covered AS (SELECT rule_id, count(*) AS detected, 0 AS decoys_fired FROM found GROUP BY rule_id),
 true_alerts AS (SELECT rule_id, count(DISTINCT alert_id) AS n FROM hits GROUP BY rule_id)"""
+)
 
 
 @dataclass(frozen=True)
@@ -293,8 +296,7 @@ def score_alerts(
         rules = "rules AS (SELECT unnest($rule_ids::VARCHAR[]) AS rule_id, unnest(range(len($rule_ids))) AS pos)"
     elif labels.format == "scenario":
         rules = (
-            f"rules AS (SELECT rule_id, rule_id AS pos FROM (SELECT rule_id FROM {view} "
-            "UNION SELECT rule_id FROM cur))"
+            f"rules AS (SELECT rule_id, rule_id AS pos FROM (SELECT rule_id FROM {view} UNION SELECT rule_id FROM cur))"
         )
     else:
         rules = "rules AS (SELECT DISTINCT rule_id, rule_id AS pos FROM cur)"

@@ -43,8 +43,7 @@ EVENT_COLUMNS: tuple[Column, ...] = (
         "kind",
         "string",
         True,
-        "What happened: payment, transfer, cash_deposit, cash_withdrawal, purchase, transit_tap, "
-        "... (an open set).",
+        "What happened: payment, transfer, cash_deposit, cash_withdrawal, purchase, transit_tap, ... (an open set).",
     ),
     Column("actor", "string", False, "Who acted (account, customer, fare card). Pseudonymised at ingest."),
     Column("counterparty", "string", False, "The other party, if any. Pseudonymised at ingest."),

@@ -63,8 +63,13 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
     engine = DuckDBEngine(con)
     started = time.perf_counter()
     with Progress(
-        TextColumn("[bold]scan[/]"), BarColumn(), TextColumn("{task.completed}/{task.total} rules"),
-        TextColumn("{task.description}"), TimeElapsedColumn(), disable=not progress, transient=True,
+        TextColumn("[bold]scan[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} rules"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        disable=not progress,
+        transient=True,
     ) as bar:
         task = bar.add_task("", total=len(ruleset))
         for rule in ruleset:
@@ -78,7 +83,5 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
             )
             bar.advance(task)
     result.seconds = time.perf_counter() - started
-    con.execute(
-        "UPDATE scans SET finished_at = ?, alerts = ? WHERE scan_id = ?", [_now(), result.alerts, scan_id]
-    )
+    con.execute("UPDATE scans SET finished_at = ?, alerts = ? WHERE scan_id = ?", [_now(), result.alerts, scan_id])
     return result

@@ -340,7 +340,6 @@ class SingleAdminMode(AuditEvent):
     config: str
 
 
-
 # -- hardening (issue 13): case database upgrades, log-in limits, failed requests -----------------
 
 

@@ -99,9 +99,7 @@ def _not_new(con: Connection, key: Path) -> str | None:
     """What shows that this log already had a key, or None for a new log."""
     entries = con.execute(select(func.count()).select_from(audit_entries)).scalar_one()
     newest = con.execute(
-        select(audit_checkpoints.c.size, audit_checkpoints.c.key_id)
-        .order_by(audit_checkpoints.c.size.desc())
-        .limit(1)
+        select(audit_checkpoints.c.size, audit_checkpoints.c.key_id).order_by(audit_checkpoints.c.size.desc()).limit(1)
     ).first()
     if entries or newest is not None:
         signed = f", signed with key {newest.key_id}" if newest is not None else ""

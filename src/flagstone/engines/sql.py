@@ -78,4 +78,3 @@ def to_sql(node: ir.Expr, leaf: Leaf) -> exp.Expression:
         test = exp.Like(this=go(node.operand), expression=exp.Literal.string(node.pattern))
         return exp.Not(this=exp.Paren(this=test)) if node.negated else test
     raise TypeError(f"no SQL for {node!r}")
-

@@ -36,9 +36,7 @@ class QuarantinedRecord:
     sealed: bool  # whether its raw text is kept (encrypted)
 
 
-_SELECT = (
-    "SELECT batch_id, record, source, file, field, value, reason, parsed, raw_sealed IS NOT NULL FROM quarantine"
-)
+_SELECT = "SELECT batch_id, record, source, file, field, value, reason, parsed, raw_sealed IS NOT NULL FROM quarantine"
 
 
 def list_quarantine(store: Store, batch_id: int | None = None, limit: int = 100) -> list[QuarantinedRecord]:

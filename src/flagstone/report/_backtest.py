@@ -33,8 +33,12 @@ def _x(rows: list[BacktestRow]) -> list[float]:
 
 def _configured_line(fig: go.Figure, sweep: Sweep) -> None:
     if isinstance(sweep.configured, int | float | Decimal):
-        fig.add_vline(x=float(sweep.configured), line={"dash": "dot", "color": "#6b7280", "width": 1},
-                      annotation_text="configured", annotation_position="top")
+        fig.add_vline(
+            x=float(sweep.configured),
+            line={"dash": "dot", "color": "#6b7280", "width": 1},
+            annotation_text="configured",
+            annotation_position="top",
+        )
 
 
 def above_below(sweep: Sweep, unit: str) -> str:
@@ -48,18 +52,47 @@ def above_below(sweep: Sweep, unit: str) -> str:
             height=380,
             legend={"y": -0.3},  # below the axis title
             xaxis={"title": {"text": param}, "tickvals": x, "anchor": "y2"},
-            yaxis={"title": {"text": "alerts"}, "domain": [0.42, 1], "rangemode": "tozero", "zeroline": True,
-                   "zerolinecolor": "#111827", "zerolinewidth": 2},
-            yaxis2={"title": {"text": f"missed {unit}"}, "domain": [0, 0.38], "autorange": "reversed",
-                    "rangemode": "tozero", "gridcolor": "#eceff3", "zeroline": False, "automargin": True},
+            yaxis={
+                "title": {"text": "alerts"},
+                "domain": [0.42, 1],
+                "rangemode": "tozero",
+                "zeroline": True,
+                "zerolinecolor": "#111827",
+                "zerolinewidth": 2,
+            },
+            yaxis2={
+                "title": {"text": f"missed {unit}"},
+                "domain": [0, 0.38],
+                "autorange": "reversed",
+                "rangemode": "tozero",
+                "gridcolor": "#eceff3",
+                "zeroline": False,
+                "automargin": True,
+            },
         )
     )
-    fig.add_bar(x=x, y=[r.score.true_alerts for r in rows], name="true alerts", marker_color=TRUE_COLOUR,
-                hovertemplate=f"{param}=%{{x}}: %{{y}} true alerts<extra></extra>")
-    fig.add_bar(x=x, y=[r.false_alerts for r in rows], name="false alerts", marker_color=FALSE_COLOUR,
-                hovertemplate=f"{param}=%{{x}}: %{{y}} false alerts<extra></extra>")
-    fig.add_bar(x=x, y=[r.missed for r in rows], yaxis="y2", name=f"missed {unit}", marker_color=MISSED_COLOUR,
-                hovertemplate=f"{param}=%{{x}}: %{{y}} {unit} missed<extra></extra>")
+    fig.add_bar(
+        x=x,
+        y=[r.score.true_alerts for r in rows],
+        name="true alerts",
+        marker_color=TRUE_COLOUR,
+        hovertemplate=f"{param}=%{{x}}: %{{y}} true alerts<extra></extra>",
+    )
+    fig.add_bar(
+        x=x,
+        y=[r.false_alerts for r in rows],
+        name="false alerts",
+        marker_color=FALSE_COLOUR,
+        hovertemplate=f"{param}=%{{x}}: %{{y}} false alerts<extra></extra>",
+    )
+    fig.add_bar(
+        x=x,
+        y=[r.missed for r in rows],
+        yaxis="y2",
+        name=f"missed {unit}",
+        marker_color=MISSED_COLOUR,
+        hovertemplate=f"{param}=%{{x}}: %{{y}} {unit} missed<extra></extra>",
+    )
     _configured_line(fig, sweep)
     return _json(fig)
 
@@ -68,15 +101,25 @@ def precision_recall(sweep: Sweep) -> str:
     rows, x = sweep.rows, _x(sweep.rows)
     param = escape(sweep.param)
     fig = go.Figure(
-        layout=_layout(height=360, legend={"y": -0.3}, xaxis={"title": {"text": param}, "tickvals": x},
-                       yaxis={"title": {"text": "share"}, "range": [0, 1.05], "tickformat": ".0%"})
+        layout=_layout(
+            height=360,
+            legend={"y": -0.3},
+            xaxis={"title": {"text": param}, "tickvals": x},
+            yaxis={"title": {"text": "share"}, "range": [0, 1.05], "tickformat": ".0%"},
+        )
     )
     for name, values, colour in (
         ("precision", [r.score.precision for r in rows], "#2563eb"),
         ("recall", [r.score.recall for r in rows], "#db2777"),
     ):
-        fig.add_scatter(x=x, y=values, mode="lines+markers", name=name, line={"color": colour},
-                        hovertemplate=f"{param}=%{{x}}: {name} %{{y:.2f}}<extra></extra>")
+        fig.add_scatter(
+            x=x,
+            y=values,
+            mode="lines+markers",
+            name=name,
+            line={"color": colour},
+            hovertemplate=f"{param}=%{{x}}: {name} %{{y:.2f}}<extra></extra>",
+        )
     _configured_line(fig, sweep)
     return _json(fig)
 
@@ -89,8 +132,15 @@ def _rows_html(rows: list[BacktestRow], first: list[str], per_pattern: bool) -> 
         recall = ratio(s.recall)
         if s.recall is not None and s.recall < 1:
             recall = f"<span class='warn'>{recall}</span>"
-        cells = [f"{s.alerts:,}", per_1000, f"{s.true_alerts:,}", f"{row.false_alerts:,}", ratio(s.precision),
-                 f"{s.detected}/{s.scenarios}", recall]
+        cells = [
+            f"{s.alerts:,}",
+            per_1000,
+            f"{s.true_alerts:,}",
+            f"{row.false_alerts:,}",
+            ratio(s.precision),
+            f"{s.detected}/{s.scenarios}",
+            recall,
+        ]
         if not per_pattern:
             fired = f"{s.decoys_fired}/{s.decoys}"
             cells.append(f"<span class='bad'>{fired}</span>" if s.decoys_fired else fired)
@@ -99,8 +149,16 @@ def _rows_html(rows: list[BacktestRow], first: list[str], per_pattern: bool) -> 
 
 
 def _table(first: str, unit: str, per_pattern: bool, body: str) -> str:
-    heads = ["alerts", "per 1,000 events", "true alerts", "false alerts", "precision", f"{unit} detected",
-             "recall", *(() if per_pattern else ("decoys fired",))]
+    heads = [
+        "alerts",
+        "per 1,000 events",
+        "true alerts",
+        "false alerts",
+        "precision",
+        f"{unit} detected",
+        "recall",
+        *(() if per_pattern else ("decoys fired",)),
+    ]
     return (
         f"<table><thead><tr><th>{escape(first)}</th>"
         + "".join(f"<th class='r'>{escape(h)}</th>" for h in heads)
@@ -146,8 +204,10 @@ def render_backtest_page(result: BacktestResult) -> str:
     )
     heads = [f"<code>{escape(r.rule_id)}</code>" for r in result.rules]
     parts = [
-        "<section><h2>Rules as configured</h2>" + definitions
-        + _table("rule", unit, per_pattern, _rows_html(result.rules, heads, per_pattern)) + "</section>"
+        "<section><h2>Rules as configured</h2>"
+        + definitions
+        + _table("rule", unit, per_pattern, _rows_html(result.rules, heads, per_pattern))
+        + "</section>"
     ]
     if result.typologies:
         parts.append(_typologies_html(result))

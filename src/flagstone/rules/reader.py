@@ -50,13 +50,11 @@ def parse_duration(text: Any) -> int:
     return int(m.group(1)) * _UNIT_US[m.group(2)]
 
 
-
 def param_value(value: Any) -> ir.Value:
     # YAML floats become exact decimals: a threshold of 0.1 must mean 0.1 on every engine.
     if isinstance(value, float):
         return Decimal(repr(value))
     return value  # type: ignore[no-any-return]
-
 
 
 class RuleReader:
@@ -196,7 +194,6 @@ def read_group_by(r: RuleReader) -> tuple[str, ...]:
     return tuple(str(f) for f in fields)
 
 
-
 def read_window(r: RuleReader, params: dict[str, ir.Value]) -> tuple[str, int]:
     value = r.resolve("window", params)
     if value is None:
@@ -205,7 +202,6 @@ def read_window(r: RuleReader, params: dict[str, ir.Value]) -> tuple[str, int]:
         return str(value).strip(), parse_duration(value)
     except ValueError as exc:
         raise r.error("window", str(exc), value) from exc
-
 
 
 def read_duration(r: RuleReader, key: str, params: dict[str, ir.Value]) -> tuple[str, int]:
@@ -245,5 +241,8 @@ def check_reason(r: RuleReader, names: set[str]) -> None:
         raise r.error("reason", f"bad reason template: {exc}", template) from exc
     for name in used:
         if name not in names:
-            raise r.error("reason", f"reason uses {{{name}}}, which the rule does not compute "
-                          f"(available: {', '.join(sorted(names))})", template)
+            raise r.error(
+                "reason",
+                f"reason uses {{{name}}}, which the rule does not compute (available: {', '.join(sorted(names))})",
+                template,
+            )

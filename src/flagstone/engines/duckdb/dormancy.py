@@ -56,7 +56,7 @@ WITH {numbered_ctes(rule, events, entities, f", {event_sql(rule.value)} AS val",
   LEFT JOIN summed AS s ON {same_group(rule, "s", "n")} AND s.seq = n.seq
 ), {fired_cte(rule)}
 SELECT {partition(rule, "f")}, f.source, f.event_id, f.ts,
-  {as_double('f.gap_us')} / {as_double('86400000000')} AS value_dormant_days,
+  {as_double("f.gap_us")} / {as_double("86400000000")} AS value_dormant_days,
   f.events AS value_events, f.total AS value_total,
   min(m.ts) AS first_ts,
   list(m.source ORDER BY m.seq) AS evidence_sources,

@@ -79,7 +79,6 @@ class DuckDBEngine(Engine):
         names = [d[0] for d in cursor.description]
         return [row_finding(rule, dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 
-
     def _count_profiles(self, rule: ir.Rule) -> dict[str, str]:
         def store(table: str, query: str) -> None:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {query}")

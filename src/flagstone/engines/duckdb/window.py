@@ -44,8 +44,7 @@ def window_sql(rule: WindowRule, events: str, entities: str) -> str:
     candidates = ""
     if (least := fewest_events(rule)) > 1:
         candidates = (
-            f" WHERE ({partition}) IN (SELECT ({partition}) FROM numbered "
-            f"WHERE seq - window_first_seq + 1 >= {least})"
+            f" WHERE ({partition}) IN (SELECT ({partition}) FROM numbered WHERE seq - window_first_seq + 1 >= {least})"
         )
     # The RANGE frame is (t - W, t]: timestamps are whole microseconds, so W - 1us PRECEDING.
     reach = f"INTERVAL '{rule.window_us - 1} microseconds'"

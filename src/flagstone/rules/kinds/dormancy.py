@@ -48,9 +48,7 @@ def build_dormancy(c: Common) -> tuple[ir.Rule, set[str]]:
     value = read_number_expr(r, "value", c.params, "amount")
     types: dict[str, ir.ValueType] = {name: "number" for name in DORMANCY_VALUES}
     having = to_predicate(r.text("having"), r.scope("having", c.params, aggregates=types))
-    rule = DormancyRule(
-        c.meta, c.match, c.group_by, dormant_us, awake_us, value, having, dormant_text, awake_text
-    )
+    rule = DormancyRule(c.meta, c.match, c.group_by, dormant_us, awake_us, value, having, dormant_text, awake_text)
     return rule, set(DORMANCY_VALUES)
 
 

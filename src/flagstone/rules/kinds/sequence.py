@@ -74,8 +74,11 @@ def _pair_tree(tree: exp.Expression, scope: Scope, earlier: set[str]) -> exp.Exp
             return node
         col = EVENT_FIELDS.get(node.name)
         if node.args.get("db") or col is None or col.type == "json":
-            raise scope.error(f"{node.sql()}: in 'then', a.<field> reads one event field of the earlier "
-                              "event A (attributes and profiles of A are not available)", node.sql())
+            raise scope.error(
+                f"{node.sql()}: in 'then', a.<field> reads one event field of the earlier "
+                "event A (attributes and profiles of A are not available)",
+                node.sql(),
+            )
         earlier.add(node.name)
         scope.aggregates[EARLIER + node.name] = _EVENT_TYPES[col.type]
         return exp.Column(this=exp.to_identifier(EARLIER + node.name, quoted=True))

@@ -42,9 +42,7 @@ class WindowRule:
 def build_window(c: Common) -> tuple[ir.Rule, set[str]]:
     window_text, window_us = read_window(c.reader, c.params)
     aggregates, having = _aggregates(c.reader, c.params, c.group_by)
-    rule = WindowRule(
-        c.meta, c.match, c.group_by, window_us, aggregates, having, window_text, read_evidence(c.reader)
-    )
+    rule = WindowRule(c.meta, c.match, c.group_by, window_us, aggregates, having, window_text, read_evidence(c.reader))
     return rule, {name for name, _ in aggregates} | {"window"}
 
 
