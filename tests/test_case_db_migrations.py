@@ -341,3 +341,24 @@ def test_a_failed_upgrade_leaves_the_database_as_it_was(tmp_path: Path) -> None:
         assert revision_of(engine) == ()
     finally:
         engine.dispose()
+
+
+def test_an_older_database_is_not_upgraded_where_the_upgrade_cannot_be_audited(
+    db_url: str,  # noqa: F811
+    store: Path,
+) -> None:
+    # The audit commands open the database without the signing key: they refuse an older one,
+    # naming the commands that upgrade it with an audit entry, and leave it as it was.
+    _pre13_database(db_url, report=None)
+    with pytest.raises(StoreError, match="flagstone cases sync"):
+        open_database(db_url, upgrade_allowed=False)
+    engine = create_engine(db_url)
+    assert revision_of(engine) == ()
+    engine.dispose()
+    ov = Oversight.open(store, db_url, Config())  # where it can be audited, it is upgraded
+    try:
+        assert revision_of(ov.engine) == (HEAD,)
+        assert len(upgrade_entries(ov.engine)) == 1
+    finally:
+        ov.close()
+    open_database(db_url, upgrade_allowed=False).dispose()  # at the head: nothing to refuse

@@ -25,12 +25,13 @@ audit_app = typer.Typer(
 
 
 def _open_log_db(store: Path | None, db: str | None) -> tuple[Path, Engine]:
-    """The store path and the case database, for reading the audit log: no signing key needed."""
+    """The store path and the case database, for reading the audit log: no signing key needed, so
+    an older database is not upgraded here (that would go unaudited) but refused, naming the fix."""
     from flagstone.oversight.database import open_database, resolve_db_url
     from flagstone.store import resolve_store_path
 
     store_path = resolve_store_path(store)
-    return store_path, open_database(resolve_db_url(db, store_path))
+    return store_path, open_database(resolve_db_url(db, store_path), upgrade_allowed=False)
 
 
 @audit_app.command("init")

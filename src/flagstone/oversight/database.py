@@ -24,12 +24,13 @@ def resolve_db_url(db: str | None, store_path: str | Path) -> str:
     return db or os.environ.get(DB_ENV) or f"sqlite:///{Path(store_path).resolve()}.cases.sqlite"
 
 
-def open_database(url: str, upgraded: list[str] | None = None) -> Engine:
+def open_database(url: str, upgraded: list[str] | None = None, *, upgrade_allowed: bool = True) -> Engine:
     """An engine on ``url`` with the tables created; SQLite gets WAL and writer-first transactions.
 
     A new database gets the tables; one made by an older Flagstone is upgraded to this one's
     revision, in one transaction (:mod:`flagstone.oversight.upgrade`); what was applied is appended
-    to ``upgraded``, one line a revision, for the caller to audit."""
+    to ``upgraded``, one line a revision, for the caller to audit. Without ``upgrade_allowed`` an
+    older database is refused rather than upgraded unaudited."""
     kwargs: dict[str, Any] = {}
     sqlite = url.startswith("sqlite")
     if sqlite:
@@ -40,7 +41,7 @@ def open_database(url: str, upgraded: list[str] | None = None) -> Engine:
         if sqlite:
             _sqlite_writer_first(engine)
         with engine.connect() as con, _foreign_keys_off(con), con.begin():
-            notes = upgrade(con)
+            notes = upgrade(con, allowed=upgrade_allowed)
             if notes and sqlite:
                 _check_foreign_keys(con)
             if con.execute(select(audit_head.c.id)).first() is None:

@@ -74,9 +74,12 @@ _KNOWN_TABLES = {name for revision in UNVERSIONED.values() for name in revision}
 _LOCK = 0x666C6167  # PostgreSQL advisory lock: one process upgrades at a time ("flag")
 
 
-def upgrade(con: Connection) -> list[str]:
+def upgrade(con: Connection, *, allowed: bool = True) -> list[str]:
     """Bring the database on ``con`` (inside its transaction) to the head revision; what was done,
-    one line a revision applied (nothing for a new database or one already at the head)."""
+    one line a revision applied (nothing for a new database or one already at the head).
+
+    Without ``allowed`` an older database is refused instead: callers that cannot audit the
+    upgrade (the audit commands, which may hold only the public key) leave it to one that can."""
     if con.dialect.name == "postgresql":
         con.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
     cfg = alembic_config(connection=con)
@@ -92,6 +95,7 @@ def upgrade(con: Connection) -> list[str]:
             context.stamp(script, "head")
             return []
         found = identify(con)
+        _refuse_unless(allowed, found, head)
         context.stamp(script, found)
         notes.append(f"made before migrations: recognised as revision {found} and stamped")
         current = (found,)
@@ -102,12 +106,21 @@ def upgrade(con: Connection) -> list[str]:
                 "upgraded it; use that version, or a copy of the database made before the upgrade"
             )
     if current != (head,):
+        _refuse_unless(allowed, ", ".join(current), head)
         command.upgrade(cfg, "head")
         notes += cfg.attributes["notes"]
     gap = _lacking(con, {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables})
     if gap:  # its revision says otherwise: changed by hand, or half restored
         raise StoreError(f"{_said(gap)}, which its revision {head} has; restore it or start a new case database")
     return notes
+
+
+def _refuse_unless(allowed: bool, found: str | None, head: str | None) -> None:
+    if not allowed:
+        raise StoreError(
+            f"it was made by an older Flagstone (revision {found}; this one's is {head}): open it once with "
+            "`flagstone cases sync` or `flagstone web`, which upgrade it and audit that, then run this again"
+        )
 
 
 def identify(con: Connection) -> str:
