@@ -3,7 +3,9 @@ function, a module that (through any chain) imports it. Registries are filled fr
 ``__init__`` or by explicit registration instead.
 
 The import graph is read from the source with ``ast`` (every ``import`` statement except those
-under ``if TYPE_CHECKING:``), so a cycle hidden in a function body counts too.
+under ``if TYPE_CHECKING:``), so a cycle hidden in a function body counts too. Importing ``a.b.c``
+runs the ``__init__`` of ``a.b`` first, so that is an edge as well, except for the packages the
+importing module is itself inside (they are already being imported when it runs).
 """
 
 from __future__ import annotations
@@ -68,8 +70,16 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
                     base = ".".join([*anchor, base] if base else anchor)
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             edges.update(t for t in targets if t in modules and t != name)
+        edges.update(p for t in list(edges) for p in _packages_run_first(t, name) if p in modules)
         graph[name] = edges
     return graph
+
+
+def _packages_run_first(target: str, importer: str) -> list[str]:
+    """The packages whose ``__init__`` an import of ``target`` runs, but ``importer``'s own do not."""
+    own = {importer.rsplit(".", n)[0] for n in range(1, importer.count(".") + 1)}
+    parts = target.split(".")
+    return [p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if p not in own]
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -119,3 +129,6 @@ def test_the_cycle_finder_sees_a_lazy_cycle_and_relative_imports(tmp_path: Path)
     assert cycles({"a": {"b"}, "b": set()}) == []
     tree = ast.parse("def f():\n    from flagstone.x import y\nif TYPE_CHECKING:\n    import flagstone.z\n")
     assert [n.module for n in _imports(tree) if isinstance(n, ast.ImportFrom)] == ["flagstone.x"]
+    # Importing a module of another package runs that package's __init__; one's own is not counted.
+    assert _packages_run_first("flagstone.oversight.schema", "flagstone.audit.keys") == ["flagstone.oversight"]
+    assert _packages_run_first("flagstone.engines.profiles", "flagstone.engines.duckdb.sql") == []

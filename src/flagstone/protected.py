@@ -12,7 +12,6 @@ health. The deployment declares such columns (``declared_special_columns``, docs
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -201,33 +200,3 @@ def configured_match(reference: str, configured: Iterable[str]) -> str | None:
         if want == ref or (len(want) == 1 and want[0] == ref[-1]):
             return name
     return None
-
-
-def references(node: object) -> set[str]:
-    """Every field a rule's tree reads, as ``name``, ``attrs.name`` or ``role.name``, including
-    what the rule's profiles read (``actor.devout`` reads whatever its ``match`` reads)."""
-    from flagstone.rules import ir  # the rules import this module; import here to avoid a cycle
-
-    out: set[str] = set()
-    stack: list[object] = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ir.Field):
-            out.add(item.name)
-        elif isinstance(item, ir.Attr):
-            out.add(f"attrs.{item.name}")
-        elif isinstance(item, ir.EntityField):
-            out.add(f"{item.role}.{item.name}")
-            if item.profile is not None:
-                stack.append(item.profile.match)
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            for f in dataclasses.fields(item):
-                value = getattr(item, f.name)
-                if f.name == "group_by" and isinstance(value, tuple):
-                    out.update(v for v in value if isinstance(v, str))
-                stack.append(value)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-    return out

@@ -35,9 +35,9 @@ from flagstone.audit.events import (
     ReportRejected,
 )
 from flagstone.oversight import proposals
-from flagstone.oversight.context import Oversight, utcnow
+from flagstone.oversight.context import Oversight
 from flagstone.oversight.roles import REVIEWERS, allowed
-from flagstone.oversight.schema import audit_entries, case_events, cases, comments, reveals, users, vault
+from flagstone.oversight.schema import audit_entries, case_events, cases, comments, reveals, users, utcnow, vault
 from flagstone.oversight.schema import proposals as proposal_table
 from flagstone.oversight.users import User
 from flagstone.oversight.workflow import (

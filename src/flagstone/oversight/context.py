@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,10 @@ from flagstone.config import Config, load_config
 from flagstone.errors import InputError
 from flagstone.ingest import Pseudonymiser
 from flagstone.oversight.database import open_database, resolve_db_url, safe_url
+from flagstone.oversight.legacy import bring_forward
+from flagstone.oversight.schema import utcnow
 from flagstone.oversight.workflow import WorkflowError
 from flagstone.store import resolve_store_path
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as the case database stores times."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def cli_actor() -> str:
@@ -35,17 +32,6 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli:unknown"
-
-
-# Upgrade steps that need the opened ``Oversight`` (the store's key, say), not only the schema:
-# each returns what it changed, one line a change, audited with the schema migrations. They build
-# on modules that build on this one, so ``flagstone.oversight`` registers them (``on_open``).
-DATA_STEPS: list[Callable[[Oversight], list[str]]] = []
-
-
-def on_open(step: Callable[[Oversight], list[str]]) -> None:
-    if step not in DATA_STEPS:
-        DATA_STEPS.append(step)
 
 
 @dataclass
@@ -69,8 +55,7 @@ class Oversight:
         cfg = config if isinstance(config, Config) else load_config(config)
         audit = open_audit_log(engine, store_path)
         ov = cls(engine, audit, cfg, store_path, url)
-        for step in DATA_STEPS:
-            upgraded += step(ov)
+        upgraded += bring_forward(ov)  # the upgrade steps that need the store's key
         if upgraded:
             audit.record("system", CaseDatabaseUpgraded(safe_url(url), tuple(upgraded)))
         return ov

@@ -24,9 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from flagstone.errors import InputError
-from flagstone.oversight.context import utcnow
 from flagstone.oversight.roles import PRIVILEGED
-from flagstone.oversight.schema import role_grants, users
+from flagstone.oversight.schema import role_grants, users, utcnow
 from flagstone.oversight.workflow import NotPermitted
 
 PENDING, GRANTED, REFUSED = "pending", "granted", "refused"

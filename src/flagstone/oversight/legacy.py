@@ -19,18 +19,19 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, inspect, select, text
 
 from flagstone.errors import InputError
 from flagstone.ingest import Pseudonymiser
 from flagstone.oversight import proposals
-from flagstone.oversight.context import Oversight
-from flagstone.oversight.reporting import bound
 from flagstone.oversight.schema import cases, users
 from flagstone.oversight.schema import proposals as proposal_table
 from flagstone.oversight.workflow import APPROVED, FILED, PROPOSED
+
+if TYPE_CHECKING:  # context opens the database and calls this module: only a type here
+    from flagstone.oversight.context import Oversight
 
 _CLEAR = "report_xml"
 _ENDED = "approved before proposal versions (an older Flagstone); its report sealed on upgrade"
@@ -103,7 +104,7 @@ def _version_older_cases(con: Connection, reports: dict[int, str], cipher: Pseud
             values.update(end_reason=_ENDED, held_by="[]")
             xml = reports.get(case.id)
             if xml is not None and cipher is not None:
-                nonce, sealed = cipher.encrypt(bound(case.id, 1), xml)
+                nonce, sealed = cipher.encrypt(proposals.bound(case.id, 1), xml)
                 values.update(report_nonce=nonce, report_ciphertext=sealed)
                 values.update(report_sha256=hashlib.sha256(xml.encode("utf-8")).hexdigest())
         con.execute(insert(proposal_table).values(**values))

@@ -21,8 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from flagstone.oversight.context import utcnow
-from flagstone.oversight.schema import audit_entries, case_events, proposals, users
+from flagstone.oversight.schema import audit_entries, case_events, proposals, users, utcnow
 
 APPROVED = "approved"
 WITHDRAWN = "withdrawn"
@@ -201,3 +200,8 @@ def stale_detail(con: Connection, case_id: int, seen: str | None, current: Any) 
     else:
         parts.append("the case holds no proposal now")
     return "; ".join(parts)
+
+
+def bound(case_id: int, version: int) -> str:
+    """What the ciphertext is bound to (AES-GCM associated data): it opens for this case and version only."""
+    return f"goaml-report/case-{case_id}/v{version}"

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 
 from flagstone.errors import InputError
 from flagstone.ingest import Pseudonymiser
-from flagstone.oversight.context import Oversight, utcnow
+from flagstone.oversight.context import Oversight
 from flagstone.oversight.goaml import (
     GoamlError,
     Party,
@@ -31,7 +31,8 @@ from flagstone.oversight.goaml import (
     Transaction,
     build_report,
 )
-from flagstone.oversight.schema import vault
+from flagstone.oversight.proposals import bound
+from flagstone.oversight.schema import utcnow, vault
 from flagstone.oversight.users import User
 from flagstone.oversight.workflow import WorkflowError
 
@@ -89,11 +90,6 @@ def _cipher(ov: Oversight, done: str) -> Pseudonymiser:
         return Pseudonymiser.for_store(ov.store_path, create=False)
     except InputError as exc:
         raise WorkflowError(f"the report cannot be {done} here: {exc}") from exc
-
-
-def bound(case_id: int, version: int) -> str:
-    """What the ciphertext is bound to (AES-GCM associated data): it opens for this case and version only."""
-    return f"goaml-report/case-{case_id}/v{version}"
 
 
 def case_report_xml(

@@ -21,8 +21,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from flagstone.audit.events import RetentionPurged
 from flagstone.ingest._pseudonym import HEX_DIGITS, PREFIX
-from flagstone.oversight.context import Oversight, cli_actor, utcnow
-from flagstone.oversight.schema import case_events, cases, comments, proposals, reveals, vault
+from flagstone.oversight.context import Oversight, cli_actor
+from flagstone.oversight.schema import case_events, cases, comments, proposals, reveals, utcnow, vault
 from flagstone.oversight.workflow import DISMISSED, FILED
 from flagstone.store import Store
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -321,3 +322,8 @@ role_grants = Table(
     Column("decided_at", DateTime, nullable=True),
     Column("mode", Str(32), nullable=True),  # how it was granted: second admin, bootstrap, single-admin
 )
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as the case database stores times."""
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -17,8 +17,8 @@ import duckdb
 from sqlalchemy import func, insert, select
 
 from flagstone.audit.events import CaseCreated
-from flagstone.oversight.context import Oversight, utcnow
-from flagstone.oversight.schema import case_events, cases, event_key, vault
+from flagstone.oversight.context import Oversight
+from flagstone.oversight.schema import case_events, cases, event_key, utcnow, vault
 from flagstone.oversight.workflow import CLOSED, OPEN
 from flagstone.rules.ir import SEVERITIES
 from flagstone.store import Store

@@ -36,10 +36,10 @@ from flagstone.audit.events import (
 )
 from flagstone.errors import InputError
 from flagstone.oversight import grants, limits
-from flagstone.oversight.context import Oversight, utcnow
+from flagstone.oversight.context import Oversight
 from flagstone.oversight.grants import Grant
 from flagstone.oversight.roles import ROLES
-from flagstone.oversight.schema import sessions, users
+from flagstone.oversight.schema import sessions, users, utcnow
 from flagstone.oversight.workflow import NotPermitted
 
 MIN_PASSWORD = 12

@@ -234,4 +234,32 @@ def rule_expressions(node: object) -> list[Expr]:
     return []
 
 
+def rule_references(node: object) -> set[str]:
+    """Every field a rule's tree reads, as ``name``, ``attrs.name`` or ``role.name``, including
+    what the rule's profiles read (``actor.devout`` reads whatever its ``match`` reads)."""
+    out: set[str] = set()
+    stack: list[object] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Field):
+            out.add(item.name)
+        elif isinstance(item, Attr):
+            out.add(f"attrs.{item.name}")
+        elif isinstance(item, EntityField):
+            out.add(f"{item.role}.{item.name}")
+            if item.profile is not None:
+                stack.append(item.profile.match)
+        elif is_dataclass(item) and not isinstance(item, type):
+            for f in fields(item):
+                value = getattr(item, f.name)
+                if f.name == "group_by" and isinstance(value, tuple):
+                    out.update(v for v in value if isinstance(v, str))
+                stack.append(value)
+        elif isinstance(item, tuple | list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return out
+
+
 SEVERITIES = ("low", "medium", "high", "critical")

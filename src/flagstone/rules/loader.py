@@ -11,7 +11,7 @@ from typing import Any
 from flagstone._yaml import LocatedYaml, load_located, load_text
 from flagstone.config import load_config
 from flagstone.errors import RuleError
-from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match, references
+from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
 from flagstone.rules import ir
 from flagstone.rules.expressions import to_predicate
 from flagstone.rules.kinds import KINDS
@@ -98,7 +98,7 @@ def load_rules(
 def _refuse_protected(rule: ir.Rule, protected: Sequence[str], path: Path) -> None:
     """Every field the rule reads, its profiles' reads included: a special-category name (attributes
     are refused by name already while parsing; this also covers profile names), or a configured one."""
-    for ref in sorted(references(rule)):
+    for ref in sorted(ir.rule_references(rule)):
         line = _first_line_naming(path, ref) or _first_line_naming(path, ref.rpartition(".")[2])
         if (stem := protected_match(ref.rpartition(".")[2])) is not None:
             raise RuleError(

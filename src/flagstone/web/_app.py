@@ -31,10 +31,10 @@ from flagstone.audit.events import AuthorisationFailed, RequestFailed, SingleAdm
 from flagstone.errors import InputError
 from flagstone.oversight import cases as case_ops
 from flagstone.oversight import users as user_ops
-from flagstone.oversight.context import Oversight, cli_actor, utcnow
+from flagstone.oversight.context import Oversight, cli_actor
 from flagstone.oversight.grants import NoSuchGrant
 from flagstone.oversight.roles import PRIVILEGED, REVIEWERS, ROLES, allowed
-from flagstone.oversight.schema import audit_entries, users
+from flagstone.oversight.schema import audit_entries, users, utcnow
 from flagstone.oversight.workflow import CLOSED, NotPermitted, WorkflowError
 from flagstone.web._guard import Guard, Scope
 from flagstone.web._network import network_svg
