@@ -90,8 +90,8 @@ async def run_async(target: Target, bodies: Sequence[bytes], rate: float, connec
     start = clock() + 0.1
     for i in range(n):
         due = start + i * interval
-        delay = due - clock()
-        if delay > 0:
+        # asyncio's timer runs on another clock and may wake a little early: never send before due.
+        while (delay := due - clock()) > 0:
             await asyncio.sleep(delay)
         lags[i] = clock() - due
         queue.put_nowait((i, due))
