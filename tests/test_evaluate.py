@@ -10,7 +10,15 @@ import pytest
 from rich.console import Console
 
 from flagstone.errors import InputError
-from flagstone.evaluate import RuleScore, evaluate_store, read_labels, render_scores
+from flagstone.evaluate import (
+    CURRENT_ALERTS_SQL,
+    RuleScore,
+    alert_truth,
+    evaluate_store,
+    load_labels,
+    read_labels,
+    render_scores,
+)
 from flagstone.store import Store
 
 T0 = datetime(2025, 1, 10, 12, 0)
@@ -166,3 +174,41 @@ def test_missing_and_empty_labels_file(tmp_path: Path) -> None:
         read_labels(tmp_path / "nope.csv")
     with pytest.raises(InputError, match="empty file"):
         read_labels(write(tmp_path, ""))
+
+
+PATTERNS = """pattern_id,typology,source,event_id
+p1,fan_in,bank,b1
+p1,fan_in,bank,b2
+p1,fan_in,bank,b3
+p1,fan_in,bank,b4
+p2,cycle,bank,c1
+p2,cycle,bank,c2
+"""
+
+
+def test_alert_truth_per_scenario_is_score_alerts_per_alert(store: Store, tmp_path: Path) -> None:
+    add_alert(store, "a1", "rule.a", [("bank", "b1"), ("bank", "x7")])  # suspicious record: true
+    add_alert(store, "a3", "rule.a", [("bank", "x1"), ("bank", "x2")])  # background: false
+    add_alert(store, "a4", "rule.a", [("bank", "b9")])  # a decoy: false
+    add_alert(store, "a5", "rule.a", [("shop", "b3")])  # other source: false
+    add_alert(store, "c1", "rule.c", [("transit", "t1")])  # another rule's scenario: still true
+    truth = alert_truth(store.con, CURRENT_ALERTS_SQL, load_labels(write(tmp_path, LABELS)))
+    assert {a: t.true for a, t in truth.items()} == {"a1": True, "a3": False, "a4": False, "a5": False, "c1": True}
+    assert all(t.found == frozenset() for t in truth.values())
+    # The same count as the rule scores give.
+    true_alerts = sum(s.true_alerts for s in evaluate_store(store, write(tmp_path, LABELS)))
+    assert true_alerts == sum(t.true for t in truth.values())
+
+
+def test_alert_truth_per_pattern_finds_a_pattern_only_with_half_its_records(store: Store, tmp_path: Path) -> None:
+    add_alert(store, "h1", "rule.a", [("bank", "b1")])  # 1 of 4: true, finds nothing
+    add_alert(store, "h2", "rule.a", [("bank", "b1"), ("bank", "b2")])  # 2 of 4: finds p1
+    add_alert(store, "h3", "rule.b", [("bank", "b3"), ("bank", "c1"), ("bank", "c2")])  # p2 whole, p1 1/4
+    add_alert(store, "h4", "rule.b", [("bank", "zz")])
+    truth = alert_truth(store.con, CURRENT_ALERTS_SQL, load_labels(write(tmp_path, PATTERNS)))
+    assert {a: (t.true, sorted(t.found)) for a, t in truth.items()} == {
+        "h1": (True, []),
+        "h2": (True, ["p1"]),
+        "h3": (True, ["p2"]),
+        "h4": (False, []),
+    }

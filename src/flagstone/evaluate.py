@@ -223,17 +223,21 @@ true_alerts AS (
 
 # A pattern's records counted once, however often the file repeats them; ``found``: the patterns
 # one alert of a rule holds at least half of.
-_PATTERN_HITS = """
+_PATTERN_COVER = """
 records AS (SELECT DISTINCT pattern_id, typology, source, event_id FROM {labels}),
 sizes AS (SELECT pattern_id, any_value(typology) AS typology, count(*) AS size FROM records GROUP BY pattern_id),
 hits AS (
   SELECT e.alert_id, e.rule_id, r.pattern_id, count(*) AS covered
   FROM evidence e JOIN records r ON r.source = e.source AND r.event_id = e.event_id
   GROUP BY ALL
-),
+)"""
+_PATTERN_HITS = (
+    _PATTERN_COVER
+    + """,
 found AS (
   SELECT DISTINCT h.rule_id, h.pattern_id FROM hits h JOIN sizes s USING (pattern_id) WHERE 2 * h.covered >= s.size
 )"""
+)
 
 _PATTERN_SQL = (
     _PATTERN_HITS
@@ -323,6 +327,49 @@ def score_alerts(
         RuleScore(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), labels.format)
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class AlertTruth:
+    """One alert against the labels: ``true`` as ``score_alerts`` counts true alerts (its evidence
+    or firing event holds a record of a suspicious scenario, or of any pattern); ``found``: the
+    patterns it detects on its own (it holds at least half of their records; per pattern only)."""
+
+    alert_id: str
+    true: bool
+    found: frozenset[str]
+
+
+def alert_truth(con: duckdb.DuckDBPyConnection, alerts_sql: str, labels: Labels) -> dict[str, AlertTruth]:
+    """Every alert ``alerts_sql`` selects, against the labels: the per-alert view of ``score_alerts``,
+    for training a triage model and for reading a queue in order (``bench/triage.py``)."""
+    view = f"labels_{uuid.uuid4().hex}"
+    if labels.format == "scenario":
+        body = f"""hits AS (
+  SELECT DISTINCT e.alert_id FROM evidence e JOIN {view} l ON l.source = e.source AND l.event_id = e.event_id
+  WHERE l.label = 'suspicious'
+), found AS (SELECT NULL::VARCHAR AS alert_id, NULL::VARCHAR AS pattern_id WHERE FALSE)"""
+    else:
+        body = (
+            _PATTERN_COVER.format(labels=view)
+            + """, found AS (
+  SELECT h.alert_id, h.pattern_id FROM hits h JOIN sizes s USING (pattern_id) WHERE 2 * h.covered >= s.size
+)"""
+        )
+    con.register(view, labels.table)
+    try:
+        rows = con.execute(
+            f"""
+            WITH cur AS ({alerts_sql}), {_EVIDENCE}, {body}
+            SELECT c.alert_id, c.alert_id IN (SELECT alert_id FROM hits),
+                   coalesce(list(f.pattern_id ORDER BY f.pattern_id) FILTER (WHERE f.pattern_id IS NOT NULL), [])
+            FROM cur c LEFT JOIN found f USING (alert_id)
+            GROUP BY c.alert_id
+            """
+        ).fetchall()
+    finally:
+        con.unregister(view)
+    return {str(a): AlertTruth(str(a), bool(t), frozenset(map(str, f))) for a, t, f in rows}
 
 
 def evaluate_store(store: Store, labels_path: str | Path) -> list[RuleScore]:
