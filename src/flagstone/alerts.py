@@ -167,6 +167,19 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+def scored_columns(store: Store) -> str:
+    """``priority, explanation FROM alerts a ...``: each alert's score by the active triage model,
+    NULL when none is active or the alert is not scored (a store made before triage has no tables)."""
+    found = store.con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+    tables = {t for (t,) in found}
+    if not {"alert_scores", "triage_models"} <= tables:
+        return "NULL::DOUBLE AS priority, NULL::VARCHAR AS explanation FROM alerts a"
+    return (
+        "s.priority, s.explanation FROM alerts a LEFT JOIN alert_scores s ON s.alert_id = a.alert_id "
+        "AND s.model_id = (SELECT model_id FROM triage_models WHERE active)"
+    )
+
+
 def export_alerts(
     store: Store,
     fmt: str,
@@ -175,10 +188,11 @@ def export_alerts(
     rule_id: str | None = None,
     stdout: IO[str] | None = None,
 ) -> int:
-    """Write the stored alerts as JSON lines (file or stdout) or Parquet; returns the count."""
-    where = "WHERE rule_id = ?" if rule_id else ""
+    """Write the stored alerts as JSON lines (file or stdout) or Parquet; returns the count. Each
+    carries ``priority`` (0-1) and ``explanation`` from the active triage model, or NULL."""
+    where = "WHERE a.rule_id = ?" if rule_id else ""
     args = [rule_id] if rule_id else []
-    query = f"SELECT * FROM alerts {where} ORDER BY first_ts, rule_id, alert_id"
+    query = f"SELECT a.*, {scored_columns(store)} {where} ORDER BY a.first_ts, a.rule_id, a.alert_id"
     if out is not None:
         private_output(out)
     if fmt == "parquet":

@@ -112,6 +112,22 @@ CREATE TABLE IF NOT EXISTS absorbed_segments (
   absorbed_at TIMESTAMP NOT NULL,
   events BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS triage_models (
+  model_id VARCHAR PRIMARY KEY,
+  created_at TIMESTAMP NOT NULL,
+  card JSON NOT NULL,
+  files JSON NOT NULL,
+  active BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE IF NOT EXISTS alert_scores (
+  alert_id VARCHAR NOT NULL,
+  model_id VARCHAR NOT NULL,
+  priority DOUBLE NOT NULL,
+  explanation VARCHAR NOT NULL,
+  contributions JSON NOT NULL,
+  scored_at TIMESTAMP NOT NULL,
+  PRIMARY KEY (alert_id, model_id)
+);
 """
 
 assert DECIMAL_SQL in SCHEMA
