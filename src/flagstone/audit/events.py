@@ -393,6 +393,45 @@ class AuditKeyCreated(AuditEvent):
 # -- the scoring service (issue 13) -------------------------------------------------------------
 
 
+# -- triage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriageModelTrained(AuditEvent):
+    """A triage model trained and stored (inactive) with its card: from ``label_source`` (a labels
+    file, or the case database's decisions), on ``alerts`` alerts of which ``positives`` true."""
+
+    action = "triage_model_trained"
+    target_field = "model_id"
+    model_id: str
+    label_source: str
+    alerts: int
+    positives: int
+
+
+@dataclass(frozen=True)
+class TriageModelActivated(AuditEvent):
+    """A supervisor made a model the one whose scores order the queue (the previous one, if any,
+    stops)."""
+
+    action = "triage_model_activated"
+    target_field = "model_id"
+    model_id: str
+    supervisor: str
+    previous: str
+
+
+@dataclass(frozen=True)
+class AlertsScored(AuditEvent):
+    """Alerts given a priority and an explanation by a model. A score orders the queue; it changes
+    no case."""
+
+    action = "alerts_scored"
+    target_field = "model_id"
+    model_id: str
+    alerts: int
+
+
 @dataclass(frozen=True)
 class IntakeSetAside(AuditEvent):
     """Lines of the scoring service's intake log that could not be absorbed into the store, moved to
