@@ -167,12 +167,27 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+def _has_scores(con: duckdb.DuckDBPyConnection) -> bool:
+    """A store made before triage has no score tables (and a read-only open does not make them)."""
+    found = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+    return {"alert_scores", "triage_models"} <= {t for (t,) in found}
+
+
+def active_scores(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[float, str, str]]:
+    """alert_id -> (priority, explanation, model_id) by the active triage model (empty without one)."""
+    if not _has_scores(con):
+        return {}
+    rows = con.execute(
+        "SELECT s.alert_id, s.priority, s.explanation, s.model_id FROM alert_scores s "
+        "JOIN triage_models m ON m.model_id = s.model_id AND m.active"
+    ).fetchall()
+    return {str(a): (float(p), str(e), str(m)) for a, p, e, m in rows}
+
+
 def scored_columns(store: Store) -> str:
     """``priority, explanation FROM alerts a ...``: each alert's score by the active triage model,
-    NULL when none is active or the alert is not scored (a store made before triage has no tables)."""
-    found = store.con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
-    tables = {t for (t,) in found}
-    if not {"alert_scores", "triage_models"} <= tables:
+    NULL when none is active or the alert is not scored."""
+    if not _has_scores(store.con):
         return "NULL::DOUBLE AS priority, NULL::VARCHAR AS explanation FROM alerts a"
     return (
         "s.priority, s.explanation FROM alerts a LEFT JOIN alert_scores s ON s.alert_id = a.alert_id "

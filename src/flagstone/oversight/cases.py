@@ -90,6 +90,8 @@ def _transaction(ov: Oversight, user: User) -> Iterator[Connection]:
 
 
 SORTS: dict[str, tuple[Any, ...]] = {
+    # The active triage model's priority; unscored cases after the scored ones, most severe first.
+    "priority": (cases.c.priority.desc().nulls_last(), desc(cases.c.severity_rank), asc(cases.c.detected_at)),
     "severity": (desc(cases.c.severity_rank), asc(cases.c.detected_at)),
     "age": (asc(cases.c.detected_at), desc(cases.c.severity_rank)),
     "deadline": (asc(cases.c.deadline), desc(cases.c.severity_rank)),
@@ -109,6 +111,8 @@ class CaseSummary:
     deadline: datetime
     assignee: str | None
     evidence: int
+    priority: float | None = None  # the active triage model's, 0-1; it orders, it decides nothing
+    explanation: str | None = None
 
 
 @dataclass
@@ -176,9 +180,18 @@ def queue(
             r.deadline,
             r.assignee_name,
             r.n_evidence,
+            r.priority,
+            r.explanation,
         )
         for r in rows
     ]
+
+
+def default_sort(ov: Oversight) -> str:
+    """``priority`` once a triage model has scored cases, else ``severity``."""
+    with ov.engine.connect() as con:
+        scored = con.execute(select(cases.c.id).where(cases.c.priority.is_not(None)).limit(1)).first()
+    return "priority" if scored else "severity"
 
 
 def _queue_filter(user: User, state: str, rule: str | None, severity: str | None) -> list[ColumnElement[bool]]:

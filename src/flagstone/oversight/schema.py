@@ -25,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -189,6 +190,10 @@ cases = Table(
     Column("closing_reason", Str(), nullable=True),
     Column("filed_at", DateTime, nullable=True),
     Column("updated_at", DateTime, nullable=False),
+    # The active triage model's score of the alert (docs/triage.md): it orders the queue, nothing else.
+    Column("priority", Float, nullable=True),
+    Column("explanation", Str(), nullable=True),
+    Column("triage_model", Str(), nullable=True),
 )
 
 case_events = Table(

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 
+from flagstone.alerts import active_scores
 from flagstone.audit.events import CaseCreated
 from flagstone.oversight.context import Oversight
 from flagstone.oversight.schema import case_events, cases, event_key, utcnow, vault
@@ -111,7 +112,24 @@ def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> Sync
         identities = _identities(con_store, sorted(new_parties - have_identity))
         if identities:
             con.execute(insert(vault), identities)
+        _copy_scores(con, active_scores(con_store))
     return SyncResult(new_cases, new_evidence, len(identities))
+
+
+def _copy_scores(con: Any, scores: dict[str, tuple[float, str, str]]) -> None:
+    """Each case gets its alert's score by the active triage model, or none. Only the three score
+    columns are written: a score orders the queue and never changes a case's state."""
+    c = cases.c
+    found = con.execute(select(c.id, c.alert_id, c.priority, c.explanation, c.triage_model))
+    changes = []
+    for r in found:
+        want = scores.get(r.alert_id, (None, None, None))
+        if (r.priority, r.explanation, r.triage_model) != want:
+            changes.append({"case": r.id, "p": want[0], "e": want[1], "m": want[2]})
+    if changes:
+        stmt = update(cases).where(c.id == bindparam("case"))
+        stmt = stmt.values(priority=bindparam("p"), explanation=bindparam("e"), triage_model=bindparam("m"))
+        con.execute(stmt, changes)
 
 
 def _insert_case(

@@ -283,10 +283,11 @@ def create_web_app(ov: Oversight) -> FastAPI:
         state: str = "active",
         rule: str = "",
         severity: str = "",
-        sort: str = "severity",
+        sort: str = "",
         page: Annotated[int, Query(ge=1)] = 1,
     ) -> Response:
         limit = QUEUE_PAGE
+        sort = sort or case_ops.default_sort(ov)
         by = {"rule": rule or None, "severity": severity or None}
         total = case_ops.queue_size(ov, session.user, state=state, **by)
         pages = max((total + limit - 1) // limit, 1)
