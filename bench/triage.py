@@ -16,7 +16,6 @@ model trained on set A then orders set B's queue, and the other way round. Print
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import tempfile
 import time
@@ -25,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from flagstone.triage.features import FEATURES, feature_table
+from flagstone.triage.model import train
 
 from flagstone.evaluate import CURRENT_ALERTS_SQL, AlertTruth, alert_truth, load_labels
 from flagstone.ingest import ingest_file
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store
 from flagstone.store import Store
-from flagstone.triage.features import FEATURES, feature_table
-from flagstone.triage.model import train
+from flagstone.triage.measure import queue_measures
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -72,38 +72,19 @@ def prepare(data: Path, rules_path: Path, work: Path) -> Prepared:
     return Prepared(data.name, features, truth, features.num_rows)
 
 
-def queue_figures(order: list[str], truth: dict[str, AlertTruth]) -> tuple[float, float, float]:
-    """(share read to reach the pack's pattern recall, precision in the top 10 %, pack precision)."""
-    goal = set().union(*(t.found for t in truth.values()))
-    seen: set[str] = set()
-    read = len(order)
-    for n, alert_id in enumerate(order, 1):
-        seen |= truth[alert_id].found
-        if seen >= goal:
-            read = n
-            break
-    top = order[: max(1, math.ceil(len(order) / 10))]
-    top_precision = sum(truth[a].true for a in top) / len(top)
-    pack_precision = sum(t.true for t in truth.values()) / len(truth)
-    return read / len(order), top_precision, pack_precision
-
-
 def direction(train_on: Prepared, measure_on: Prepared, seed: int) -> None:
     labels = [int(train_on.truth[a].true) for a in train_on.features.column("alert_id").to_pylist()]
     t = time.perf_counter()
-    model = train(train_on.features, labels, seed=seed)
+    model = train(train_on.features, labels, descriptions={f.name: f.sentence for f in FEATURES}, seed=seed)
     trained = time.perf_counter() - t
     t = time.perf_counter()
-    priorities = model.score(measure_on.features).priorities
+    scores = model.score(measure_on.features)
     scored = time.perf_counter() - t
-    ids = measure_on.features.column("alert_id").to_pylist()
-    order = [a for _, a in sorted(zip(priorities, ids, strict=True), key=lambda p: (-p[0], p[1]))]
-    share, top, pack = queue_figures(order, measure_on.truth)
-    print(
-        f"train {train_on.name} -> measure {measure_on.name}: read {share:.2f} of {len(ids):,} alerts to reach "
-        f"the pack's pattern recall; precision top 10 % {top:.2f} (pack {pack:.2f}); "
-        f"training {trained:.1f} s; scoring {len(ids) / scored:,.0f} alerts/s"
-    )
+    m = queue_measures(list(scores.alert_ids), [float(p) for p in scores.priority], measure_on.truth)
+    print(f"train {train_on.name} -> measure {measure_on.name}:")
+    for line in m.lines():
+        print(f"  {line}")
+    print(f"  training {trained:.1f} s; scoring {m.alerts / scored:,.0f} alerts/s")
 
 
 def main() -> None:

@@ -30,6 +30,10 @@ class ScanResult:
     events: int
     outcomes: list[RuleOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    # The active triage model, if any, and the new alerts it scored (in ``scoring_seconds``).
+    model_id: str | None = None
+    scored: int = 0
+    scoring_seconds: float = 0.0
 
     @property
     def alerts(self) -> int:
@@ -43,6 +47,10 @@ class ScanResult:
             f"scan {self.scan_id}: {len(self.outcomes)} rules over {self.events:,} events, "
             f"{self.alerts} alerts in {self.seconds:.1f}s"
         )
+        if self.model_id:
+            lines.append(
+                f"triage model {self.model_id}: {self.scored} new alerts scored in {self.scoring_seconds:.1f}s"
+            )
         return lines
 
 
@@ -84,4 +92,21 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
             bar.advance(task)
     result.seconds = time.perf_counter() - started
     con.execute("UPDATE scans SET finished_at = ?, alerts = ? WHERE scan_id = ?", [_now(), result.alerts, scan_id])
+    _score_new(store, result)
     return result
+
+
+def _score_new(store: Store, result: ScanResult) -> None:
+    """With an active triage model, the scan's new alerts get their priority and explanation."""
+    from flagstone.triage.registry import active_model_id, score_store, stored_model
+
+    model_id = active_model_id(store)
+    if model_id is None:
+        return
+    started = time.perf_counter()
+    new = [
+        a for (a,) in store.con.execute("SELECT alert_id FROM alerts WHERE scan_id = ?", [result.scan_id]).fetchall()
+    ]
+    result.model_id = model_id
+    result.scored = score_store(store, stored_model(store, model_id), new) if new else 0
+    result.scoring_seconds = time.perf_counter() - started

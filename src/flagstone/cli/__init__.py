@@ -2,7 +2,7 @@
 
 A module per group of commands: ``store`` (ingest, export, generate), ``scan``, ``results``
 (alerts, evaluate, backtest, report), ``serve`` (and keys), ``audit``, ``users``, ``oversight``
-(cases, retention, web) and ``quarantine``; what they share is in ``_common``. This package only
+(cases, retention, web), ``quarantine`` and ``triage``; what they share is in ``_common``. This package only
 puts them together into one app, in the order ``flagstone --help`` lists them; the command modules
 never import it.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from flagstone.cli import audit, oversight, quarantine, results, scan, serve, store, users
+from flagstone.cli import audit, oversight, quarantine, results, scan, serve, store, triage, users
 
 app = typer.Typer(
     name="flagstone",
@@ -51,6 +51,7 @@ GROUPS = (
     oversight.cases_app,
     oversight.retention_app,
     quarantine.quarantine_app,
+    triage.triage_app,
 )
 for command in COMMANDS:
     app.command()(command)

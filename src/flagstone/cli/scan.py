@@ -110,7 +110,8 @@ def scan(
 
     with Store(store, create=False) as st:
         result = scan_store(st, ruleset, progress=True)
-        synced = after_scan(st, ruleset, result.scan_id, "duckdb", result.alerts)
+        scored = (result.model_id, result.scored) if result.model_id else None
+        synced = after_scan(st, ruleset, result.scan_id, "duckdb", result.alerts, scored)
     for line in result.summary_lines():
         out.print(line, highlight=False, soft_wrap=True)
     out.print(f"{synced.cases} new cases for review (flagstone web)", highlight=False)

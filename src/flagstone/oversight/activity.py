@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 from sqlalchemy import select
 
-from flagstone.audit.events import AuditEvent, Ingested, RuleChanged, Scanned
+from flagstone.audit.events import AlertsScored, AuditEvent, Ingested, RuleChanged, Scanned
 from flagstone.oversight.context import Oversight, cli_actor
 from flagstone.oversight.schema import audit_entries
 from flagstone.oversight.sync import SyncResult, sync_alerts
@@ -56,9 +56,11 @@ def _file_sha256(path: str) -> str:
         return ""
 
 
-def after_scan(store: Store, rules: Iterable[Rule], scan_id: int, engine: str, alerts: int) -> SyncResult:
-    """Audit a scan on the store (and any rule that changed since it was last used), then make
-    cases of its new alerts."""
+def after_scan(
+    store: Store, rules: Iterable[Rule], scan_id: int, engine: str, alerts: int, scored: tuple[str, int] | None = None
+) -> SyncResult:
+    """Audit a scan on the store (and any rule that changed since it was last used, and the
+    scoring of its new alerts by the active triage model, ``scored``), then make cases of them."""
     rules = list(rules)
     ov = Oversight.open(store.path)
     try:
@@ -66,6 +68,8 @@ def after_scan(store: Store, rules: Iterable[Rule], scan_id: int, engine: str, a
         for change in rule_changes(ov, rules):
             ov.audit.record(actor, change)
         ov.audit.record(actor, Scanned(str(scan_id), engine, tuple(r.meta.id for r in rules), alerts))
+        if scored is not None:
+            ov.audit.record(actor, AlertsScored(*scored))
         return sync_alerts(ov, store)
     finally:
         ov.close()

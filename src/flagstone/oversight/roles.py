@@ -30,6 +30,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "file": frozenset({"supervisor"}),
     "view_audit": frozenset({"auditor"}),
     "manage_users": frozenset({"admin"}),
+    # Which triage model orders every queue: a supervisor's decision, audited.
+    "activate_triage_model": frozenset({"supervisor"}),
 }
 
 

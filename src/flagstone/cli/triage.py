@@ -1,0 +1,171 @@
+"""Alert triage: train a model on labelled history, measure it on other data, activate it (a
+supervisor), and score the store's alerts. A score orders the review queue and explains itself;
+it never closes, dismisses, escalates or files a case (docs/triage.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flagstone.cli._common import ConfigOpt, DbOpt, StoreOpt, err, friendly, open_oversight, out
+from flagstone.errors import InputError
+
+triage_app = typer.Typer(
+    name="triage",
+    help="Order the review queue by a model trained on labelled history, with an explanation per alert.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+ModelDir = Annotated[Path, typer.Option("--model", help="The folder a model was saved in (`triage train --out`).")]
+LabelsOpt = Annotated[
+    Path,
+    typer.Option(
+        "--labels",
+        help="Labels CSV: per scenario (labels.csv of `flagstone generate`) or per pattern "
+        "(pattern_id,typology,source,event_id); see docs/backtest.md.",
+    ),
+]
+
+
+@triage_app.command("train")
+@friendly
+def triage_train(
+    labels: LabelsOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the model in (new, or holding this model).")],
+    store: StoreOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the training: the same data and seed give the same model.")] = 0,
+) -> None:
+    """Train a model on the store's alerts, labelled by a labels file: an alert whose evidence holds
+    a labelled record is worth a report. The model is saved in --out and kept in the store
+    (inactive) with its card; audited as triage_model_trained."""
+    from flagstone.audit.events import TriageModelTrained
+    from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
+    from flagstone.oversight.activity import record
+    from flagstone.store import Store
+    from flagstone.triage.features import FEATURES, feature_table
+    from flagstone.triage.model import train
+    from flagstone.triage.registry import register
+
+    with Store(store) as st:
+        features = feature_table(st.con)
+        truth = alert_truth(st.con, CURRENT_ALERTS_SQL, load_labels(labels))
+        y = [int(truth[a].true) for a in features.column("alert_id").to_pylist()]
+        model = train(
+            features,
+            y,
+            descriptions={f.name: f.sentence for f in FEATURES},
+            seed=seed,
+            label_source=f"labels file {labels.name}",
+        )
+        model.save(out_dir)
+        register(st, model)
+        path = st.path
+    record(path, [TriageModelTrained(model.version, f"labels file {labels.name}", len(y), sum(y))])
+    _print_card(model.card)
+    out.print(f"model {model.version} saved in {out_dir} and kept in the store (not active)", highlight=False)
+
+
+@triage_app.command("evaluate")
+@friendly
+def triage_evaluate(model: ModelDir, labels: LabelsOpt, store: StoreOpt = None) -> None:
+    """Measure a model on the store's alerts and a labels file (another period or data set than it
+    was trained on): how much of the queue a reviewer reads, in priority order, to find every
+    labelled pattern the alerts find, and the precision at the top of the queue. Stores nothing."""
+    from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
+    from flagstone.store import Store
+    from flagstone.triage.features import feature_table
+    from flagstone.triage.measure import queue_measures
+    from flagstone.triage.model import TriageModel
+
+    m = TriageModel.load(model)
+    with Store(store, read_only=True) as st:
+        features = feature_table(st.con)
+        truth = alert_truth(st.con, CURRENT_ALERTS_SQL, load_labels(labels))
+    scores = m.score(features)
+    measures = queue_measures(list(scores.alert_ids), [float(p) for p in scores.priority], truth)
+    for line in measures.lines():
+        out.print(line, highlight=False)
+
+
+@triage_app.command("activate")
+@friendly
+def triage_activate(
+    model: Annotated[Path, typer.Argument(help="The folder the model was saved in.")],
+    supervisor: Annotated[
+        str, typer.Option("--supervisor", help="The supervisor who decides; their password is asked.")
+    ],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    store: StoreOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make a model the one whose scores order every queue, as a supervisor (checked with their
+    password, like a log-in). The store's alerts are scored and the cases get their priority;
+    later scans score their new alerts. Audited as triage_model_activated and alerts_scored."""
+    from flagstone.audit.events import AlertsScored, TriageModelActivated
+    from flagstone.oversight.roles import allowed
+    from flagstone.oversight.sync import sync_alerts
+    from flagstone.oversight.users import LoginError, authenticate
+    from flagstone.store import Store
+    from flagstone.triage.model import TriageModel
+    from flagstone.triage.registry import activate, register, score_store
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else typer.prompt(f"password of {supervisor}", hide_input=True)
+    )
+    m = TriageModel.load(model)
+    ov = open_oversight(store, db, config)
+    try:
+        try:
+            user = authenticate(ov, supervisor, password)
+        except LoginError as exc:
+            raise InputError(str(exc), field="supervisor", value=supervisor) from exc
+        if not allowed(user.role, "activate_triage_model"):
+            raise InputError(
+                f"{supervisor} is a {user.role}: only a supervisor activates a triage model", field="supervisor"
+            )
+        with Store(ov.store_path) as st:
+            register(st, m)
+            previous = activate(st, m.version)
+            n = score_store(st, m)
+            ov.audit.record(user.username, TriageModelActivated(m.version, user.username, previous))
+            ov.audit.record(user.username, AlertsScored(m.version, n))
+            sync_alerts(ov, st)
+    finally:
+        ov.close()
+    out.print(f"model {m.version} active (was: {previous or 'none'}); {n} alerts scored", highlight=False)
+
+
+@triage_app.command("score")
+@friendly
+def triage_score(model: ModelDir, store: StoreOpt = None) -> None:
+    """(Re)score the store's alerts with a model; its scores show in `flagstone alerts` and the
+    queue when it is the active one. Audited as alerts_scored."""
+    from flagstone.audit.events import AlertsScored
+    from flagstone.oversight.activity import record
+    from flagstone.store import Store
+    from flagstone.triage.model import TriageModel
+    from flagstone.triage.registry import register, score_store
+
+    m = TriageModel.load(model)
+    with Store(store) as st:
+        register(st, m)
+        n = score_store(st, m)
+        path = st.path
+    record(path, [AlertsScored(m.version, n)])
+    err.print(f"{n} alerts scored by model {m.version}", highlight=False)
+
+
+def _print_card(card: dict[str, object]) -> None:
+    figures = card.get("validation", {})
+    if isinstance(figures, dict):
+        shown = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items() if k != "period"
+        )
+        out.print(f"validation (a later period than training): {shown}", highlight=False)

@@ -1,0 +1,100 @@
+"""Triage models kept in the store, and the scores they give the store's alerts.
+
+Every trained model is stored whole (its files and card, ``triage_models``) under its version id,
+a hash of its files, so the model that scored an alert can always be read back. At most one is
+active: its scores order the review queue. Scoring writes ``alert_scores``: per alert and model the
+priority, the explanation a reviewer reads, and every reason with its size. A score orders the
+queue and says why; nothing here touches a case.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from flagstone.errors import InputError
+from flagstone.store import Store
+from flagstone.triage.explain import explain
+from flagstone.triage.features import feature_table
+from flagstone.triage.model import TriageModel
+
+_BATCH = 5000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def register(store: Store, model: TriageModel) -> bool:
+    """Keep ``model`` in the store (inactive); False when it is there already."""
+    if store.con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model.version]).fetchone():
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = model.save(Path(tmp) / "model")
+        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(saved.iterdir())}
+    store.con.execute(
+        "INSERT INTO triage_models VALUES (?, ?, ?, ?, FALSE)",
+        [model.version, _now(), json.dumps(model.card), json.dumps(files)],
+    )
+    return True
+
+
+def stored_model(store: Store | duckdb.DuckDBPyConnection, model_id: str) -> TriageModel:
+    """The model of that version id, read back from the store (its files checked by ``load``)."""
+    con = store.con if isinstance(store, Store) else store
+    row = con.execute("SELECT files FROM triage_models WHERE model_id = ?", [model_id]).fetchone()
+    if row is None:
+        raise InputError(f"no triage model {model_id!r} in the store", field="model", value=model_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, text in json.loads(row[0]).items():
+            (folder / Path(name).name).write_text(text, encoding="utf-8")
+        return TriageModel.load(folder)
+
+
+def active_model_id(store: Store | duckdb.DuckDBPyConnection) -> str | None:
+    con = store.con if isinstance(store, Store) else store
+    row = con.execute("SELECT model_id FROM triage_models WHERE active").fetchone()
+    return None if row is None else str(row[0])
+
+
+def activate(store: Store, model_id: str) -> str:
+    """Make ``model_id`` the active model; returns the one it replaces ('' for none)."""
+    previous = active_model_id(store) or ""
+    with store.transaction() as con:
+        if con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model_id]).fetchone() is None:
+            raise InputError(f"no triage model {model_id!r} in the store", field="model", value=model_id)
+        con.execute("UPDATE triage_models SET active = (model_id = ?)", [model_id])
+    return previous
+
+
+def score_store(store: Store, model: TriageModel, alert_ids: Sequence[str] | None = None) -> int:
+    """Score the store's alerts (or only ``alert_ids``) with ``model``; returns how many. Earlier
+    scores of the same model for those alerts are replaced."""
+    features = feature_table(store.con)
+    if alert_ids is not None:
+        wanted = set(alert_ids)
+        keep = [i for i, a in enumerate(features.column("alert_id").to_pylist()) if a in wanted]
+        features = features.take(keep)
+    if features.num_rows == 0:
+        return 0
+    scores = model.score(features)
+    now = _now()
+    rows: list[list[Any]] = [
+        [e.alert_id, model.version, e.priority, e.text, json.dumps(e.as_dict()["reasons"]), now]
+        for e in explain(scores)
+    ]
+    with store.transaction() as con:
+        con.execute(
+            "DELETE FROM alert_scores WHERE model_id = ? AND alert_id IN (SELECT unnest(?))",
+            [model.version, [r[0] for r in rows]],
+        )
+        for i in range(0, len(rows), _BATCH):
+            con.executemany("INSERT INTO alert_scores VALUES (?, ?, ?, ?, ?, ?)", rows[i : i + _BATCH])
+    return len(rows)
