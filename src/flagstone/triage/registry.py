@@ -33,7 +33,8 @@ def _now() -> datetime:
 
 def register(store: Store, model: TriageModel) -> bool:
     """Keep ``model`` in the store (inactive); False when it is there already."""
-    if store.con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model.version]).fetchone():
+    # fetchall, not fetchone: DuckDB refuses new work on a connection with a result left open.
+    if store.con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model.version]).fetchall():
         return False
     with tempfile.TemporaryDirectory() as tmp:
         saved = model.save(Path(tmp) / "model")
@@ -48,9 +49,10 @@ def register(store: Store, model: TriageModel) -> bool:
 def stored_model(store: Store | duckdb.DuckDBPyConnection, model_id: str) -> TriageModel:
     """The model of that version id, read back from the store (its files checked by ``load``)."""
     con = store.con if isinstance(store, Store) else store
-    row = con.execute("SELECT files FROM triage_models WHERE model_id = ?", [model_id]).fetchone()
-    if row is None:
+    rows = con.execute("SELECT files FROM triage_models WHERE model_id = ?", [model_id]).fetchall()
+    if not rows:
         raise InputError(f"no triage model {model_id!r} in the store", field="model", value=model_id)
+    row = rows[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name, text in json.loads(row[0]).items():
@@ -60,15 +62,15 @@ def stored_model(store: Store | duckdb.DuckDBPyConnection, model_id: str) -> Tri
 
 def active_model_id(store: Store | duckdb.DuckDBPyConnection) -> str | None:
     con = store.con if isinstance(store, Store) else store
-    row = con.execute("SELECT model_id FROM triage_models WHERE active").fetchone()
-    return None if row is None else str(row[0])
+    rows = con.execute("SELECT model_id FROM triage_models WHERE active").fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def activate(store: Store, model_id: str) -> str:
     """Make ``model_id`` the active model; returns the one it replaces ('' for none)."""
     previous = active_model_id(store) or ""
     with store.transaction() as con:
-        if con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model_id]).fetchone() is None:
+        if not con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model_id]).fetchall():
             raise InputError(f"no triage model {model_id!r} in the store", field="model", value=model_id)
         con.execute("UPDATE triage_models SET active = (model_id = ?)", [model_id])
     return previous
