@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from oversight_data import PASSWORD, Setup
+from oversight_data import PASSWORD, Setup, build_scanned_store
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -16,6 +16,12 @@ from flagstone.oversight.schema import audit_entries, cases
 from flagstone.store import Store
 
 pytest.importorskip("lightgbm")
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Enough alerts that every time-ordered period of training holds both labels.
+    return build_scanned_store(tmp_path_factory.mktemp("scanned"), events=400_000, seed=7)
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
