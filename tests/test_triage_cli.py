@@ -24,8 +24,9 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_scanned_store(tmp_path_factory.mktemp("scanned"), events=400_000, seed=7)
 
 
-def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args), input=stdin)
+def run(s: Setup, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    # Commands that audit without a --db option find the case database in $FLAGSTONE_DB.
+    result = CliRunner().invoke(app, list(args), input=stdin, env={"FLAGSTONE_DB": s.ov.db_url})
     return result.exit_code, result.output
 
 
@@ -39,7 +40,7 @@ def test_train_score_and_activate(setup: Setup, scanned: Path, tmp_path: Path) -
     store, db = str(setup.store), setup.ov.db_url
     model = tmp_path / "m1"
 
-    code, output = run("triage", "train", "--labels", str(labels), "--out", str(model), "--store", store)
+    code, output = run(setup, "triage", "train", "--labels", str(labels), "--out", str(model), "--store", store)
     assert code == 0, output
     card = json.loads((model / "card.json").read_text())
     version = card["model_version"]
@@ -48,20 +49,20 @@ def test_train_score_and_activate(setup: Setup, scanned: Path, tmp_path: Path) -
         assert st.con.execute("SELECT model_id, active FROM triage_models").fetchall() == [(version, False)]
     assert "triage_model_trained" in actions(setup)
 
-    code, output = run("triage", "evaluate", "--model", str(model), "--labels", str(labels), "--store", store)
+    code, output = run(setup, "triage", "evaluate", "--model", str(model), "--labels", str(labels), "--store", store)
     assert code == 0 and "read in priority order" in output and "precision in the top 10%" in output
 
     # Activation is a supervisor's: an analyst, or a wrong password, is refused and changes nothing.
-    code, output = run("triage", "activate", str(model), "--supervisor", "ana", "--password-stdin",
+    code, output = run(setup, "triage", "activate", str(model), "--supervisor", "ana", "--password-stdin",
                        "--store", store, "--db", db, stdin=PASSWORD + "\n")  # fmt: skip
     assert code == 2 and "only a supervisor" in output
-    code, output = run("triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
+    code, output = run(setup, "triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
                        "--store", store, "--db", db, stdin="wrong password\n")  # fmt: skip
     assert code == 2
     with setup.ov.engine.connect() as con:
         assert con.execute(select(cases.c.priority).where(cases.c.priority.is_not(None))).first() is None
 
-    code, output = run("triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
+    code, output = run(setup, "triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
                        "--store", store, "--db", db, stdin=PASSWORD + "\n")  # fmt: skip
     assert code == 0, output
     assert f"model {version} active" in output
@@ -73,6 +74,6 @@ def test_train_score_and_activate(setup: Setup, scanned: Path, tmp_path: Path) -
     assert scored and all(p is not None and 0 <= p <= 1 and e and m == version for p, e, m in scored)
     assert {"triage_model_activated", "alerts_scored"} <= set(actions(setup))
 
-    code, output = run("alerts", "--store", store)
+    code, output = run(setup, "alerts", "--store", store)
     exported = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert exported and all(0 <= a["priority"] <= 1 and a["explanation"] for a in exported)
