@@ -66,7 +66,9 @@ def triage_train(
         path = st.path
     record(path, [TriageModelTrained(model.version, f"labels file {labels.name}", len(y), sum(y))])
     _print_card(model.card)
-    out.print(f"model {model.version} saved in {out_dir} and kept in the store (not active)", highlight=False)
+    out.print(
+        f"model {model.version} saved in {out_dir} and kept in the store (not active)", highlight=False, soft_wrap=True
+    )
 
 
 @triage_app.command("evaluate")
@@ -88,7 +90,7 @@ def triage_evaluate(model: ModelDir, labels: LabelsOpt, store: StoreOpt = None) 
     scores = m.score(features)
     measures = queue_measures(list(scores.alert_ids), [float(p) for p in scores.priority], truth)
     for line in measures.lines():
-        out.print(line, highlight=False)
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 @triage_app.command("activate")
@@ -139,7 +141,9 @@ def triage_activate(
             sync_alerts(ov, st)
     finally:
         ov.close()
-    out.print(f"model {m.version} active (was: {previous or 'none'}); {n} alerts scored", highlight=False)
+    out.print(
+        f"model {m.version} active (was: {previous or 'none'}); {n} alerts scored", highlight=False, soft_wrap=True
+    )
 
 
 @triage_app.command("score")
@@ -159,7 +163,7 @@ def triage_score(model: ModelDir, store: StoreOpt = None) -> None:
         n = score_store(st, m)
         path = st.path
     record(path, [AlertsScored(m.version, n)])
-    err.print(f"{n} alerts scored by model {m.version}", highlight=False)
+    err.print(f"{n} alerts scored by model {m.version}", highlight=False, soft_wrap=True)
 
 
 def _print_card(card: dict[str, object]) -> None:
@@ -168,4 +172,4 @@ def _print_card(card: dict[str, object]) -> None:
         shown = ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items() if k != "period"
         )
-        out.print(f"validation (a later period than training): {shown}", highlight=False)
+        out.print(f"validation (a later period than training): {shown}", highlight=False, soft_wrap=True)
