@@ -77,3 +77,16 @@ def test_train_score_and_activate(setup: Setup, scanned: Path, tmp_path: Path) -
     code, output = run(setup, "alerts", "--store", store)
     exported = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert exported and all(0 <= a["priority"] <= 1 and a["explanation"] for a in exported)
+    # Later scans score their new alerts with the active model.
+    rule = tmp_path / "big.yaml"
+    rule.write_text("id: t.big\nversion: 1\ntitle: big\nseverity: low\nkind: condition\ncondition: amount > 5000\n")
+    code, output = run(setup, "scan", "--rules", str(rule), "--store", store)
+    assert code == 0, output
+    assert "new alerts scored" in output
+    with Store(setup.store, read_only=True) as st:
+        unscored = st.con.execute(
+            "SELECT count(*) FROM alerts a ANTI JOIN alert_scores s USING (alert_id) WHERE a.rule_id = 't.big'"
+        ).fetchall()[0][0]
+        new = st.con.execute("SELECT count(*) FROM alerts WHERE rule_id = 't.big'").fetchall()[0][0]
+    assert new > 0 and unscored == 0
+    assert actions(setup).count("alerts_scored") == 2
