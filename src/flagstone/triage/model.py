@@ -7,8 +7,9 @@ fired at the same instant stay together):
 - **fit** (the earliest 60 %): the trees learn here. Positives are rare, so each positive counts
   ``scale_pos_weight`` = (weight of negatives / weight of positives) times; that distorts the raw
   score as a probability, which the calibration undoes.
-- **calibration** (the next 20 %): early stopping on its AUC picks the number of trees, and an
-  isotonic curve (``calibration.py``) maps the raw score to a probability on it.
+- **calibration** (the next 20 %): early stopping on its AUC picks the number of trees, and a
+  curve fitted on it (``calibration.py``: isotonic with enough labels, Platt otherwise) maps the
+  raw score to a probability.
 - **test** (the newest 20 %): never seen by either; the card's validation figures come from here.
 
 The model shipped is the one measured: it is not refitted on all periods afterwards. Training is
@@ -41,8 +42,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from flagstone.errors import InputError, ModelError
+from flagstone.triage import calibration as calibrations
 from flagstone.triage import metrics
-from flagstone.triage.calibration import Isotonic, fit_isotonic
+from flagstone.triage.calibration import Calibration
 from flagstone.triage.scores import Scores
 from flagstone.triage.table import RULE, Inputs, check_name, check_sentence, read
 
@@ -161,13 +163,42 @@ def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
+def _booster(text: str, inputs: int) -> Any:
+    lgb = _lightgbm()
+    try:
+        booster = lgb.Booster(model_str=text)
+    except lgb.basic.LightGBMError as exc:
+        raise ModelError(f"model.txt is not a LightGBM model: {exc}") from None
+    if booster.num_feature() != inputs:
+        raise ModelError(f"model.txt has {booster.num_feature()} inputs, inputs.json names {inputs}")
+    return booster
+
+
+def _raw(booster: Any, matrix: FloatArray) -> FloatArray:
+    if len(matrix) == 0:
+        return np.empty(0)
+    return np.asarray(booster.predict(matrix, raw_score=True, num_threads=THREADS), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class _Parts:
     text: str
     features: tuple[str, ...]
     sentences: dict[str, str]
     rules: tuple[str, ...]
-    calibration: Isotonic
+    calibration: Calibration
+
+    def files(self) -> dict[str, bytes]:
+        """The hashed files, as saved."""
+        inputs = {
+            "features": [{"name": f, "sentence": self.sentences[f]} for f in self.features],
+            "rules": list(self.rules),
+        }
+        return {
+            "model.txt": self.text.encode(),
+            "inputs.json": _json_bytes(inputs),
+            "calibration.json": _json_bytes(self.calibration.to_json()),
+        }
 
 
 class TriageModel:
@@ -176,16 +207,7 @@ class TriageModel:
     def __init__(self, parts: _Parts, card: dict[str, Any]) -> None:
         self._parts = parts
         self.card = card
-        try:
-            self._booster = _lightgbm().Booster(model_str=parts.text)
-        except Exception as exc:  # LightGBM raises its own error type for an unreadable model
-            if isinstance(exc, ModelError):
-                raise
-            raise ModelError(f"model.txt is not a LightGBM model: {exc}") from None
-        if self._booster.num_feature() != 1 + len(parts.features):
-            raise ModelError(
-                f"model.txt has {self._booster.num_feature()} inputs, inputs.json names {1 + len(parts.features)}"
-            )
+        self._booster = _booster(parts.text, 1 + len(parts.features))
         self._rule_code = {rule: float(i) for i, rule in enumerate(parts.rules)}
 
     @property
@@ -201,7 +223,7 @@ class TriageModel:
         return dict(self._parts.sentences)
 
     @property
-    def calibration(self) -> Isotonic:
+    def calibration(self) -> Calibration:
         return self._parts.calibration
 
     def _matrix(self, inputs: Inputs) -> FloatArray:
@@ -211,12 +233,7 @@ class TriageModel:
     def raw(self, features: pa.Table) -> FloatArray:
         """The raw score (log-odds) of every alert of ``features``."""
         inputs = read(features, expected=self.features, timed=False)
-        return self._raw(self._matrix(inputs))
-
-    def _raw(self, matrix: FloatArray) -> FloatArray:
-        if len(matrix) == 0:
-            return np.empty(0)
-        return np.asarray(self._booster.predict(matrix, raw_score=True, num_threads=THREADS), dtype=np.float64)
+        return _raw(self._booster, self._matrix(inputs))
 
     def score(self, features: pa.Table) -> Scores:
         """Priorities and per-input contributions (TreeSHAP, ``pred_contrib``) for every alert of
@@ -229,7 +246,7 @@ class TriageModel:
             contrib = np.asarray(
                 self._booster.predict(matrix, pred_contrib=True, num_threads=THREADS), dtype=np.float64
             )
-            raw = self._raw(matrix)
+            raw = _raw(self._booster, matrix)
             base = float(contrib[0, -1])
             contrib = contrib[:, :-1]
         else:
@@ -255,18 +272,6 @@ class TriageModel:
             sentences=self.sentences,
         )
 
-    def _files(self) -> dict[str, bytes]:
-        p = self._parts
-        inputs = {
-            "features": [{"name": f, "sentence": p.sentences[f]} for f in p.features],
-            "rules": list(p.rules),
-        }
-        return {
-            "model.txt": p.text.encode(),
-            "inputs.json": _json_bytes(inputs),
-            "calibration.json": _json_bytes(p.calibration.to_json()),
-        }
-
     def save(self, directory: str | Path) -> Path:
         """Write the model's four files into ``directory`` (made if needed); the same model always
         gives the same bytes. A directory holding another model is refused: a version is never
@@ -281,7 +286,7 @@ class TriageModel:
             if other != self.version:
                 raise ModelError(f"{out} already holds model {other}; save {self.version} elsewhere")
         out.mkdir(parents=True, exist_ok=True)
-        for name, data in {**self._files(), "card.json": _json_bytes(self.card)}.items():
+        for name, data in {**self._parts.files(), "card.json": _json_bytes(self.card)}.items():
             (out / name).write_bytes(data)
         return out
 
@@ -299,7 +304,7 @@ class TriageModel:
         try:
             card = json.loads(files["card.json"])
             inputs = json.loads(files["inputs.json"])
-            calibration = Isotonic.from_json(json.loads(files["calibration.json"]))
+            calibration = calibrations.from_json(json.loads(files["calibration.json"]))
             text = files["model.txt"].decode()
         except (ValueError, UnicodeDecodeError) as exc:
             raise ModelError(f"{src}: a model file is not valid ({exc})") from None
@@ -400,11 +405,11 @@ def train(
     )
     rounds = int(booster.best_iteration) if booster.best_iteration > 0 else int(booster.current_iteration())
     text = booster.model_to_string(num_iteration=rounds)
-    model = TriageModel(_Parts(text, inputs.names, sentences, rules, Isotonic((0.0,), (0.5,))), {})
-    calibration = fit_isotonic(model._raw(matrix[cal]), y[cal], w[cal])
+    fitted = _booster(text, len(names))
+    calibration = calibrations.fit(_raw(fitted, matrix[cal]), y[cal], w[cal])
     parts = _Parts(text, inputs.names, sentences, rules, calibration)
 
-    raw_test = model._raw(matrix[test])
+    raw_test = _raw(fitted, matrix[test])
     p_test = calibration(raw_test)
     yt, wt = y[test], w[test]
     figures = {
@@ -422,9 +427,8 @@ def train(
     when = (trained_at or datetime.now(UTC)).astimezone(UTC)
     who = trained_by if trained_by is not None else _os_user()
     unknown = np.isnan(inputs.values).mean(axis=0) if n else np.zeros(len(inputs.names))
-    card_files = TriageModel(parts, {})._files()
     card: dict[str, Any] = {
-        "model_version": _version(card_files),
+        "model_version": _version(parts.files()),
         "trained_by": who,
         "trained_at": when.isoformat(),
         "lightgbm_version": str(lgb.__version__),
@@ -451,7 +455,7 @@ def train(
             "rounds": rounds,
             "params": params,
             "imbalance": "scale_pos_weight = negative / positive label weight in the fit period",
-            "calibration": f"isotonic on the calibration period, {len(calibration.x)} knots",
+            "calibration": {**calibration.to_json(), "period": "calibration"},
         },
         "validation": figures,
         "known_limits": _limits(summaries, figures, label_source),
