@@ -172,3 +172,55 @@ def test_hostile_training_input_gives_a_model_or_a_clear_error(case: Any, model:
         assert str(exc)
     else:
         assert all(0 < p < 1 for p in scores.priority)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+plausible_inputs = st.fixed_dictionaries(
+    {
+        "features": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.sampled_from(["new_payers", "amount_z", "noise", "x y", 3]), "sentence": json_values}
+            ),
+            max_size=4,
+        ),
+        "rules": st.lists(st.sampled_from(["aml.structuring", "aml.graph.fan_in", 1]), max_size=3),
+    }
+)
+plausible_calibration = st.fixed_dictionaries(
+    {"method": st.sampled_from(["platt", "isotonic", "x"]), "a": json_values, "b": json_values, "x": json_values}
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(["inputs.json", "calibration.json"]),
+    data=json_values | plausible_inputs | plausible_calibration,
+    raw=st.binary(max_size=40),
+)
+def test_hostile_model_files_load_or_are_refused(
+    model: TriageModel, tmp_path_factory: pytest.TempPathFactory, name: str, data: Any, raw: bytes
+) -> None:
+    d = tmp_path_factory.mktemp("m")
+    model.save(d)
+    # Random bytes: the version id no longer matches.
+    (d / name).write_bytes(raw)
+    with pytest.raises(ModelError):
+        TriageModel.load(d)
+    # Any JSON, with a card that names it: loaded or refused, never a crash.
+    (d / name).write_text(json.dumps(data))
+    files = {f: (d / f).read_bytes() for f in FILES}
+    card = json.loads((d / "card.json").read_text())
+    (d / "card.json").write_text(json.dumps({**card, "model_version": _version(files)}))
+    try:
+        loaded = TriageModel.load(d)
+    except ModelError as exc:
+        assert str(exc)
+    else:
+        try:
+            assert len(loaded.score(DATA.table)) == 400
+        except FlagstoneError as exc:
+            assert str(exc)

@@ -204,8 +204,8 @@ def test_a_changed_or_missing_model_file_is_refused(model: TriageModel, tmp_path
     with pytest.raises(ModelError, match="cannot read"):
         TriageModel.load(tmp_path / "nowhere")
     model.save(tmp_path / "c")
-    (tmp_path / "c" / "calibration.json").write_text("{not json")
-    with pytest.raises(ModelError, match="not valid"):
+    (tmp_path / "c" / "card.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not JSON"):
         TriageModel.load(tmp_path / "c")
 
 

@@ -303,19 +303,24 @@ class TriageModel:
                 raise ModelError(f"{src / name}: cannot read the model file ({exc.strerror or exc})") from None
         try:
             card = json.loads(files["card.json"])
+        except ValueError as exc:
+            raise ModelError(f"{src / 'card.json'}: not JSON ({exc})") from None
+        if not isinstance(card, dict) or card.get("model_version") != _version(files):
+            raise ModelError(f"{src}: the model files are not the ones its card.json names (changed since saved?)")
+        try:
             inputs = json.loads(files["inputs.json"])
             calibration = calibrations.from_json(json.loads(files["calibration.json"]))
             text = files["model.txt"].decode()
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # UnicodeDecodeError is one too
             raise ModelError(f"{src}: a model file is not valid ({exc})") from None
-        if not isinstance(card, dict) or card.get("model_version") != _version(files):
-            raise ModelError(f"{src}: the model files are not the ones its card.json names (changed since saved?)")
         try:
             features = tuple(str(f["name"]) for f in inputs["features"])
             sentences = {str(f["name"]): check_sentence(str(f["name"]), f["sentence"]) for f in inputs["features"]}
             rules = tuple(str(r) for r in inputs["rules"])
             for name in features:
                 check_name(name)
+            if len(set(features)) != len(features) or len(set(rules)) != len(rules):
+                raise TypeError("a feature or rule is named twice")
         except (KeyError, TypeError, InputError) as exc:
             raise ModelError(f"{src / 'inputs.json'}: not a list of features and rules ({exc})") from None
         return cls(_Parts(text, features, sentences, rules, calibration), card)
