@@ -190,6 +190,15 @@ def test_the_card_says_what_a_reader_needs(model: TriageModel, history: Syntheti
         periods["fit"]["negatives"] / periods["fit"]["positives"]
     )
     assert any("never closes" in limit for limit in card["known_limits"])
+    # The figures are those of the newest 400 alerts, which neither the trees nor the curve saw.
+    newest = model.score(history.table.slice(1600))
+    y = np.array(history.labels[1600:], dtype=float)
+    ones = np.ones(400)
+    assert v["auc"] == pytest.approx(metrics.auc(newest.raw, y, ones))
+    assert v["average_precision"] == pytest.approx(metrics.average_precision(newest.raw, y, ones))
+    assert v["precision_top_10_percent"] == pytest.approx(metrics.precision_at_top(newest.raw, y, ones))
+    assert v["calibration_error"] == pytest.approx(metrics.calibration_error(newest.priority, y, ones))
+    assert v["base_rate"] == pytest.approx(y.mean())
 
 
 def test_a_changed_or_missing_model_file_is_refused(model: TriageModel, tmp_path: Path) -> None:
