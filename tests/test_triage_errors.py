@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -44,6 +45,10 @@ def test_empty_one_class_and_unlabelled_input_is_refused() -> None:
     refused("row 0: expected a number, got str", labels=["1", *DATA.labels[1:]])
     refused("399 labels for 400 alerts", labels=DATA.labels[:-1])
     refused("expected a sequence", labels="0101")
+    refused("row 2: expected a finite number", labels=np.array([0, 1, np.nan, *DATA.labels[3:]]))
+    refused("row 1: a label is 0 or 1", labels=np.array([0, 5, *DATA.labels[2:]]))
+    refused("3 labels for 400 alerts", labels=np.array([0, 1, 1]))
+    refused("row 0: expected a number, got str", labels=np.array(["1", *map(str, DATA.labels[1:])]))
     refused("401 weights for 400 alerts", weights=[1.0] * 401)
     refused("row 5: a weight is not negative", weights=[1.0] * 5 + [-1.0] + [1.0] * 394)
     refused("row 0: expected a finite number", weights=[math.inf] + [1.0] * 399)

@@ -204,7 +204,9 @@ def test_the_card_says_what_a_reader_needs(model: TriageModel, history: Syntheti
 def test_a_changed_or_missing_model_file_is_refused(model: TriageModel, tmp_path: Path) -> None:
     model.save(tmp_path / "m")
     text = (tmp_path / "m" / "model.txt").read_text()
-    (tmp_path / "m" / "model.txt").write_text(text.replace("learning_rate: 0.05", "learning_rate: 0.5"))
+    changed = text.replace("[deterministic: 1]", "[deterministic: 0]")
+    assert changed != text
+    (tmp_path / "m" / "model.txt").write_text(changed)
     with pytest.raises(ModelError, match=r"not the ones its card\.json names"):
         TriageModel.load(tmp_path / "m")
     (tmp_path / "m" / "model.txt").unlink()

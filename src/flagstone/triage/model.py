@@ -69,8 +69,9 @@ def _params(seed: int, scale_pos_weight: float) -> dict[str, Any]:
     return {
         "objective": "binary",
         "metric": "auc",
-        "learning_rate": 0.05,
+        "learning_rate": 0.1,
         "num_leaves": 15,
+        "max_depth": 5,
         "min_data_in_leaf": 20,
         "min_data_per_group": 20,
         "lambda_l2": 1.0,
@@ -87,6 +88,14 @@ def _params(seed: int, scale_pos_weight: float) -> dict[str, Any]:
 
 
 def _numbers(values: Values, n: int, what: str) -> FloatArray:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf" and values.ndim == 1:
+        if len(values) != n:
+            raise InputError(f"{len(values)} {what} for {n} alerts", field=what, value=len(values))
+        fast = values.astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(fast))
+        if len(bad):
+            raise InputError(f"row {int(bad[0])}: expected a finite number", field=what, value=float(fast[bad[0]]))
+        return fast
     if isinstance(values, pa.Array | pa.ChunkedArray):
         items: list[Any] = values.to_pylist()
     elif isinstance(values, str | bytes) or not hasattr(values, "__len__"):
@@ -441,7 +450,7 @@ def train(
             "alerts": n,
             "from": _iso(int(fire_us.min())),
             "to": _iso(int(fire_us.max())),
-            "rules": {r: rule_ids.count(r) for r in rules},
+            "rules": dict(sorted(Counter(rule_ids).items())),
             "periods": summaries,
         },
         "labels": {
