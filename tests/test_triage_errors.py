@@ -50,8 +50,9 @@ def test_empty_one_class_and_unlabelled_input_is_refused() -> None:
     refused("3 labels for 400 alerts", labels=np.array([0, 1, 1]))
     refused("row 0: expected a number, got str", labels=np.array(["1", *map(str, DATA.labels[1:])]))
     refused("401 weights for 400 alerts", weights=[1.0] * 401)
-    refused("row 5: a weight is not negative", weights=[1.0] * 5 + [-1.0] + [1.0] * 394)
+    refused("row 5: a weight is 0 or more", weights=[1.0] * 5 + [-1.0] + [1.0] * 394)
     refused("row 0: expected a finite number", weights=[math.inf] + [1.0] * 399)
+    refused("row 1: expected a finite number", weights=[1, 10**400] + [1.0] * 398)
     # Positives only in the earliest alerts: the later periods cannot validate anything.
     refused("the calibration period .* 0 positive", labels=[1] * 100 + [0] * 300)
     refused("negative labels \\(of weight > 0\\)", weights=[0.0] * 400)
@@ -75,6 +76,8 @@ def test_bad_tables_are_refused_naming_the_column() -> None:
     refused("protected attribute", table=religion, descriptions={**SENTENCES, "religion_score": "{value}"})
     same_time = t.set_column(2, "fire_ts", pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 400))
     refused(r"the calibration period \(0 alerts", table=same_time)
+    far = pa.array([2**62] * 400, pa.timestamp("us", tz="UTC"))
+    refused(r"row 0: fire_ts is outside the years 1 to 9999", table=t.set_column(2, "fire_ts", far))
 
 
 def test_bad_sentences_and_settings_are_refused() -> None:

@@ -46,14 +46,13 @@ from flagstone.triage import calibration as calibrations
 from flagstone.triage import metrics
 from flagstone.triage.calibration import Calibration
 from flagstone.triage.scores import Scores
-from flagstone.triage.table import RULE, Inputs, check_name, check_sentence, read
+from flagstone.triage.table import EPOCH, RULE, Inputs, check_name, check_sentence, read
 
 FloatArray = npt.NDArray[np.float64]
 Values: TypeAlias = Sequence[float] | Sequence[int] | Sequence[bool] | npt.NDArray[Any] | pa.Array | pa.ChunkedArray
 
 PERIODS = (("fit", 0.6), ("calibration", 0.8), ("test", 1.0))  # cumulative share of alerts by time
 FILES = ("model.txt", "inputs.json", "calibration.json")  # hashed into the version id; card.json is not
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 THREADS = 1  # fixed: part of what makes the model text byte-identical run to run
 
 
@@ -108,7 +107,10 @@ def _numbers(values: Values, n: int, what: str) -> FloatArray:
     for i, v in enumerate(items):
         if isinstance(v, str | bytes) or not isinstance(v, int | float | np.integer | np.floating | np.bool_):
             raise InputError(f"row {i}: expected a number, got {type(v).__name__}", field=what, value=v)
-        out[i] = float(v)
+        try:
+            out[i] = float(v)
+        except OverflowError:
+            out[i] = math.inf
         if not math.isfinite(out[i]):
             raise InputError(f"row {i}: expected a finite number", field=what, value=v)
     return out
@@ -128,7 +130,7 @@ def _weights(weights: Values | None, n: int) -> FloatArray:
     w = _numbers(weights, n, "weights")
     bad = np.flatnonzero(w < 0)
     if len(bad):
-        raise InputError(f"row {int(bad[0])}: a weight is not negative", field="weights", value=float(w[bad[0]]))
+        raise InputError(f"row {int(bad[0])}: a weight is 0 or more", field="weights", value=float(w[bad[0]]))
     return w
 
 
@@ -175,6 +177,8 @@ def _json_bytes(data: Any) -> bytes:
 def _booster(text: str, inputs: int) -> Any:
     lgb = _lightgbm()
     try:
+        # LightGBM's parser aborts the process on some malformed text (a truncated tree): only text
+        # whose hash the card names reaches it, so only a file forged together with its card could.
         booster = lgb.Booster(model_str=text)
     except lgb.basic.LightGBMError as exc:
         raise ModelError(f"model.txt is not a LightGBM model: {exc}") from None

@@ -8,6 +8,7 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,9 @@ from flagstone.errors import InputError, ModelError
 from flagstone.protected import protected_match
 
 KEYS = ("alert_id", "rule_id", "fire_ts")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)  # what a datetime can hold
+LAST_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 RULE = "rule_id"  # the one categorical input, before the features
 # A feature name goes into LightGBM's model text, which has no quoting: letters, digits, '_' only.
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}\Z")
@@ -50,7 +54,11 @@ def _time(table: pa.Table) -> npt.NDArray[np.int64]:
         row = pc.index(pc.is_null(col), True).as_py()
         raise InputError(f"row {row} has no fire_ts", field="fire_ts")
     micros = pc.cast(col, pa.timestamp("us", tz=col.type.tz), safe=False)
-    return np.asarray(pc.cast(micros, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    out = np.asarray(pc.cast(micros, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    bad = np.flatnonzero((out < FIRST_US) | (out > LAST_US))
+    if len(bad):
+        raise InputError(f"row {int(bad[0])}: fire_ts is outside the years 1 to 9999", field="fire_ts")
+    return out
 
 
 def check_name(name: str) -> None:
