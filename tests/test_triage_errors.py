@@ -134,6 +134,9 @@ def hostile_tables(draw: st.DrawFn) -> tuple[pa.Table, list[Any], list[Any] | No
         "rule_id": pa.array(draw(st.lists(rules, min_size=n, max_size=n)), pa.string()),
         "fire_ts": pa.array([T0 + timedelta(seconds=step * i) for i in range(n)], pa.timestamp("us", tz="UTC")),
     }
+    if rarely(draw):  # any instant a timestamp column can hold, most of which no datetime can
+        instants = st.integers(-(2**63) + 1, 2**63 - 1) | st.integers(0, 10**15)
+        columns["fire_ts"] = pa.array(draw(st.lists(instants, min_size=n, max_size=n)), pa.timestamp("us"))
     names = ["f1", "f2"]
     if rarely(draw):
         names.append(draw(st.sampled_from(["religion", "a b", "rule_id", "f3", "f1"])))
