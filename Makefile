@@ -9,7 +9,7 @@ DEMO   := demo-out
 $(BIN)/flagstone: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,triage]'
 	touch $@
 
 demo: $(BIN)/flagstone
@@ -17,7 +17,7 @@ demo: $(BIN)/flagstone
 
 # The tests run every rule on Spark too (local mode, needs Java): install the optional extra.
 $(VENV)/.spark-extra: $(BIN)/flagstone
-	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	$(BIN)/pip install --quiet -e '.[dev,triage,spark]'
 	touch $@
 
 test: $(BIN)/flagstone $(VENV)/.spark-extra

@@ -10,6 +10,8 @@
 - ``UnsupportedError``: a back end cannot run a rule feature. It names the rule, the feature
   and the engine, so a rule never silently gives different results on different engines.
 - ``StoreError``: the event store is missing, locked or not a Flagstone store.
+- ``ModelError``: a triage model cannot be used: the extra that runs it is not installed, its files
+  are missing or changed since it was saved, or it was trained on other features than it is given.
 
 A message often quotes what a user gave (a file name, a column header, a value), so before it
 reaches a terminal it goes through :func:`printable`: escape sequences, carriage returns, bells
@@ -114,3 +116,7 @@ class UnsupportedError(FlagstoneError):
 
 class StoreError(FlagstoneError):
     """The event store cannot be used."""
+
+
+class ModelError(FlagstoneError):
+    """A triage model cannot be used (not installed, files missing or changed, other features)."""
