@@ -88,13 +88,15 @@ outc AS (
 )"""
 
 
-def feature_sql(alerts: str, events: str, outcomes: str | None, dialect: str = "duckdb") -> str:
-    return _feature_sql(alerts, events, outcomes, dialect)
+def feature_sql(
+    alerts: str, events: str, outcomes: str | None, dialect: str = "duckdb", hub_degree: int = HUB_DEGREE
+) -> str:
+    return _feature_sql(alerts, events, outcomes, dialect, hub_degree)
 
 
 @cache
-def _feature_sql(alerts: str, events: str, outcomes: str | None, dialect: str) -> str:
-    sql = _duckdb_sql(alerts, events, outcomes)
+def _feature_sql(alerts: str, events: str, outcomes: str | None, dialect: str, hub_degree: int) -> str:
+    sql = _duckdb_sql(alerts, events, outcomes, int(hub_degree))
     if dialect == "duckdb":
         return sql
     tree = sqlglot.parse_one(sql, read="duckdb")
@@ -116,7 +118,7 @@ def _spark(node: exp.Expression) -> exp.Expression:
 _REWRITES: dict[str, Callable[[exp.Expression], exp.Expression]] = {"spark": _spark}
 
 
-def _duckdb_sql(alerts: str, events: str, outcomes: str | None) -> str:
+def _duckdb_sql(alerts: str, events: str, outcomes: str | None, hub_degree: int) -> str:
     has = "an_n > 0"  # group features are unknown (NULL) for an alert without accounts
     outcome_cols = (
         "CAST(CASE WHEN an_n > 0 THEN coalesce(oc.n_pos, 0) END AS DOUBLE) AS prior_reported_cases,\n"
@@ -239,7 +241,7 @@ reach_set AS (
   SELECT alert_id, v AS w FROM nb
   UNION
   SELECT nn.alert_id, nn.w FROM nn JOIN nb_deg nd ON nd.alert_id = nn.alert_id AND nd.v = nn.v
-  WHERE nd.d <= {HUB_DEGREE}
+  WHERE nd.d <= {hub_degree}
 ),
 reach AS (
   SELECT r.alert_id, count(*) AS n_reach

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
-from flagstone.triage._sql import feature_sql
+from flagstone.triage._sql import HUB_DEGREE, feature_sql
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,15 @@ def feature_table(
     events: str = "events",
     outcomes: str | None = None,
     protected: Sequence[str] | None = None,
+    hub_degree: int = HUB_DEGREE,
 ) -> pa.Table:
     """One row per alert of ``alerts``: ``alert_id``, ``rule_id``, ``fire_ts``, then ``FEATURES``.
 
     ``outcomes``: a table or view of case outcomes ``(account, outcome, ts)`` (cases live in another
-    database; the caller copies them in); without it the case features are NULL."""
+    database; the caller copies them in); without it the case features are NULL. ``hub_degree``: an
+    account with more counterparties is not expanded in the two-hop reach."""
     check_protected(FEATURES, protected)
-    table = con.sql(feature_sql(alerts, events, outcomes, "duckdb")).to_arrow_table()
+    table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree)).to_arrow_table()
     return table.cast(SCHEMA)
 
 
@@ -171,11 +173,12 @@ def spark_feature_table(
     *,
     outcomes_view: str | None = None,
     protected: Sequence[str] | None = None,
+    hub_degree: int = HUB_DEGREE,
 ) -> pa.Table:
     """The same features on Spark, from temporary views with the store's columns (``alerts`` with
     ``evidence`` and ``evidence_sources`` arrays). ``spark`` is a SparkSession, not imported here."""
     check_protected(FEATURES, protected)
-    sql = feature_sql(alerts_view, events_view, outcomes_view, "spark")
+    sql = feature_sql(alerts_view, events_view, outcomes_view, "spark", hub_degree)
     try:
         rows = spark.sql(sql).collect()
     except Exception as exc:
