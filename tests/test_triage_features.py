@@ -156,10 +156,12 @@ def test_case_outcomes_before_the_alert_count(data: st.DataObject, evs: list[dic
     assert_equal(got, triage_oracle.features(als, evs, outs))
 
 
-def _planted(evs: list[dict[str, Any]], at: datetime, event_id: str, source: str, acct: str) -> list[dict[str, Any]]:
-    # A large cash payment between the account and a brand-new one: it would move most features.
-    new = {"source": source, "event_id": event_id, "ts": at, "kind": "cash_deposit", "actor": acct,
-           "counterparty": "zz-new", "amount": Decimal("999.99"), "currency": "EUR", "channel": "CASH"}  # fmt: skip
+def _planted(
+    evs: list[dict[str, Any]], at: datetime, event_id: str, source: str, pair: tuple[str, str]
+) -> list[dict[str, Any]]:
+    # A large cash payment between two accounts: it would move most features of either.
+    new = {"source": source, "event_id": event_id, "ts": at, "kind": "cash_deposit", "actor": pair[0],
+           "counterparty": pair[1], "amount": Decimal("999.99"), "currency": "EUR", "channel": "CASH"}  # fmt: skip
     return [*evs, new]
 
 
@@ -170,13 +172,13 @@ def test_an_event_after_the_alert_changes_no_feature(
 ) -> None:
     als = data.draw(alerts(evs))
     alert = data.draw(st.sampled_from(als))
-    acct = data.draw(st.sampled_from(ACCOUNTS))
+    pair = data.draw(st.tuples(st.sampled_from([*ACCOUNTS, "zz-new"]), st.sampled_from([*ACCOUNTS, "zz-new"])))
     con = store_con(evs, als)
     before = rows(feature_table(con, protected=[]))
     # At the same time, the planted event comes after the firing event in (ts, event_id, source)
     # order ('~' sorts after every id drawn); later times come after it whatever their id.
     event_id = alert["fire_event_id"] + "~" if later == timedelta(0) else "0"
-    load(con, _planted(evs, alert["last_ts"] + later, event_id, alert["fire_source"], acct), als)
+    load(con, _planted(evs, alert["last_ts"] + later, event_id, alert["fire_source"], pair), als)
     after = rows(feature_table(con, protected=[]))
     assert after[alert["alert_id"]] == before[alert["alert_id"]]
 
@@ -224,7 +226,7 @@ def test_features_read_no_protected_attribute() -> None:
     assert all(f.reads is not None and f.name.isidentifier() and "{value" in f.sentence for f in FEATURES)
     assert len(set(FEATURE_NAMES)) == len(FEATURES)
     # A deployment that marks a field protected refuses every feature reading it, by name.
-    with pytest.raises(RuleError, match="feature 'group_cash_share' reads 'channel'.*marks protected"):
+    with pytest.raises(RuleError, match=r"feature 'group_cash_share' reads 'channel'.*marks protected"):
         check_protected(FEATURES, protected=["channel"])
     with pytest.raises(RuleError, match="protected attribute"):
         check_protected([Feature("x", "{value}", ("attrs.religion",), "group")], protected=[])
@@ -257,7 +259,9 @@ def test_spark_gives_the_same_features(spark: Any) -> None:
     als = []
     for i in range(60):
         fire = rng.choice(evs)
-        ev = sorted({(e["source"], e["event_id"]): e for e in [*rng.sample(evs, 4), fire]}.values(), key=triage_oracle.key)
+        ev = sorted(
+            {(e["source"], e["event_id"]): e for e in [*rng.sample(evs, 4), fire]}.values(), key=triage_oracle.key
+        )
         group = rng.choice([f"actor={fire['actor']}", f"counterparty={fire['counterparty']}",
                             f"actor={fire['actor']}, counterparty={rng.choice(evs)['actor']}", "place=p"])  # fmt: skip
         als.append(
@@ -279,9 +283,7 @@ def test_spark_gives_the_same_features(spark: Any) -> None:
         "fire_source string, fire_event_id string, evidence_sources array<string>, evidence array<string>",
     ).createOrReplaceTempView("tf_alerts")
     spark.createDataFrame(outs, "account string, outcome string, ts timestamp_ntz").createOrReplaceTempView("tf_out")
-    got = spark_feature_table(
-        spark, "tf_alerts", "tf_events", outcomes_view="tf_out", protected=[], hub_degree=8
-    )
+    got = spark_feature_table(spark, "tf_alerts", "tf_events", outcomes_view="tf_out", protected=[], hub_degree=8)
     assert got.column_names == expected.column_names
     assert got.sort_by("alert_id").to_pylist() == expected.sort_by("alert_id").to_pylist()
     assert_equal(rows(expected), triage_oracle.features(als, evs, outs, hub_degree=8))

@@ -143,9 +143,7 @@ def features(
             "counterparty_tenure_days_mean": (
                 float(sum(_us(c_ts - first_seen[v]) for v in nb)) / 86_400_000_000 / len(nb) if nb else None
             ),
-            "other_rule_alerts": float(
-                sum(1 for b in earlier_b if b["rule_id"] != a["rule_id"] and accts & touch(b))
-            ),
+            "other_rule_alerts": float(sum(1 for b in earlier_b if b["rule_id"] != a["rule_id"] and accts & touch(b))),
             "earlier_alerts": float(sum(1 for b in earlier_b if accts & anchors(b))),
             "prior_reported_cases": None,
             "prior_dismissed_cases": None,

@@ -35,7 +35,9 @@ _ORDER = ("ts", "event_id", "source")  # every feature reads the event order to 
 _EDGE = ("actor", "counterparty")
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("severity_rank", "the rule's severity is {value:.0f} on a scale of 0 (low) to 3 (critical)", (), "evidence"),
+    Feature(
+        "severity_rank", "the rule's severity is {value:.0f} on a scale of 0 (low) to 3 (critical)", (), "evidence"
+    ),
     Feature("evidence_events", "the evidence holds {value:.0f} events up to the alert", _ORDER, "evidence"),
     Feature("evidence_amount", "the evidence moves {value:,.2f} in total", (*_ORDER, "amount"), "evidence"),
     Feature("evidence_span_hours", "the evidence spans {value:,.1f} hours", _ORDER, "evidence"),
@@ -52,7 +54,9 @@ FEATURES: tuple[Feature, ...] = (
         "evidence",
     ),
     Feature("group_events_out", "the account made {value:.0f} payments before the alert", (*_ORDER, *_EDGE), "group"),
-    Feature("group_events_in", "the account received {value:.0f} payments before the alert", (*_ORDER, *_EDGE), "group"),
+    Feature(
+        "group_events_in", "the account received {value:.0f} payments before the alert", (*_ORDER, *_EDGE), "group"
+    ),
     Feature(
         "group_amount_out", "the account paid out {value:,.2f} before the alert", (*_ORDER, *_EDGE, "amount"), "group"
     ),
@@ -71,7 +75,9 @@ FEATURES: tuple[Feature, ...] = (
         (*_ORDER, *_EDGE, "kind", "channel"),
         "group",
     ),
-    Feature("group_tenure_days", "the account was first seen {value:,.1f} days before the alert", (*_ORDER, *_EDGE), "group"),
+    Feature(
+        "group_tenure_days", "the account was first seen {value:,.1f} days before the alert", (*_ORDER, *_EDGE), "group"
+    ),
     Feature(
         "group_counterparties",
         "the account had dealt with {value:.0f} other accounts before the alert",
@@ -110,9 +116,7 @@ FEATURES: tuple[Feature, ...] = (
         (*_ORDER, *_EDGE),
         "alerts",
     ),
-    Feature(
-        "earlier_alerts", "the account had been the subject of {value:.0f} alerts before", _ORDER, "alerts"
-    ),
+    Feature("earlier_alerts", "the account had been the subject of {value:.0f} alerts before", _ORDER, "alerts"),
     Feature("prior_reported_cases", "{value:.0f} earlier cases on the account were reported", (), "alerts"),
     Feature("prior_dismissed_cases", "{value:.0f} earlier cases on the account were dismissed", (), "alerts"),
 )
