@@ -216,12 +216,25 @@ nb AS (
   SELECT DISTINCT p.alert_id, p.other AS v, an.c_ts, an.c_id, an.c_src
   FROM pairs p JOIN anchor an ON an.alert_id = p.alert_id AND an.acct = p.acct
 ),
-nn AS (
-  SELECT nb.alert_id, nb.v, f.y AS w
-  FROM nb JOIN pf f ON f.x = nb.v
-  WHERE {_known("f", "nb")}
+nb_stream AS (  -- the first event of each pair of a neighbour, and each alert's cut-off, in event order
+  SELECT f.x AS v, f.ts, f.event_id, f.source, 0 AS mark, CAST(NULL AS VARCHAR) AS alert_id
+  FROM pf f WHERE f.x IN (SELECT v FROM nb)
+  UNION ALL
+  SELECT v, c_ts AS ts, c_id AS event_id, c_src AS source, 1 AS mark, alert_id FROM nb
 ),
-nb_deg AS (SELECT alert_id, v, count(*) AS d FROM nn GROUP BY alert_id, v),
+nb_run AS (  -- a neighbour's degree at each cut-off: a running count, so a hub costs no join
+  SELECT alert_id, v, mark,
+         sum(1 - mark) OVER (PARTITION BY v ORDER BY ts, event_id, source, mark
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS d
+  FROM nb_stream
+),
+nb_deg AS (SELECT alert_id, v, d FROM nb_run WHERE mark = 1),
+nn AS (  -- the known neighbours of the neighbours that are not hubs
+  SELECT nb.alert_id, nb.v, f.y AS w
+  FROM nb JOIN nb_deg nd ON nd.alert_id = nb.alert_id AND nd.v = nb.v
+  JOIN pf f ON f.x = nb.v
+  WHERE nd.d <= {hub_degree} AND {_known("f", "nb")}
+),
 seen AS (
   SELECT acct, min(ts) AS first_ts FROM (
     SELECT actor AS acct, ts FROM {events} WHERE actor IS NOT NULL
@@ -240,8 +253,7 @@ cp AS (
 reach_set AS (
   SELECT alert_id, v AS w FROM nb
   UNION
-  SELECT nn.alert_id, nn.w FROM nn JOIN nb_deg nd ON nd.alert_id = nn.alert_id AND nd.v = nn.v
-  WHERE nd.d <= {hub_degree}
+  SELECT alert_id, w FROM nn
 ),
 reach AS (
   SELECT r.alert_id, count(*) AS n_reach
