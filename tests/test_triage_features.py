@@ -9,6 +9,7 @@ import math
 import random
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -291,3 +292,11 @@ def test_spark_gives_the_same_features(spark: Any) -> None:
     varied = [n for n in FEATURE_NAMES if len({r[n] for r in expected.to_pylist()}) > 2]
     assert len(varied) >= len(FEATURE_NAMES) - 2, varied
     assert json.dumps(expected.schema.names)  # the names are plain text
+
+
+def test_every_feature_is_documented_with_its_sentence() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "triage.md").read_text(encoding="utf-8")
+    for f in FEATURES:
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{f.name}` |")), None)
+        assert row is not None, f.name
+        assert f.sentence in row and all(f"`{r}`" in row for r in f.reads), f.name
