@@ -332,3 +332,22 @@ def test_real_alerts_of_a_scan_equal_the_oracle(tmp_path: Path) -> None:
         assert any(triage_oracle.key(by_id[e]) > triage_oracle.cut(a) for a in als for e in a["evidence"])
         got = rows(feature_table(store.con, protected=[]))
     assert_equal(got, triage_oracle.features(als, evs))
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_feature_sql_matches_golden_file(dialect: str) -> None:
+    # The statement each engine runs, kept so that a change shows in review (as tests/golden/sql);
+    # regenerate after an intended change with FLAGSTONE_UPDATE_GOLDEN=1.
+    import os
+
+    import sqlglot
+
+    from flagstone.triage._sql import feature_sql
+
+    sql = sqlglot.transpile(feature_sql("alerts", "events", "outcomes", dialect), read=dialect, pretty=True)[0] + "\n"
+    path = Path(__file__).parent / "golden" / "triage" / f"features.{dialect}.sql"
+    if os.environ.get("FLAGSTONE_UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(sql)
+    assert path.exists(), f"no golden file {path}; run with FLAGSTONE_UPDATE_GOLDEN=1"
+    assert sql == path.read_text()

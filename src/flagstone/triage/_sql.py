@@ -35,7 +35,6 @@ HUB_DEGREE = 100
 RECENT_DAYS = 30
 POSITIVE_OUTCOMES = ("approved", "filed")  # the case states that mean "reported" (oversight/workflow.py)
 NEGATIVE_OUTCOMES = ("dismissed",)
-SEP = "\x1f"  # joins two account names into one text for count(DISTINCT ...)
 _US_PER_HOUR = 3_600_000_000
 _US_PER_DAY = 86_400_000_000
 
