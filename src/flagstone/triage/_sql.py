@@ -11,13 +11,15 @@ Steps, each a CTE over the ones before:
 
 - ``al``: the alerts with their cut-off; ``anchor``: each alert's accounts, parsed from
   ``group_key`` (its ``actor=`` and ``counterparty=`` parts; none when grouped by other fields).
-- ``evid``: the known evidence events; ``first_pair``: each evidence event whether it is the first
-  between its two accounts (in either direction).
+- ``evid``: the known evidence events; ``pair_events``: every event between two different
+  accounts, numbered within its pair (either direction) in event order, so ``k = 1`` is a first
+  contact; ``pf``: each pair's first event, once from each side.
 - ``hist``: every known event of an anchor account, once per anchor and side (out: the anchor is
   the actor; in: the counterparty); ``pairs``: per anchor and other account, which directions.
-- ``pf``: each pair of accounts' first event (two rows, one from each side) and ``nn``: the known
-  counterparties of each anchor's counterparties, through ``pf``, so that a hub costs one row per
-  account it met rather than one per event.
+- ``nb``: each alert's neighbours (its anchors' counterparties). Their degree at the alert's time
+  is a running count over ``pf`` with the cut-offs merged in (``nb_run``), so a hub (a merchant,
+  the outside world) costs one row per account it met, once, not once per alert; ``nn`` expands
+  only neighbours that are not hubs, for the two-hop reach.
 - ``touch``: the accounts each alert touches (anchors and known evidence), for the alert context.
 """
 
