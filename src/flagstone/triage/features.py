@@ -1,0 +1,191 @@
+"""Per-alert features for triage (issue 15), computed in the store with SQL, from data up to each
+alert's firing event only.
+
+``FEATURES`` lists them in column order, each with the sentence a reviewer reads and the canonical
+event fields it reads (checked against protected attributes as rules are, ``check_protected``).
+``feature_table`` runs the statement of ``_sql.py`` on DuckDB; ``spark_feature_table`` runs the
+same statement, transpiled by sqlglot, on Spark. Both return one row per alert: ``alert_id``,
+``rule_id``, ``fire_ts``, then one float64 column per feature (NULL when unknown). docs/triage.md
+lists the features and their exact definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from flagstone.errors import RuleError
+from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
+from flagstone.triage._sql import HUB_DEGREE, feature_sql
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str  # snake_case column name
+    sentence: str  # a format template with {value}, what a reviewer reads
+    reads: tuple[str, ...]  # canonical event fields it reads
+    group: str  # evidence, group, graph or alerts: where docs/triage.md lists it
+
+
+_ORDER = ("ts", "event_id", "source")  # every feature reads the event order to stop at the alert
+_EDGE = ("actor", "counterparty")
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "severity_rank", "the rule's severity is {value:.0f} on a scale of 0 (low) to 3 (critical)", (), "evidence"
+    ),
+    Feature("evidence_events", "the evidence holds {value:.0f} events up to the alert", _ORDER, "evidence"),
+    Feature("evidence_amount", "the evidence moves {value:,.2f} in total", (*_ORDER, "amount"), "evidence"),
+    Feature("evidence_span_hours", "the evidence spans {value:,.1f} hours", _ORDER, "evidence"),
+    Feature(
+        "evidence_first_contacts",
+        "{value:.0f} of the evidence payments were between accounts that had never dealt with each other before",
+        (*_ORDER, *_EDGE),
+        "evidence",
+    ),
+    Feature(
+        "evidence_first_contact_share",
+        "{value:.0%} of the evidence payments were first contacts between their two accounts",
+        (*_ORDER, *_EDGE),
+        "evidence",
+    ),
+    Feature("group_events_out", "the account made {value:.0f} payments before the alert", (*_ORDER, *_EDGE), "group"),
+    Feature(
+        "group_events_in", "the account received {value:.0f} payments before the alert", (*_ORDER, *_EDGE), "group"
+    ),
+    Feature(
+        "group_amount_out", "the account paid out {value:,.2f} before the alert", (*_ORDER, *_EDGE, "amount"), "group"
+    ),
+    Feature(
+        "group_amount_in", "the account received {value:,.2f} before the alert", (*_ORDER, *_EDGE, "amount"), "group"
+    ),
+    Feature(
+        "group_events_recent",
+        "the account had {value:.0f} payments in the 30 days before the alert",
+        (*_ORDER, *_EDGE),
+        "group",
+    ),
+    Feature(
+        "group_cash_share",
+        "{value:.0%} of the account's payments before the alert were in cash",
+        (*_ORDER, *_EDGE, "kind", "channel"),
+        "group",
+    ),
+    Feature(
+        "group_tenure_days", "the account was first seen {value:,.1f} days before the alert", (*_ORDER, *_EDGE), "group"
+    ),
+    Feature(
+        "group_counterparties",
+        "the account had dealt with {value:.0f} other accounts before the alert",
+        (*_ORDER, *_EDGE),
+        "group",
+    ),
+    Feature("out_degree", "the account had paid {value:.0f} different accounts", (*_ORDER, *_EDGE), "graph"),
+    Feature("in_degree", "the account had been paid by {value:.0f} different accounts", (*_ORDER, *_EDGE), "graph"),
+    Feature(
+        "reciprocity",
+        "{value:.0%} of the account's counterparties had paid it and been paid by it",
+        (*_ORDER, *_EDGE),
+        "graph",
+    ),
+    Feature(
+        "two_hop_reach",
+        "the account reached {value:.0f} accounts within two steps of payments",
+        (*_ORDER, *_EDGE),
+        "graph",
+    ),
+    Feature(
+        "counterparty_degree_mean",
+        "the account's counterparties had each dealt with {value:,.1f} accounts on average",
+        (*_ORDER, *_EDGE),
+        "graph",
+    ),
+    Feature(
+        "counterparty_tenure_days_mean",
+        "the account's counterparties were first seen {value:,.1f} days before the alert on average",
+        (*_ORDER, *_EDGE),
+        "graph",
+    ),
+    Feature(
+        "other_rule_alerts",
+        "{value:.0f} alerts of other rules had already involved the account",
+        (*_ORDER, *_EDGE),
+        "alerts",
+    ),
+    Feature("earlier_alerts", "the account had been the subject of {value:.0f} alerts before", _ORDER, "alerts"),
+    Feature("prior_reported_cases", "{value:.0f} earlier cases on the account were reported", (), "alerts"),
+    Feature("prior_dismissed_cases", "{value:.0f} earlier cases on the account were dismissed", (), "alerts"),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+KEY_COLUMNS = ("alert_id", "rule_id", "fire_ts")
+SCHEMA = pa.schema(
+    [("alert_id", pa.string()), ("rule_id", pa.string()), ("fire_ts", pa.timestamp("us"))]
+    + [(name, pa.float64()) for name in FEATURE_NAMES]
+)
+
+
+def check_protected(features: Sequence[Feature] = FEATURES, protected: Sequence[str] | None = None) -> None:
+    """Refuse a feature that reads a special category, or a field the configuration marks protected
+    (``protected``; by default the deployment's, as for rules)."""
+    if protected is None:
+        from flagstone.config import load_config
+
+        protected = load_config().unreadable_by_rules()
+    for feature in features:
+        for ref in feature.reads:
+            if (stem := protected_match(ref.rpartition(".")[2])) is not None:
+                raise RuleError(
+                    f"feature '{feature.name}' reads '{ref}', which looks like a protected attribute ('{stem}'): "
+                    + PROTECTED_REFUSAL,
+                    field=ref,
+                )
+            if (name := configured_match(ref, protected)) is not None:
+                raise RuleError(
+                    f"feature '{feature.name}' reads '{ref}', which the configuration marks protected ('{name}'): "
+                    "features may not use protected attributes",
+                    field=ref,
+                )
+
+
+def feature_table(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    alerts: str = "alerts",
+    events: str = "events",
+    outcomes: str | None = None,
+    protected: Sequence[str] | None = None,
+    hub_degree: int = HUB_DEGREE,
+) -> pa.Table:
+    """One row per alert of ``alerts``: ``alert_id``, ``rule_id``, ``fire_ts``, then ``FEATURES``.
+
+    ``outcomes``: a table or view of case outcomes ``(account, outcome, ts)`` (cases live in another
+    database; the caller copies them in); without it the case features are NULL. ``hub_degree``: an
+    account with more counterparties is not expanded in the two-hop reach."""
+    check_protected(FEATURES, protected)
+    table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree)).to_arrow_table()
+    return table.cast(SCHEMA)
+
+
+def spark_feature_table(
+    spark: Any,
+    alerts_view: str = "alerts",
+    events_view: str = "events",
+    *,
+    outcomes_view: str | None = None,
+    protected: Sequence[str] | None = None,
+    hub_degree: int = HUB_DEGREE,
+) -> pa.Table:
+    """The same features on Spark, from temporary views with the store's columns (``alerts`` with
+    ``evidence`` and ``evidence_sources`` arrays). ``spark`` is a SparkSession, not imported here."""
+    check_protected(FEATURES, protected)
+    sql = feature_sql(alerts_view, events_view, outcomes_view, "spark", hub_degree)
+    try:
+        rows = spark.sql(sql).collect()
+    except Exception as exc:
+        raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
+    columns = [c.name for c in SCHEMA]
+    return pa.Table.from_pylist([{c: row[c] for c in columns} for row in rows], schema=SCHEMA)
