@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from flagstone.triage.features import FEATURES, feature_table
-from flagstone.triage.model import train
 
 from flagstone.evaluate import CURRENT_ALERTS_SQL, AlertTruth, alert_truth, load_labels
 from flagstone.ingest import ingest_file
 from flagstone.rules import load_rules
 from flagstone.scan import scan_store
 from flagstone.store import Store
+from flagstone.triage.features import FEATURES, feature_table
 from flagstone.triage.measure import queue_measures
+from flagstone.triage.model import train
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
