@@ -88,3 +88,23 @@ def test_the_demos_files_are_its_owners_only(tmp_path: Path) -> None:
     made = [tmp_path / "d", *(tmp_path / "d").rglob("*")]
     loose = [f"{p}: {stat.S_IMODE(p.stat().st_mode):04o}" for p in made if p.stat().st_mode & 0o077]
     assert not loose
+
+
+def test_the_demo_orders_its_queue_by_a_triage_model(tmp_path: Path) -> None:
+    pytest.importorskip("lightgbm")
+    from sqlalchemy import select
+
+    from flagstone.oversight.context import Oversight
+    from flagstone.oversight.schema import cases
+
+    result = run_demo(tmp_path / "out", events=400_000, seed=3, progress=False)
+    with Store(result.store, read_only=True) as st:
+        [(model_id,)] = st.con.execute("SELECT model_id FROM triage_models WHERE active").fetchall()
+    assert (tmp_path / "out" / "models" / "demo" / "card.json").is_file()
+    ov = Oversight.open(result.store)
+    try:
+        with ov.engine.connect() as con:
+            rows = con.execute(select(cases.c.priority, cases.c.explanation, cases.c.triage_model)).all()
+    finally:
+        ov.close()
+    assert rows and all(p is not None and e and m == model_id for p, e, m in rows)

@@ -32,6 +32,8 @@ PACKS = ("aml", "precursors", "transit", "pep")
 STORE_NAME = "flagstone.duckdb"
 REPORT_NAME = "report.html"
 USERS_NAME = "demo-users.txt"
+MODEL_DIR = "models/demo"
+DEMO_SUPERVISOR = "sam.supervisor"
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,11 @@ def run_demo(
         cases = after_scan(store, ruleset, scanned.scan_id, "duckdb", scanned.alerts).cases
         users_file = _demo_users(store_path, out / USERS_NAME)
 
-        console.rule("[bold]4/5 evaluate against the planted scenarios")
+        console.rule("[bold]4/5 evaluate against the planted scenarios; order the queue by a triage model")
         scores = evaluate_store(store, info.files["labels"])
         console.print(render_scores(scores))
+        for line in _triage(store, info.files["labels"], out / MODEL_DIR):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
 
         console.rule("[bold]5/5 report")
         report = write_report(store, out / REPORT_NAME, labels=info.files["labels"])
@@ -144,6 +148,60 @@ def run_demo(
     ):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     return result
+
+
+def _triage(store: Any, labels: Path, model_dir: Path) -> list[str]:
+    """Train a triage model on the demo's planted labels, activate it as the demo supervisor, and
+    give the cases its priorities: the queue of `flagstone web` is then read in that order. (On real
+    data a model is trained on history and measured on a later period: docs/triage.md.)"""
+    try:
+        import lightgbm  # noqa: F401 - only to know whether the optional extra is installed
+    except ImportError:
+        return ["triage: skipped (install the extra: pip install 'flagstone[triage]')"]
+    from flagstone.audit.events import AlertsScored, TriageModelActivated, TriageModelTrained
+    from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
+    from flagstone.oversight.context import Oversight
+    from flagstone.oversight.sync import sync_alerts
+    from flagstone.triage.features import FEATURES, feature_table
+    from flagstone.triage.model import train
+    from flagstone.triage.registry import activate, register, score_store
+
+    features = feature_table(store.con)
+    truth = alert_truth(store.con, CURRENT_ALERTS_SQL, load_labels(labels))
+    y = [int(truth[a].true) for a in features.column("alert_id").to_pylist()]
+    source = f"the demo's planted labels ({labels.name})"
+    try:
+        model = train(features, y, descriptions={f.name: f.sentence for f in FEATURES}, label_source=source)
+    except FlagstoneError as exc:  # a small demo may have too few alerts for time-ordered periods
+        return [f"triage: no model trained ({printable(str(exc))})"]
+    shutil.rmtree(model_dir, ignore_errors=True)  # a fresh demo's model replaces the last one
+    model.save(model_dir)
+    register(store, model)
+    previous = activate(store, model.version)
+    n = score_store(store, model)
+    ov = Oversight.open(store.path)
+    try:
+        ov.audit.record("demo", TriageModelTrained(model.version, source, len(y), sum(y)))
+        ov.audit.record(DEMO_SUPERVISOR, TriageModelActivated(model.version, DEMO_SUPERVISOR, previous))
+        ov.audit.record(DEMO_SUPERVISOR, AlertsScored(model.version, n))
+        sync_alerts(ov, store)
+    finally:
+        ov.close()
+    top = store.con.execute(
+        "SELECT a.rule_id, s.priority, s.explanation FROM alert_scores s JOIN alerts a USING (alert_id) "
+        "WHERE s.model_id = ? ORDER BY s.priority DESC, a.alert_id LIMIT 3",
+        [model.version],
+    ).fetchall()
+    figures = model.card.get("validation", {})
+    auc = figures.get("auc") if isinstance(figures, dict) else None
+    measured = f", AUC {auc:.2f} on the latest period" if isinstance(auc, float) else ""
+    lines = [
+        f"triage: model {model.version} ({model_dir}) trained on {len(y):,} alerts ({sum(y):,} true)"
+        f"{measured}; activated for {DEMO_SUPERVISOR}; {n:,} alerts scored",
+        "the queue is read in priority order; its top:",
+    ]
+    lines += [f"  {p:.2f} {rule_id}: {text}" for rule_id, p, text in top]
+    return lines
 
 
 def _ingested(r: Any) -> Any:
