@@ -178,7 +178,7 @@ def _triage(store: Any, labels: Path, model_dir: Path) -> list[str]:
     model.save(model_dir)
     register(store, model)
     previous = activate(store, model.version)
-    n = score_store(store, model)
+    n = score_store(store, model, features=features)
     ov = Oversight.open(store.path)
     try:
         ov.audit.record("demo", TriageModelTrained(model.version, source, len(y), sum(y)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from flagstone.errors import InputError
 from flagstone.store import Store
@@ -76,10 +77,14 @@ def activate(store: Store, model_id: str) -> str:
     return previous
 
 
-def score_store(store: Store, model: TriageModel, alert_ids: Sequence[str] | None = None) -> int:
+def score_store(
+    store: Store, model: TriageModel, alert_ids: Sequence[str] | None = None, *, features: pa.Table | None = None
+) -> int:
     """Score the store's alerts (or only ``alert_ids``) with ``model``; returns how many. Earlier
-    scores of the same model for those alerts are replaced."""
-    features = feature_table(store.con)
+    scores of the same model for those alerts are replaced. ``features``: the store's feature table,
+    when the caller has just computed it."""
+    if features is None:
+        features = feature_table(store.con)
     if alert_ids is not None:
         wanted = set(alert_ids)
         keep = [i for i, a in enumerate(features.column("alert_id").to_pylist()) if a in wanted]
