@@ -1,0 +1,98 @@
+"""Triage on demo data: train on one generated demo, order another's queue, and what scoring adds to
+a scan.
+
+Two demos are generated with different seeds, ingested and scanned with every shipped pack. A model
+trained on the first (its planted labels) orders the second's queue: the share read to find every
+true alert, and the precision in the top 10 %. Then the second demo's events are scanned again in
+a fresh store twice, without a model and with the model active (its new alerts scored): the ratio
+of the two scan times is what triage costs a scan (goal <= 1.2).
+
+    .venv/bin/python bench/triage_demo.py [--events 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from flagstone.demo import PACKS, find_packs
+from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
+from flagstone.generate import generate_demo
+from flagstone.ingest import ingest_file
+from flagstone.rules import RuleSet, load_rules
+from flagstone.scan import scan_store
+from flagstone.store import Store
+from flagstone.triage.features import FEATURES, feature_table
+from flagstone.triage.measure import queue_measures
+from flagstone.triage.model import TriageModel, train
+from flagstone.triage.registry import activate, register
+
+
+def ingested(folder: Path, events: int, seed: int) -> tuple[Path, Path]:
+    """A store holding a generated demo's events (not scanned), and its labels file."""
+    info = generate_demo(folder / "data", events=events, seed=seed, progress=False)
+    path = folder / "flagstone.duckdb"
+    with Store(path) as st:
+        for data, mapping in info.ingest_order():
+            ingest_file(st, data, mapping, progress=False)
+    return path, info.files["labels"]
+
+
+def copy(store: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for suffix in ("", ".key"):
+        shutil.copy2(f"{store}{suffix}", f"{dest / store.name}{suffix}")
+    return dest / store.name
+
+
+def timed_scan(store: Path, rules: RuleSet, model: TriageModel | None) -> tuple[float, int]:
+    with Store(store) as st:
+        if model is not None:
+            register(st, model)
+            activate(st, model.version)
+        t = time.perf_counter()
+        result = scan_store(st, rules, progress=False)
+        return time.perf_counter() - t, result.scored
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    args = ap.parse_args()
+    rules = load_rules([find_packs() / p for p in PACKS])
+    work = Path(tempfile.mkdtemp(prefix="flagstone-triage-demo-"))
+    try:
+        train_store, train_labels = ingested(work / "train", args.events, seed=1)
+        measure_store, measure_labels = ingested(work / "measure", args.events, seed=2)
+        plain, scored = copy(measure_store, work / "plain"), copy(measure_store, work / "scored")
+        tables = {}
+        for name, path, labels in (("train", train_store, train_labels), ("measure", measure_store, measure_labels)):
+            with Store(path) as st:
+                scan_store(st, rules, progress=False)
+                tables[name] = (feature_table(st.con), alert_truth(st.con, CURRENT_ALERTS_SQL, load_labels(labels)))
+        features, truth = tables["train"]
+        y = [int(truth[a].true) for a in features.column("alert_id").to_pylist()]
+        t = time.perf_counter()
+        model = train(features, y, descriptions={f.name: f.sentence for f in FEATURES})
+        trained = time.perf_counter() - t
+        features, truth = tables["measure"]
+        scores = model.score(features)
+        m = queue_measures(list(scores.alert_ids), [float(p) for p in scores.priority], truth)
+        print(f"demo seed 1 -> demo seed 2 ({args.events:,} events each); training {trained:.1f} s")
+        for line in m.lines():
+            print(f"  {line}")
+        without, _ = timed_scan(plain, rules, None)
+        with_model, n = timed_scan(scored, rules, model)
+        print(
+            f"scan without a model {without:.1f} s; with the model active {with_model:.1f} s ({n:,} alerts scored): "
+            f"{with_model / without:.2f}x"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
