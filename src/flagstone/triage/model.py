@@ -299,9 +299,13 @@ class TriageModel:
             if other != self.version:
                 raise ModelError(f"{out} already holds model {other}; save {self.version} elsewhere")
         out.mkdir(parents=True, exist_ok=True)
-        for name, data in {**self._parts.files(), "card.json": _json_bytes(self.card)}.items():
+        for name, data in self.files().items():
             (out / name).write_bytes(data)
         return out
+
+    def files(self) -> dict[str, bytes]:
+        """The model's four files by name, as ``save`` writes them (and ``from_files`` reads them)."""
+        return {**self._parts.files(), "card.json": _json_bytes(self.card)}
 
     @classmethod
     def load(cls, directory: str | Path) -> TriageModel:
@@ -314,6 +318,16 @@ class TriageModel:
                 files[name] = (src / name).read_bytes()
             except OSError as exc:
                 raise ModelError(f"{src / name}: cannot read the model file ({exc.strerror or exc})") from None
+        return cls.from_files(files, src)
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], origin: str | Path = "the model") -> TriageModel:
+        """The model whose files (by name) are ``files``, checked as ``load`` checks a folder;
+        ``origin`` names where they came from in errors."""
+        src = Path(origin)
+        missing = [name for name in (*FILES, "card.json") if name not in files]
+        if missing:
+            raise ModelError(f"{src}: the model lacks {', '.join(missing)}")
         try:
             card = json.loads(files["card.json"])
         except ValueError as exc:

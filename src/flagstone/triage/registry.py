@@ -10,10 +10,8 @@ queue and says why; nothing here touches a case.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -37,9 +35,7 @@ def register(store: Store, model: TriageModel) -> bool:
     # fetchall, not fetchone: DuckDB refuses new work on a connection with a result left open.
     if store.con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model.version]).fetchall():
         return False
-    with tempfile.TemporaryDirectory() as tmp:
-        saved = model.save(Path(tmp) / "model")
-        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(saved.iterdir())}
+    files = {name: data.decode("utf-8") for name, data in sorted(model.files().items())}
     store.con.execute(
         "INSERT INTO triage_models VALUES (?, ?, ?, ?, FALSE)",
         [model.version, _now(), json.dumps(model.card), json.dumps(files)],
@@ -53,12 +49,8 @@ def stored_model(store: Store | duckdb.DuckDBPyConnection, model_id: str) -> Tri
     rows = con.execute("SELECT files FROM triage_models WHERE model_id = ?", [model_id]).fetchall()
     if not rows:
         raise InputError(f"no triage model {model_id!r} in the store", field="model", value=model_id)
-    row = rows[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        for name, text in json.loads(row[0]).items():
-            (folder / Path(name).name).write_text(text, encoding="utf-8")
-        return TriageModel.load(folder)
+    files = {str(name): str(text).encode("utf-8") for name, text in json.loads(rows[0][0]).items()}
+    return TriageModel.from_files(files, f"the store's triage model {model_id}")
 
 
 def active_model_id(store: Store | duckdb.DuckDBPyConnection) -> str | None:
