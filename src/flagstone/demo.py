@@ -159,19 +159,16 @@ def _triage(store: Any, labels: Path, model_dir: Path) -> list[str]:
     except ImportError:
         return ["triage: skipped (install the extra: pip install 'flagstone[triage]')"]
     from flagstone.audit.events import AlertsScored, TriageModelActivated, TriageModelTrained
-    from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
     from flagstone.oversight.context import Oversight
     from flagstone.oversight.sync import sync_alerts
-    from flagstone.triage.features import FEATURES, feature_table
-    from flagstone.triage.model import train
+    from flagstone.triage.history import labelled, train_on
     from flagstone.triage.registry import activate, register, score_store
 
-    features = feature_table(store.con)
-    truth = alert_truth(store.con, CURRENT_ALERTS_SQL, load_labels(labels))
-    y = [int(truth[a].true) for a in features.column("alert_id").to_pylist()]
+    history = labelled(store.con, labels)
+    features, y = history.features, history.labels
     source = f"the demo's planted labels ({labels.name})"
     try:
-        model = train(features, y, descriptions={f.name: f.sentence for f in FEATURES}, label_source=source)
+        model = train_on(history, label_source=source)
     except FlagstoneError as exc:  # a small demo may have too few alerts for time-ordered periods
         return [f"triage: no model trained ({printable(str(exc))})"]
     shutil.rmtree(model_dir, ignore_errors=True)  # a fresh demo's model replaces the last one

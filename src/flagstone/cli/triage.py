@@ -43,28 +43,20 @@ def triage_train(
     a labelled record is worth a report. The model is saved in --out and kept in the store
     (inactive) with its card; audited as triage_model_trained."""
     from flagstone.audit.events import TriageModelTrained
-    from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
     from flagstone.oversight.activity import record
     from flagstone.store import Store
-    from flagstone.triage.features import FEATURES, feature_table
-    from flagstone.triage.model import train
+    from flagstone.triage.history import labelled, train_on
     from flagstone.triage.registry import register
 
+    source = f"labels file {labels.name}"
     with Store(store) as st:
-        features = feature_table(st.con)
-        truth = alert_truth(st.con, CURRENT_ALERTS_SQL, load_labels(labels))
-        y = [int(truth[a].true) for a in features.column("alert_id").to_pylist()]
-        model = train(
-            features,
-            y,
-            descriptions={f.name: f.sentence for f in FEATURES},
-            seed=seed,
-            label_source=f"labels file {labels.name}",
-        )
+        history = labelled(st.con, labels)
+        model = train_on(history, label_source=source, seed=seed)
         model.save(out_dir)
         register(st, model)
         path = st.path
-    record(path, [TriageModelTrained(model.version, f"labels file {labels.name}", len(y), sum(y))])
+    y = history.labels
+    record(path, [TriageModelTrained(model.version, source, len(y), sum(y))])
     _print_card(model.card)
     out.print(
         f"model {model.version} saved in {out_dir} and kept in the store (not active)", highlight=False, soft_wrap=True
@@ -77,18 +69,16 @@ def triage_evaluate(model: ModelDir, labels: LabelsOpt, store: StoreOpt = None) 
     """Measure a model on the store's alerts and a labels file (another period or data set than it
     was trained on): how much of the queue a reviewer reads, in priority order, to find every
     labelled pattern the alerts find, and the precision at the top of the queue. Stores nothing."""
-    from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
     from flagstone.store import Store
-    from flagstone.triage.features import feature_table
+    from flagstone.triage.history import labelled
     from flagstone.triage.measure import queue_measures
     from flagstone.triage.model import TriageModel
 
     m = TriageModel.load(model)
     with Store(store, read_only=True) as st:
-        features = feature_table(st.con)
-        truth = alert_truth(st.con, CURRENT_ALERTS_SQL, load_labels(labels))
-    scores = m.score(features)
-    measures = queue_measures(list(scores.alert_ids), [float(p) for p in scores.priority], truth)
+        history = labelled(st.con, labels)
+    scores = m.score(history.features)
+    measures = queue_measures(list(scores.alert_ids), [float(p) for p in scores.priority], history.truth)
     for line in measures.lines():
         out.print(line, highlight=False, soft_wrap=True)
 
