@@ -25,11 +25,18 @@ def exported(store: Store) -> dict[str, tuple[object, object]]:
 
 
 def add_model(store: Store, model_id: str, active: bool) -> None:
-    store.con.execute("INSERT INTO triage_models VALUES (?, ?, '{}', '{}', ?)", [model_id, T0, active])
+    store.con.execute(
+        "INSERT INTO triage_models (model_id, created_at, card, files, active) VALUES (?, ?, '{}', '{}', ?)",
+        [model_id, T0, active],
+    )
 
 
 def add_score(store: Store, alert_id: str, model_id: str, priority: float, text: str) -> None:
-    store.con.execute("INSERT INTO alert_scores VALUES (?, ?, ?, ?, '[]', ?)", [alert_id, model_id, priority, text, T0])
+    store.con.execute(
+        "INSERT INTO alert_scores (alert_id, model_id, priority, explanation, contributions, scored_at) "
+        "VALUES (?, ?, ?, ?, '[]', ?)",
+        [alert_id, model_id, priority, text, T0],
+    )
 
 
 def test_only_the_active_models_scores_are_exported(tmp_path: Path) -> None:

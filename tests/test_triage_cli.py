@@ -90,3 +90,70 @@ def test_train_score_and_activate(setup: Setup, scanned: Path, tmp_path: Path) -
         new = st.con.execute("SELECT count(*) FROM alerts WHERE rule_id = 't.big'").fetchall()[0][0]
     assert new > 0 and unscored == 0
     assert actions(setup).count("alerts_scored") == 2
+
+
+def decide(s: Setup, decisions: dict[str, str]) -> None:
+    """Plant reviewers' decisions (alert id -> state) as the workflow leaves them."""
+    with s.ov.engine.begin() as con:
+        for alert_id, state in decisions.items():
+            reason = "report filed" if state == "filed" else "ordinary business, documented"
+            con.execute(cases.update().where(cases.c.alert_id == alert_id).values(state=state, closing_reason=reason))
+
+
+def test_train_from_reviewers_decisions(setup: Setup, scanned: Path, tmp_path: Path) -> None:
+    from flagstone.evaluate import CURRENT_ALERTS_SQL, alert_truth, load_labels
+
+    store, db = str(setup.store), setup.ov.db_url
+    code, output = run(setup, "triage", "train", "--from-cases", "--out", str(tmp_path / "m0"), "--store", store,
+                       "--db", db)  # fmt: skip
+    assert code == 2 and "decisions of both kinds" in output  # every case is still open
+    code, output = run(setup, "triage", "train", "--out", str(tmp_path / "m0"), "--store", store)
+    assert code == 2 and "--labels FILE or --from-cases" in output
+
+    # Reviewers read a biased share: every other alert in id order, as a queue would present them.
+    with Store(setup.store, read_only=True) as st:
+        truth = alert_truth(st.con, CURRENT_ALERTS_SQL, load_labels(scanned.parent / "data" / "labels.csv"))
+    read = sorted(truth)[::2]
+    decide(setup, {a: "filed" if truth[a].true else "dismissed" for a in read})
+    model = tmp_path / "m2"
+    code, output = run(setup, "triage", "train", "--from-cases", "--out", str(model), "--store", store, "--db", db)
+    assert code == 0, output
+    card = json.loads((model / "card.json").read_text())
+    labels = card["labels"]
+    assert labels["source"].startswith("reviewers' decisions")
+    assert labels["positives"] == sum(truth[a].true for a in read)
+    assert labels["negatives"] == sum(not truth[a].true for a in read)
+    assert labels["decided"] == len(read) and labels["undecided_unlabelled"] == len(truth) - len(read)
+    assert labels["dismissal_reasons"] == {"ordinary business, documented": labels["negatives"]}
+    assert card["validation"]["weighted"] is True
+    assert "triage_model_trained" in actions(setup)
+
+
+def test_review_sample_marks_a_share_of_cases_first_in_the_queue(setup: Setup, scanned: Path, tmp_path: Path) -> None:
+    from flagstone.oversight.cases import queue
+    from flagstone.triage.registry import review_sampled
+
+    labels = scanned.parent / "data" / "labels.csv"
+    store, db = str(setup.store), setup.ov.db_url
+    model = tmp_path / "m1"
+    assert run(setup, "triage", "train", "--labels", str(labels), "--out", str(model), "--store", store)[0] == 0
+    code, output = run(setup, "triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
+                       "--review-sample", "0.7", "--store", store, "--db", db, stdin=PASSWORD + "\n")  # fmt: skip
+    assert code == 2 and "review sample" in output  # over 0.5: refused before any password is read
+    code, output = run(setup, "triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
+                       "--review-sample", "0.25", "--store", store, "--db", db, stdin=PASSWORD + "\n")  # fmt: skip
+    assert code == 0, output
+    version = json.loads((model / "card.json").read_text())["model_version"]
+    with setup.ov.engine.connect() as con:
+        rows = con.execute(select(cases.c.alert_id, cases.c.review_sample, cases.c.priority)).all()
+    sampled = {a for a, r, _ in rows if r}
+    # The draw is the documented hash, independent of priority, and near its share.
+    assert sampled == {a for a, _, _ in rows if review_sampled(version, a, 0.25)}
+    assert 0.15 < len(sampled) / len(rows) < 0.35
+    shown = queue(setup.ov, setup.users["sam"], state="", sort="priority", limit=len(rows))
+    flags = [c.review_sample for c in shown]
+    assert flags == sorted(flags, reverse=True)  # the sample first
+    first = [c.priority for c in shown if c.review_sample]
+    assert first == sorted(first, reverse=True)  # each part in priority order
+    exported = [json.loads(x) for x in run(setup, "alerts", "--store", store)[1].splitlines() if x.startswith("{")]
+    assert {a["alert_id"] for a in exported if a["review_sample"]} == sampled

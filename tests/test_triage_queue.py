@@ -26,18 +26,24 @@ from flagstone.store import Store
 from flagstone.web import create_web_app
 
 T0 = datetime(2026, 1, 1)
-SCORE_COLUMNS = {"priority", "explanation", "triage_model"}
+SCORE_COLUMNS = {"priority", "explanation", "triage_model", "review_sample"}
 
 
 def put_scores(s: Setup, model_id: str, scores: dict[str, float], *, active: bool = True) -> None:
     with Store(s.store) as st:
         if active:
             st.con.execute("UPDATE triage_models SET active = FALSE")
-        st.con.execute("INSERT OR REPLACE INTO triage_models VALUES (?, ?, '{}', '{}', ?)", [model_id, T0, active])
+        st.con.execute(
+            "INSERT OR REPLACE INTO triage_models (model_id, created_at, card, files, active) "
+            "VALUES (?, ?, '{}', '{}', ?)",
+            [model_id, T0, active],
+        )
         for alert_id, p in scores.items():
             text = f"planted by the test: {p:+.2f}"
             st.con.execute(
-                "INSERT OR REPLACE INTO alert_scores VALUES (?, ?, ?, ?, '[]', ?)", [alert_id, model_id, p, text, T0]
+                "INSERT OR REPLACE INTO alert_scores (alert_id, model_id, priority, explanation, contributions, "
+                "scored_at) VALUES (?, ?, ?, ?, '[]', ?)",
+                [alert_id, model_id, p, text, T0],
             )
         sync_alerts(s.ov, st)
 

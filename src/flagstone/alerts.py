@@ -173,24 +173,36 @@ def _has_scores(con: duckdb.DuckDBPyConnection) -> bool:
     return {"alert_scores", "triage_models"} <= {t for (t,) in found}
 
 
-def active_scores(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[float, str, str]]:
-    """alert_id -> (priority, explanation, model_id) by the active triage model (empty without one)."""
+def _has_sample(con: duckdb.DuckDBPyConnection) -> bool:
+    """False for a store scored before review samples existed, opened read-only (so not upgraded)."""
+    found = con.execute(
+        "SELECT 1 FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'alert_scores' "
+        "AND column_name = 'review_sample'"
+    ).fetchall()
+    return bool(found)
+
+
+def active_scores(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[float, str, str, bool]]:
+    """alert_id -> (priority, explanation, model_id, in the review sample) by the active triage
+    model (empty without one)."""
     if not _has_scores(con):
         return {}
+    sample = "coalesce(s.review_sample, FALSE)" if _has_sample(con) else "FALSE"
     rows = con.execute(
-        "SELECT s.alert_id, s.priority, s.explanation, s.model_id FROM alert_scores s "
-        "JOIN triage_models m ON m.model_id = s.model_id AND m.active"
+        f"SELECT s.alert_id, s.priority, s.explanation, s.model_id, {sample} "
+        "FROM alert_scores s JOIN triage_models m ON m.model_id = s.model_id AND m.active"
     ).fetchall()
-    return {str(a): (float(p), str(e), str(m)) for a, p, e, m in rows}
+    return {str(a): (float(p), str(e), str(m), bool(r)) for a, p, e, m, r in rows}
 
 
 def scored_columns(store: Store) -> str:
     """``priority, explanation FROM alerts a ...``: each alert's score by the active triage model,
     NULL when none is active or the alert is not scored."""
     if not _has_scores(store.con):
-        return "NULL::DOUBLE AS priority, NULL::VARCHAR AS explanation FROM alerts a"
+        return "NULL::DOUBLE AS priority, NULL::VARCHAR AS explanation, NULL::BOOLEAN AS review_sample FROM alerts a"
+    sample = "s.review_sample" if _has_sample(store.con) else "NULL::BOOLEAN AS review_sample"
     return (
-        "s.priority, s.explanation FROM alerts a LEFT JOIN alert_scores s ON s.alert_id = a.alert_id "
+        f"s.priority, s.explanation, {sample} FROM alerts a LEFT JOIN alert_scores s ON s.alert_id = a.alert_id "
         "AND s.model_id = (SELECT model_id FROM triage_models WHERE active)"
     )
 

@@ -137,6 +137,8 @@ ADDED_COLUMNS = (
     ("quarantine", "parsed", "JSON"),
     ("quarantine", "raw_nonce", "BLOB"),
     ("quarantine", "raw_sealed", "BLOB"),
+    ("triage_models", "review_sample", "DOUBLE"),
+    ("alert_scores", "review_sample", "BOOLEAN"),
 )
 
 

@@ -34,29 +34,76 @@ LabelsOpt = Annotated[
 @triage_app.command("train")
 @friendly
 def triage_train(
-    labels: LabelsOpt,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the model in (new, or holding this model).")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Labels CSV: per scenario (labels.csv of `flagstone generate`) or per pattern "
+            "(pattern_id,typology,source,event_id); see docs/backtest.md.",
+        ),
+    ] = None,
+    from_cases: Annotated[
+        bool,
+        typer.Option(
+            "--from-cases",
+            help="Learn from reviewers' decisions in the case database instead: filed or approved cases "
+            "are positive, dismissed ones negative, open ones unlabelled; each weighted against the bias "
+            "of what reviewers chose to read (docs/triage.md).",
+        ),
+    ] = False,
     store: StoreOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the training: the same data and seed give the same model.")] = 0,
 ) -> None:
-    """Train a model on the store's alerts, labelled by a labels file: an alert whose evidence holds
-    a labelled record is worth a report. The model is saved in --out and kept in the store
-    (inactive) with its card; audited as triage_model_trained."""
+    """Train a model on the store's alerts, labelled by a labels file (an alert whose evidence
+    holds a labelled record is worth a report) or by reviewers' decisions (`--from-cases`). The
+    model is saved in --out and kept in the store (inactive) with its card; audited as
+    triage_model_trained."""
     from flagstone.audit.events import TriageModelTrained
-    from flagstone.oversight.activity import record
+    from flagstone.oversight.activity import cli_actor, record
     from flagstone.store import Store
-    from flagstone.triage.history import labelled, train_on
+    from flagstone.triage.history import DESCRIPTIONS, labelled, train_on
+    from flagstone.triage.model import train
     from flagstone.triage.registry import register
 
-    source = f"labels file {labels.name}"
-    with Store(store) as st:
-        history = labelled(st.con, labels)
-        model = train_on(history, label_source=source, seed=seed)
-        model.save(out_dir)
-        register(st, model)
-        path = st.path
-    y = history.labels
-    record(path, [TriageModelTrained(model.version, source, len(y), sum(y))])
+    if (labels is None) == (not from_cases):
+        raise InputError("give either --labels FILE or --from-cases", field="--labels")
+    if labels is not None:
+        source = f"labels file {labels.name}"
+        with Store(store) as st:
+            history = labelled(st.con, labels)
+            model = train_on(history, label_source=source, seed=seed)
+            model.save(out_dir)
+            register(st, model)
+            path = st.path
+        y = history.labels
+        record(path, [TriageModelTrained(model.version, source, len(y), sum(y))])
+    else:
+        from flagstone.triage.reviewed import LABEL_SOURCE, case_rows, reviewed
+
+        source = LABEL_SOURCE
+        ov = open_oversight(store, db, config)
+        try:
+            rows = case_rows(ov.engine)
+            with Store(ov.store_path) as st:
+                history_cases = reviewed(st.con, rows)
+                y = history_cases.labels
+                model = train(
+                    history_cases.features,
+                    y,
+                    weights=history_cases.weights,
+                    descriptions=DESCRIPTIONS,
+                    seed=seed,
+                    label_source=source,
+                    label_details=history_cases.details,
+                )
+                model.save(out_dir)
+                register(st, model)
+            ov.audit.record(cli_actor(), TriageModelTrained(model.version, "reviewers' decisions", len(y), sum(y)))
+        finally:
+            ov.close()
     _print_card(model.card)
     out.print(
         f"model {model.version} saved in {out_dir} and kept in the store (not active)", highlight=False, soft_wrap=True
@@ -91,6 +138,14 @@ def triage_activate(
         str, typer.Option("--supervisor", help="The supervisor who decides; their password is asked.")
     ],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    review_sample: Annotated[
+        float,
+        typer.Option(
+            "--review-sample",
+            help="Share of alerts (0-0.5) drawn at random and shown first in the queue whatever their "
+            "priority, so that reviewers' decisions also teach the next model about alerts it ranks low.",
+        ),
+    ] = 0.02,
     store: StoreOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -104,8 +159,9 @@ def triage_activate(
     from flagstone.oversight.users import LoginError, authenticate
     from flagstone.store import Store
     from flagstone.triage.model import TriageModel
-    from flagstone.triage.registry import activate, register, score_store
+    from flagstone.triage.registry import activate, check_share, register, score_store
 
+    check_share(review_sample)
     password = (
         sys.stdin.readline().rstrip("\n")
         if password_stdin
@@ -124,7 +180,7 @@ def triage_activate(
             )
         with Store(ov.store_path) as st:
             register(st, m)
-            previous = activate(st, m.version)
+            previous = activate(st, m.version, review_sample)
             n = score_store(st, m)
             ov.audit.record(user.username, TriageModelActivated(m.version, user.username, previous))
             ov.audit.record(user.username, AlertsScored(m.version, n))

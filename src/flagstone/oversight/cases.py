@@ -90,8 +90,15 @@ def _transaction(ov: Oversight, user: User) -> Iterator[Connection]:
 
 
 SORTS: dict[str, tuple[Any, ...]] = {
-    # The active triage model's priority; unscored cases after the scored ones, most severe first.
-    "priority": (cases.c.priority.desc().nulls_last(), desc(cases.c.severity_rank), asc(cases.c.detected_at)),
+    # The active triage model's review sample first (read whatever the priority, so that reviewers'
+    # decisions are not all about what the model already ranks high), then its priority; unscored
+    # cases after the scored ones, most severe first.
+    "priority": (
+        cases.c.review_sample.desc().nulls_last(),
+        cases.c.priority.desc().nulls_last(),
+        desc(cases.c.severity_rank),
+        asc(cases.c.detected_at),
+    ),
     "severity": (desc(cases.c.severity_rank), asc(cases.c.detected_at)),
     "age": (asc(cases.c.detected_at), desc(cases.c.severity_rank)),
     "deadline": (asc(cases.c.deadline), desc(cases.c.severity_rank)),
@@ -113,6 +120,7 @@ class CaseSummary:
     evidence: int
     priority: float | None = None  # the active triage model's, 0-1; it orders, it decides nothing
     explanation: str | None = None
+    review_sample: bool = False  # drawn at random for review, whatever the priority
 
 
 @dataclass
@@ -182,6 +190,7 @@ def queue(
             r.n_evidence,
             r.priority,
             r.explanation,
+            bool(r.review_sample),
         )
         for r in rows
     ]

@@ -194,6 +194,8 @@ cases = Table(
     Column("priority", Float, nullable=True),
     Column("explanation", Str(), nullable=True),
     Column("triage_model", Str(), nullable=True),
+    # Marked by the draw of the active model's review sample: read whatever its priority (triage).
+    Column("review_sample", Boolean, nullable=True),
 )
 
 case_events = Table(

@@ -116,19 +116,24 @@ def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> Sync
     return SyncResult(new_cases, new_evidence, len(identities))
 
 
-def _copy_scores(con: Any, scores: dict[str, tuple[float, str, str]]) -> None:
-    """Each case gets its alert's score by the active triage model, or none. Only the three score
+def _copy_scores(con: Any, scores: dict[str, tuple[float, str, str, bool]]) -> None:
+    """Each case gets its alert's score by the active triage model, or none. Only the four score
     columns are written: a score orders the queue and never changes a case's state."""
     c = cases.c
-    found = con.execute(select(c.id, c.alert_id, c.priority, c.explanation, c.triage_model))
+    found = con.execute(select(c.id, c.alert_id, c.priority, c.explanation, c.triage_model, c.review_sample))
     changes = []
     for r in found:
-        want = scores.get(r.alert_id, (None, None, None))
-        if (r.priority, r.explanation, r.triage_model) != want:
-            changes.append({"case": r.id, "p": want[0], "e": want[1], "m": want[2]})
+        want = scores.get(r.alert_id, (None, None, None, None))
+        if (r.priority, r.explanation, r.triage_model, r.review_sample) != want:
+            changes.append({"case": r.id, "p": want[0], "e": want[1], "m": want[2], "r": want[3]})
     if changes:
         stmt = update(cases).where(c.id == bindparam("case"))
-        stmt = stmt.values(priority=bindparam("p"), explanation=bindparam("e"), triage_model=bindparam("m"))
+        stmt = stmt.values(
+            priority=bindparam("p"),
+            explanation=bindparam("e"),
+            triage_model=bindparam("m"),
+            review_sample=bindparam("r"),
+        )
         con.execute(stmt, changes)
 
 

@@ -14,6 +14,8 @@ from flagstone.evaluate import CURRENT_ALERTS_SQL, AlertTruth, alert_truth, load
 from flagstone.triage.features import FEATURES, feature_table
 from flagstone.triage.model import TriageModel, train
 
+DESCRIPTIONS = {f.name: f.sentence for f in FEATURES}
+
 
 @dataclass(frozen=True)
 class Labelled:
@@ -31,5 +33,4 @@ def labelled(con: duckdb.DuckDBPyConnection, labels: str | Path) -> Labelled:
 
 
 def train_on(history: Labelled, *, label_source: str, seed: int = 0) -> TriageModel:
-    descriptions = {f.name: f.sentence for f in FEATURES}
-    return train(history.features, history.labels, descriptions=descriptions, seed=seed, label_source=label_source)
+    return train(history.features, history.labels, descriptions=DESCRIPTIONS, seed=seed, label_source=label_source)

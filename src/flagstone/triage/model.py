@@ -361,6 +361,7 @@ def train(
     weights: Values | None = None,
     seed: int = 0,
     label_source: str = "labelled history",
+    label_details: Mapping[str, Any] | None = None,
     trained_by: str | None = None,
     trained_at: datetime | None = None,
     max_rounds: int = 400,
@@ -369,7 +370,8 @@ def train(
     """Train, calibrate and measure a model on the labelled alerts of ``features``.
 
     ``labels`` holds 1 (worth a report) or 0 per row; ``weights`` (optional, >= 0) the weight of
-    each label, e.g. inverse-propensity weights for labels learnt from reviewers. ``descriptions``
+    each label, e.g. inverse-propensity weights for labels learnt from reviewers; ``label_details``
+    go into the card's ``labels`` as they are. ``descriptions``
     maps every feature to its sentence template with ``{value}``. ``trained_by`` defaults to the
     operating-system user, ``trained_at`` to now; neither enters the version id.
     """
@@ -476,6 +478,7 @@ def train(
             "positives": int(y.sum()),
             "negatives": int(n - y.sum()),
             "weights": "given (e.g. inverse propensity)" if weights is not None else "none (all 1)",
+            **(label_details or {}),
         },
         "features": [
             {"name": f, "sentence": sentences[f], "unknown_share": float(unknown[j])}

@@ -5,10 +5,18 @@ a hash of its files, so the model that scored an alert can always be read back. 
 active: its scores order the review queue. Scoring writes ``alert_scores``: per alert and model the
 priority, the explanation a reviewer reads, and every reason with its size. A score orders the
 queue and says why; nothing here touches a case.
+
+**Review sample.** Reviewers read the top of the queue, so the labels they give are biased toward
+what the model already ranks high. Scoring therefore marks a random share of all alerts, whatever
+their priority (``review_sample``, set at activation, default 2 %), for review: the queue shows
+them first with their true priority. The draw hashes the model and alert ids, so it is the same
+every time it is made and can be checked. Training on reviewers' decisions (``reviewed.py``) then
+weights each label by the inverse of the chance that an alert like it was reviewed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,6 +32,19 @@ from flagstone.triage.features import feature_table
 from flagstone.triage.model import TriageModel
 
 _BATCH = 5000
+REVIEW_SAMPLE = 0.02  # share of alerts marked for review whatever their priority
+
+
+def review_sampled(model_id: str, alert_id: str, share: float) -> bool:
+    """Whether the deterministic draw for this model and alert falls in the review sample."""
+    digest = hashlib.sha256(f"{model_id}\x00{alert_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def check_share(share: float) -> float:
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 0.5:
+        raise InputError("the review sample is a share from 0 to 0.5", field="review_sample", value=share)
+    return float(share)
 
 
 def _now() -> datetime:
@@ -37,8 +58,9 @@ def register(store: Store, model: TriageModel) -> bool:
         return False
     files = {name: data.decode("utf-8") for name, data in sorted(model.files().items())}
     store.con.execute(
-        "INSERT INTO triage_models VALUES (?, ?, ?, ?, FALSE)",
-        [model.version, _now(), json.dumps(model.card), json.dumps(files)],
+        "INSERT INTO triage_models (model_id, created_at, card, files, active, review_sample) "
+        "VALUES (?, ?, ?, ?, FALSE, ?)",
+        [model.version, _now(), json.dumps(model.card), json.dumps(files), REVIEW_SAMPLE],
     )
     return True
 
@@ -59,14 +81,22 @@ def active_model_id(store: Store | duckdb.DuckDBPyConnection) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
-def activate(store: Store, model_id: str) -> str:
-    """Make ``model_id`` the active model; returns the one it replaces ('' for none)."""
+def activate(store: Store, model_id: str, review_sample: float = REVIEW_SAMPLE) -> str:
+    """Make ``model_id`` the active model, with that share of alerts marked for review whatever
+    their priority; returns the model it replaces ('' for none)."""
+    share = check_share(review_sample)
     previous = active_model_id(store) or ""
     with store.transaction() as con:
         if not con.execute("SELECT 1 FROM triage_models WHERE model_id = ?", [model_id]).fetchall():
             raise InputError(f"no triage model {model_id!r} in the store", field="model", value=model_id)
         con.execute("UPDATE triage_models SET active = (model_id = ?)", [model_id])
+        con.execute("UPDATE triage_models SET review_sample = ? WHERE model_id = ?", [share, model_id])
     return previous
+
+
+def _share(store: Store, model_id: str) -> float:
+    rows = store.con.execute("SELECT review_sample FROM triage_models WHERE model_id = ?", [model_id]).fetchall()
+    return float(rows[0][0]) if rows and rows[0][0] is not None else REVIEW_SAMPLE
 
 
 def score_store(
@@ -85,8 +115,17 @@ def score_store(
         return 0
     scores = model.score(features)
     now = _now()
+    share = _share(store, model.version)
     rows: list[list[Any]] = [
-        [e.alert_id, model.version, e.priority, e.text, json.dumps(e.as_dict()["reasons"]), now]
+        [
+            e.alert_id,
+            model.version,
+            e.priority,
+            e.text,
+            json.dumps(e.as_dict()["reasons"]),
+            now,
+            review_sampled(model.version, e.alert_id, share),
+        ]
         for e in explain(scores)
     ]
     with store.transaction() as con:
@@ -95,5 +134,9 @@ def score_store(
             [model.version, [r[0] for r in rows]],
         )
         for i in range(0, len(rows), _BATCH):
-            con.executemany("INSERT INTO alert_scores VALUES (?, ?, ?, ?, ?, ?)", rows[i : i + _BATCH])
+            con.executemany(
+                "INSERT INTO alert_scores (alert_id, model_id, priority, explanation, contributions, scored_at, "
+                "review_sample) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows[i : i + _BATCH],
+            )
     return len(rows)
