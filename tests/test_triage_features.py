@@ -146,6 +146,21 @@ def test_duckdb_equals_the_oracle(data: st.DataObject, evs: list[dict[str, Any]]
 
 
 @QUICK
+@given(st.data(), events(), st.sampled_from([1, 2, 100]))
+def test_features_of_some_alerts_equal_their_rows_of_the_whole_table(
+    data: st.DataObject, evs: list[dict[str, Any]], hub: int
+) -> None:
+    # A scan scores only its new alerts: their features, computed alone from the events of their
+    # accounts and neighbours, are those the oracle gives with every alert and event known.
+    als = data.draw(alerts(evs))
+    some = data.draw(st.lists(st.sampled_from([a["alert_id"] for a in als]), unique=True))
+    con = store_con(evs, als)
+    got = rows(feature_table(con, protected=[], hub_degree=hub, alert_ids=some))
+    want = triage_oracle.features(als, evs, hub_degree=hub)
+    assert_equal(got, {a: want[a] for a in some})
+
+
+@QUICK
 @given(st.data(), events(), outcomes)
 def test_case_outcomes_before_the_alert_count(data: st.DataObject, evs: list[dict[str, Any]], outs: Any) -> None:
     als = data.draw(alerts(evs))

@@ -90,14 +90,21 @@ outc AS (
 
 
 def feature_sql(
-    alerts: str, events: str, outcomes: str | None, dialect: str = "duckdb", hub_degree: int = HUB_DEGREE
+    alerts: str,
+    events: str,
+    outcomes: str | None,
+    dialect: str = "duckdb",
+    hub_degree: int = HUB_DEGREE,
+    targets: str | None = None,
 ) -> str:
-    return _feature_sql(alerts, events, outcomes, dialect, hub_degree)
+    return _feature_sql(alerts, events, outcomes, dialect, hub_degree, targets)
 
 
 @cache
-def _feature_sql(alerts: str, events: str, outcomes: str | None, dialect: str, hub_degree: int) -> str:
-    sql = _duckdb_sql(alerts, events, outcomes, int(hub_degree))
+def _feature_sql(
+    alerts: str, events: str, outcomes: str | None, dialect: str, hub_degree: int, targets: str | None
+) -> str:
+    sql = _duckdb_sql(alerts, events, outcomes, int(hub_degree), targets)
     if dialect == "duckdb":
         return sql
     tree = sqlglot.parse_one(sql, read="duckdb")
@@ -119,7 +126,62 @@ def _spark(node: exp.Expression) -> exp.Expression:
 _REWRITES: dict[str, Callable[[exp.Expression], exp.Expression]] = {"spark": _spark}
 
 
-def _duckdb_sql(alerts: str, events: str, outcomes: str | None, hub_degree: int) -> str:
+def _targeted(alerts: str, events: str, targets: str) -> str:
+    """The CTEs that restrict the work to the alerts listed in ``targets`` (a scan's new alerts).
+
+    Every other alert still counts as context (``al_all``, ``anchor_all``, ``evid_all``), and only
+    the events of relevant accounts are read (``rel_events``): the targets' accounts, their
+    evidence's accounts and their accounts' counterparties. Every feature reads only pairs, histories
+    and first sightings of such accounts, so the values equal those of the whole table."""
+    return f"""
+al AS (SELECT * FROM al_all WHERE alert_id IN (SELECT alert_id FROM {targets})),
+anchor_all AS ({_anchor_sql("al_all")}),
+anchor AS (SELECT * FROM anchor_all WHERE alert_id IN (SELECT alert_id FROM al)),
+{_evidence("al", events)}
+rel_accts AS (
+  SELECT acct FROM anchor
+  UNION SELECT e.counterparty AS acct FROM {events} e WHERE e.actor IN (SELECT acct FROM anchor)
+  UNION SELECT e.actor AS acct FROM {events} e WHERE e.counterparty IN (SELECT acct FROM anchor)
+  UNION SELECT v.actor AS acct FROM evid v
+  UNION SELECT v.counterparty AS acct FROM evid v
+),
+rel_events AS (
+  SELECT * FROM {events}
+  WHERE actor IN (SELECT acct FROM rel_accts) OR counterparty IN (SELECT acct FROM rel_accts)
+),
+ev_keys_all AS ({_ev_keys_sql("al_all")}),
+evid_all AS ({_evid_sql("ev_keys_all", "al_all", "rel_events")}),"""
+
+
+def _evidence(al: str, events: str) -> str:
+    return f"""
+ev_keys AS ({_ev_keys_sql(al)}),
+evid AS ({_evid_sql("ev_keys", al, events)}),"""
+
+
+def _anchor_sql(al: str) -> str:
+    return f"""SELECT DISTINCT alert_id, rule_id, c_ts, c_id, c_src, acct FROM (
+    SELECT alert_id, rule_id, c_ts, c_id, c_src, {_group_part("actor")} AS acct FROM {al}
+    UNION ALL
+    SELECT alert_id, rule_id, c_ts, c_id, c_src, {_group_part("counterparty")} AS acct FROM {al}
+  ) AS parts
+  WHERE acct <> ''"""
+
+
+def _ev_keys_sql(al: str) -> str:
+    return f"""SELECT al.alert_id, list_extract(al.evidence, t.i) AS eid, list_extract(al.evidence_sources, t.i) AS src
+  FROM {al} al CROSS JOIN UNNEST(generate_series(1, array_length(al.evidence))) AS t(i)"""
+
+
+def _evid_sql(keys: str, al: str, events: str) -> str:
+    return f"""SELECT al.alert_id, e.source, e.event_id, e.ts, e.actor, e.counterparty, e.amount
+  FROM {keys} k
+  JOIN {al} al ON al.alert_id = k.alert_id
+  JOIN {events} e ON e.source = k.src AND e.event_id = k.eid
+  WHERE {_known("e", "al")}"""
+
+
+def _duckdb_sql(alerts: str, events: str, outcomes: str | None, hub_degree: int, targets: str | None = None) -> str:
     has = "an_n > 0"  # group features are unknown (NULL) for an alert without accounts
     outcome_cols = (
         "CAST(CASE WHEN an_n > 0 THEN coalesce(oc.n_pos, 0) END AS DOUBLE) AS prior_reported_cases,\n"
@@ -128,37 +190,29 @@ def _duckdb_sql(alerts: str, events: str, outcomes: str | None, hub_degree: int)
         else "CAST(NULL AS DOUBLE) AS prior_reported_cases,\n  CAST(NULL AS DOUBLE) AS prior_dismissed_cases"
     )
     outcome_join = "LEFT JOIN outc oc ON oc.alert_id = al.alert_id" if outcomes is not None else ""
+    # Without targets every alert is computed and all of them are also the context; with targets
+    # (_targeted) the context keeps every alert and the work reads only relevant events.
+    if targets is None:
+        al_all, anchor_all, evid_all, ev = "al", "anchor", "evid", events
+        scope = f"""
+anchor AS ({_anchor_sql("al")}),"""
+        evidence = _evidence("al", events)
+    else:
+        al_all, anchor_all, evid_all, ev = "al_all", "anchor_all", "evid_all", "rel_events"
+        scope = _targeted(alerts, events, targets)
+        evidence = ""  # made in the scope
     return f"""
-WITH al AS (
+WITH {al_all} AS (
   SELECT alert_id, rule_id, severity, group_key, last_ts AS c_ts, fire_event_id AS c_id, fire_source AS c_src,
          evidence, evidence_sources
   FROM {alerts}
-),
-anchor AS (
-  SELECT DISTINCT alert_id, rule_id, c_ts, c_id, c_src, acct FROM (
-    SELECT alert_id, rule_id, c_ts, c_id, c_src, {_group_part("actor")} AS acct FROM al
-    UNION ALL
-    SELECT alert_id, rule_id, c_ts, c_id, c_src, {_group_part("counterparty")} AS acct FROM al
-  ) AS parts
-  WHERE acct <> ''
-),
-an_count AS (SELECT alert_id, count(*) AS an_n FROM anchor GROUP BY alert_id),
-ev_keys AS (
-  SELECT al.alert_id, list_extract(al.evidence, t.i) AS eid, list_extract(al.evidence_sources, t.i) AS src
-  FROM al CROSS JOIN UNNEST(generate_series(1, array_length(al.evidence))) AS t(i)
-),
-evid AS (
-  SELECT al.alert_id, e.source, e.event_id, e.ts, e.actor, e.counterparty, e.amount
-  FROM ev_keys k
-  JOIN al ON al.alert_id = k.alert_id
-  JOIN {events} e ON e.source = k.src AND e.event_id = k.eid
-  WHERE {_known("e", "al")}
-),
+),{scope}
+an_count AS (SELECT alert_id, count(*) AS an_n FROM anchor GROUP BY alert_id),{evidence}
 pair_events AS (
   SELECT e.source, e.event_id, e.ts, least(e.actor, e.counterparty) AS lo, greatest(e.actor, e.counterparty) AS hi,
          row_number() OVER (PARTITION BY least(e.actor, e.counterparty), greatest(e.actor, e.counterparty)
                             ORDER BY e.ts, e.event_id, e.source) AS k
-  FROM {events} e
+  FROM {ev} e
   WHERE e.actor IS NOT NULL AND e.counterparty IS NOT NULL AND e.actor <> e.counterparty
 ),
 pf AS (
@@ -180,11 +234,11 @@ ev_feat AS (
 ),
 hist AS (
   SELECT an.alert_id, an.acct, 'out' AS side, e.counterparty AS other, e.ts, e.amount, {_cash("e")} AS cash
-  FROM anchor an JOIN {events} e ON e.actor = an.acct
+  FROM anchor an JOIN {ev} e ON e.actor = an.acct
   WHERE {_known("e", "an")}
   UNION ALL
   SELECT an.alert_id, an.acct, 'in' AS side, e.actor AS other, e.ts, e.amount, {_cash("e")} AS cash
-  FROM anchor an JOIN {events} e ON e.counterparty = an.acct
+  FROM anchor an JOIN {ev} e ON e.counterparty = an.acct
   WHERE {_known("e", "an")}
 ),
 grp AS (
@@ -238,9 +292,9 @@ nn AS (  -- the known neighbours of the neighbours that are not hubs
 ),
 seen AS (
   SELECT acct, min(ts) AS first_ts FROM (
-    SELECT actor AS acct, ts FROM {events} WHERE actor IS NOT NULL
+    SELECT actor AS acct, ts FROM {ev} WHERE actor IS NOT NULL
     UNION ALL
-    SELECT counterparty AS acct, ts FROM {events} WHERE counterparty IS NOT NULL
+    SELECT counterparty AS acct, ts FROM {ev} WHERE counterparty IS NOT NULL
   ) AS sides
   GROUP BY acct
 ),
@@ -264,24 +318,24 @@ reach AS (
 ),
 touch AS (
   SELECT DISTINCT alert_id, acct FROM (
-    SELECT alert_id, acct FROM anchor
+    SELECT alert_id, acct FROM {anchor_all}
     UNION ALL
-    SELECT alert_id, actor AS acct FROM evid WHERE actor IS NOT NULL
+    SELECT alert_id, actor AS acct FROM {evid_all} WHERE actor IS NOT NULL
     UNION ALL
-    SELECT alert_id, counterparty AS acct FROM evid WHERE counterparty IS NOT NULL
+    SELECT alert_id, counterparty AS acct FROM {evid_all} WHERE counterparty IS NOT NULL
   ) AS t
 ),
 other_rules AS (
   SELECT an.alert_id, count(DISTINCT b.alert_id) AS n
   FROM anchor an JOIN touch t ON t.acct = an.acct
-  JOIN al b ON b.alert_id = t.alert_id
+  JOIN {al_all} b ON b.alert_id = t.alert_id
   WHERE b.rule_id <> an.rule_id
     AND {_known("b", "an", ts="c_ts", eid="c_id", src="c_src")}
   GROUP BY an.alert_id
 ),
 earlier AS (
   SELECT an.alert_id, count(DISTINCT b.alert_id) AS n
-  FROM anchor an JOIN anchor b ON b.acct = an.acct
+  FROM anchor an JOIN {anchor_all} b ON b.acct = an.acct
   WHERE b.alert_id <> an.alert_id
     AND {_known("b", "an", ts="c_ts", eid="c_id", src="c_src")}
   GROUP BY an.alert_id

@@ -159,15 +159,30 @@ def feature_table(
     outcomes: str | None = None,
     protected: Sequence[str] | None = None,
     hub_degree: int = HUB_DEGREE,
+    alert_ids: Sequence[str] | None = None,
 ) -> pa.Table:
     """One row per alert of ``alerts``: ``alert_id``, ``rule_id``, ``fire_ts``, then ``FEATURES``.
 
     ``outcomes``: a table or view of case outcomes ``(account, outcome, ts)`` (cases live in another
     database; the caller copies them in); without it the case features are NULL. ``hub_degree``: an
-    account with more counterparties is not expanded in the two-hop reach."""
+    account with more counterparties is not expanded in the two-hop reach. ``alert_ids``: compute
+    only these alerts' rows (a scan's new alerts), reading only the events of their accounts and
+    neighbours; the values are those of the whole table, every other alert still counting as
+    context."""
     check_protected(FEATURES, protected)
-    table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree)).to_arrow_table()
-    return table.cast(SCHEMA)
+    if alert_ids is None:
+        table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree)).to_arrow_table()
+        return table.cast(SCHEMA)
+    wanted = pa.table({"alert_id": pa.array(sorted(set(alert_ids)), pa.string())})
+    con.register(_TARGETS, wanted)
+    try:
+        sql = feature_sql(alerts, events, outcomes, "duckdb", hub_degree, targets=_TARGETS)
+        return con.sql(sql).to_arrow_table().cast(SCHEMA)
+    finally:
+        con.unregister(_TARGETS)
+
+
+_TARGETS = "triage_feature_targets"
 
 
 def spark_feature_table(

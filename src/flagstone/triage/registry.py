@@ -20,7 +20,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -31,7 +30,6 @@ from flagstone.triage.explain import explain
 from flagstone.triage.features import feature_table
 from flagstone.triage.model import TriageModel
 
-_BATCH = 5000
 REVIEW_SAMPLE = 0.02  # share of alerts marked for review whatever their priority
 
 
@@ -106,7 +104,7 @@ def score_store(
     scores of the same model for those alerts are replaced. ``features``: the store's feature table,
     when the caller has just computed it."""
     if features is None:
-        features = feature_table(store.con)
+        features = feature_table(store.con, alert_ids=alert_ids)
     if alert_ids is not None:
         wanted = set(alert_ids)
         keep = [i for i, a in enumerate(features.column("alert_id").to_pylist()) if a in wanted]
@@ -116,27 +114,31 @@ def score_store(
     scores = model.score(features)
     now = _now()
     share = _share(store, model.version)
-    rows: list[list[Any]] = [
-        [
-            e.alert_id,
-            model.version,
-            e.priority,
-            e.text,
-            json.dumps(e.as_dict()["reasons"]),
-            now,
-            review_sampled(model.version, e.alert_id, share),
-        ]
-        for e in explain(scores)
-    ]
+    explained = explain(scores)
+    ids = [e.alert_id for e in explained]
+    # One Arrow table inserted at once: row-by-row inserts cost more than the scoring itself.
+    table = pa.table(
+        {
+            "alert_id": pa.array(ids, pa.string()),
+            "model_id": pa.array([model.version] * len(ids), pa.string()),
+            "priority": pa.array([e.priority for e in explained], pa.float64()),
+            "explanation": pa.array([e.text for e in explained], pa.string()),
+            "contributions": pa.array([json.dumps(e.as_dict()["reasons"]) for e in explained], pa.string()),
+            "scored_at": pa.array([now] * len(ids), pa.timestamp("us")),
+            "review_sample": pa.array([review_sampled(model.version, a, share) for a in ids], pa.bool_()),
+        }
+    )
     with store.transaction() as con:
         con.execute(
-            "DELETE FROM alert_scores WHERE model_id = ? AND alert_id IN (SELECT unnest(?))",
-            [model.version, [r[0] for r in rows]],
+            "DELETE FROM alert_scores WHERE model_id = ? AND alert_id IN (SELECT unnest(?))", [model.version, ids]
         )
-        for i in range(0, len(rows), _BATCH):
-            con.executemany(
+        con.register("new_alert_scores", table)
+        try:
+            con.execute(
                 "INSERT INTO alert_scores (alert_id, model_id, priority, explanation, contributions, scored_at, "
-                "review_sample) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows[i : i + _BATCH],
+                "review_sample) SELECT alert_id, model_id, priority, explanation, CAST(contributions AS JSON), "
+                "scored_at, review_sample FROM new_alert_scores"
             )
-    return len(rows)
+        finally:
+            con.unregister("new_alert_scores")
+    return len(ids)

@@ -51,7 +51,7 @@ WITH al AS (
     al.alert_id,
     LIST_EXTRACT(al.evidence, t.i) AS eid,
     LIST_EXTRACT(al.evidence_sources, t.i) AS src
-  FROM al
+  FROM al AS al
   CROSS JOIN UNNEST(GENERATE_SERIES(1, ARRAY_LENGTH(al.evidence))) AS t(i)
 ), evid AS (
   SELECT
@@ -63,7 +63,7 @@ WITH al AS (
     e.counterparty,
     e.amount
   FROM ev_keys AS k
-  JOIN al
+  JOIN al AS al
     ON al.alert_id = k.alert_id
   JOIN events AS e
     ON e.source = k.src AND e.event_id = k.eid

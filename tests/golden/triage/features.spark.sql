@@ -51,7 +51,7 @@ WITH al AS (
     al.alert_id,
     ELEMENT_AT(al.evidence, t.i) AS eid,
     ELEMENT_AT(al.evidence_sources, t.i) AS src
-  FROM al
+  FROM al AS al
   LATERAL VIEW
   EXPLODE(SEQUENCE(1, SIZE(al.evidence))) t AS i
 ), evid AS (
@@ -64,7 +64,7 @@ WITH al AS (
     e.counterparty,
     e.amount
   FROM ev_keys AS k
-  JOIN al
+  JOIN al AS al
     ON al.alert_id = k.alert_id
   JOIN events AS e
     ON e.source = k.src AND e.event_id = k.eid
