@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 from conftest import SCHEMA, load_duckdb
+from detector_model import tiny_detector
 from hypothesis import HealthCheck, given, settings
 from rule_strategies import entities, events
 
@@ -38,13 +39,17 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "sequence": [{"within": "3h", "first": "kind = 'x'", "then": "b.amount >= a.amount"}],
     "deviation": [{"history": "12h", "min_history": 2, "having": "value > median"}],
     "dormancy": [{"dormant": "3h", "awake": "2h", "having": "events >= 1"}],
+    # DETECTOR: a small trained detector model (tests/detector_model.py), made beside the rule files.
+    "model": [{"model": "DETECTOR", "threshold": 0.0}, {"model": "DETECTOR", "threshold": 0.5}],
 }
 
 
 def example_rules(tmp: Path) -> list[ir.Rule]:
     rules = []
+    detector = str(tiny_detector(tmp / "detector"))
     for kind, bodies in EXAMPLES.items():
         for n, body in enumerate(bodies):
+            body = {k: detector if v == "DETECTOR" else v for k, v in body.items()}
             path = tmp / f"{kind}-{n}.yaml"
             path.write_text(
                 json.dumps({"id": f"t.{kind}.{n}", "version": 1, "title": "t", "severity": "low", "kind": kind, **body})

@@ -157,3 +157,46 @@ def test_review_sample_marks_a_share_of_cases_first_in_the_queue(setup: Setup, s
     assert first == sorted(first, reverse=True)  # each part in priority order
     exported = [json.loads(x) for x in run(setup, "alerts", "--store", store)[1].splitlines() if x.startswith("{")]
     assert {a["alert_id"] for a in exported if a["review_sample"]} == sampled
+
+
+def test_train_a_detector_and_scan_with_a_model_rule(setup: Setup, scanned: Path, tmp_path: Path) -> None:
+    labels = scanned.parent / "data" / "labels.csv"
+    store, db = str(setup.store), setup.ov.db_url
+    model = tmp_path / "d1"
+    code, output = run(setup, "triage", "train-detector", "--labels", str(labels), "--out", str(model),
+                       "--window", "7d", "--store", store)  # fmt: skip
+    assert code == 0, output
+    card = json.loads((model / "card.json").read_text())
+    assert card["labels"]["detector"]["window"] == "7d" and card["labels"]["positives"] > 0
+    code, output = run(setup, "triage", "train-detector", "--labels", str(labels), "--out", str(tmp_path / "x"),
+                       "--window", "7 days", "--store", store)  # fmt: skip
+    assert code == 2 and "--window" in output
+    # A detector orders no queue: activating it is refused before any password is asked.
+    code, output = run(setup, "triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
+                       "--store", store, "--db", db, stdin=PASSWORD + "\n")  # fmt: skip
+    assert code == 2 and "detector model" in output
+
+    # The threshold: the 20th highest priority; the scan must raise exactly the windows at or above it.
+    from flagstone.rules.kinds.model import feature_rows
+    from flagstone.triage.detector import candidate_table
+    from flagstone.triage.model import TriageModel
+
+    with Store(setup.store, read_only=True) as st:
+        priorities = sorted(
+            TriageModel.load(model).score(feature_rows(candidate_table(st.con, 7 * 86_400_000_000))).priority
+        )
+    threshold = float(priorities[-20])
+    expected = sum(p >= threshold for p in priorities)
+    rule = tmp_path / "detector.yaml"
+    rule.write_text(
+        "id: t.detector\nversion: 1\ntitle: accounts the detector scores high\nseverity: medium\nkind: model\n"
+        f"model: {model.name}\nthreshold: {threshold!r}\nreason: 'priority {{priority}}. {{explanation}}'\n"
+    )
+    code, output = run(setup, "scan", "--rules", str(rule), "--store", store)
+    assert code == 0, output
+    with Store(setup.store, read_only=True) as st:
+        found = st.con.execute("SELECT group_key, \"values\" FROM alerts WHERE rule_id = 't.detector'").fetchall()
+    assert len(found) == expected >= 20
+    for group, values in found:
+        v = json.loads(values)
+        assert group.startswith("account=") and v["priority"] >= threshold - 1e-6 and v["explanation"]

@@ -63,7 +63,11 @@ def alerts(draw: st.DrawFn, evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         picked = draw(st.lists(st.sampled_from(evs), max_size=5))
         evidence = sorted({(e["source"], e["event_id"]): e for e in [*picked, fire]}.values(), key=triage_oracle.key)
         x, y = draw(st.sampled_from(ACCOUNTS)), draw(st.sampled_from(ACCOUNTS))
-        group = draw(st.sampled_from([f"actor={x}", f"counterparty={x}", f"actor={x}, counterparty={y}", "place=v1"]))
+        group = draw(
+            st.sampled_from(
+                [f"actor={x}", f"counterparty={x}", f"actor={x}, counterparty={y}", "place=v1", f"account={x}"]
+            )
+        )
         out.append(
             {
                 "alert_id": f"al{i}",

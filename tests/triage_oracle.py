@@ -27,7 +27,7 @@ def anchors(a: Alert) -> set[str]:
     out = set()
     for part in a["group_key"].split(", "):
         field, _, value = part.partition("=")
-        if field in ("actor", "counterparty") and value:
+        if field in ("actor", "counterparty", "account") and value:
             out.add(value)
     return out
 

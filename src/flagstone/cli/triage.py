@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -110,6 +110,51 @@ def triage_train(
     )
 
 
+@triage_app.command("train-detector")
+@friendly
+def triage_train_detector(
+    labels: LabelsOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the model in (new, or holding this model).")],
+    window: Annotated[
+        str,
+        typer.Option(
+            help="Length of the windows each account is scored over (30m, 24h, 7d, ...). Longer windows hold "
+            "more of a scheme; shorter ones alert sooner."
+        ),
+    ] = "30d",
+    store: StoreOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the training: the same data and seed give the same model.")] = 0,
+) -> None:
+    """Train the model-based detector used by `kind: model` rules: every account and window of the
+    store is scored, labelled true when its payments hold a labelled record. The model is saved
+    in --out and kept in the store with its card; audited as triage_model_trained. A rule file
+    then names the folder and a threshold (docs/triage.md)."""
+    from flagstone.audit.events import TriageModelTrained
+    from flagstone.oversight.activity import record
+    from flagstone.rules.reader import parse_duration
+    from flagstone.store import Store
+    from flagstone.triage.detector import train_detector
+    from flagstone.triage.registry import register
+
+    try:
+        parse_duration(window)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--window", value=window) from exc
+    with Store(store) as st:
+        model, y = train_detector(st.con, labels, window, seed=seed)
+        model.save(out_dir)
+        register(st, model)
+        path = st.path
+    record(path, [TriageModelTrained(model.version, f"labels file {labels.name} (detector)", len(y), sum(y))])
+    _print_card(model.card)
+    out.print(
+        f"detector model {model.version} ({len(y):,} account windows of {window}, {sum(y):,} labelled) saved in "
+        f"{out_dir}; use it with a rule of kind: model",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @triage_app.command("evaluate")
 @friendly
 def triage_evaluate(model: ModelDir, labels: LabelsOpt, store: StoreOpt = None) -> None:
@@ -162,12 +207,13 @@ def triage_activate(
     from flagstone.triage.registry import activate, check_share, register, score_store
 
     check_share(review_sample)
+    m = TriageModel.load(model)
+    _not_a_detector(m.card, model)
     password = (
         sys.stdin.readline().rstrip("\n")
         if password_stdin
         else typer.prompt(f"password of {supervisor}", hide_input=True)
     )
-    m = TriageModel.load(model)
     ov = open_oversight(store, db, config)
     try:
         try:
@@ -204,12 +250,22 @@ def triage_score(model: ModelDir, store: StoreOpt = None) -> None:
     from flagstone.triage.registry import register, score_store
 
     m = TriageModel.load(model)
+    _not_a_detector(m.card, model)
     with Store(store) as st:
         register(st, m)
         n = score_store(st, m)
         path = st.path
     record(path, [AlertsScored(m.version, n)])
     err.print(f"{n} alerts scored by model {m.version}", highlight=False, soft_wrap=True)
+
+
+def _not_a_detector(card: dict[str, Any], folder: Path) -> None:
+    labels = card.get("labels")
+    if isinstance(labels, dict) and labels.get("detector"):
+        raise InputError(
+            f"{folder} holds a detector model: a rule of kind: model uses it; it does not order the queue",
+            field="model",
+        )
 
 
 def _print_card(card: dict[str, object]) -> None:

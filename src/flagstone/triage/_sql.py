@@ -10,7 +10,8 @@ evidence while the pattern holds) is left out for the same reason.
 Steps, each a CTE over the ones before:
 
 - ``al``: the alerts with their cut-off; ``anchor``: each alert's accounts, parsed from
-  ``group_key`` (its ``actor=`` and ``counterparty=`` parts; none when grouped by other fields).
+  ``group_key`` (its ``actor=``, ``counterparty=`` and ``account=`` parts, the last from the
+  ``model`` kind; none when grouped by other fields).
 - ``evid``: the known evidence events; ``pair_events``: every event between two different
   accounts, numbered within its pair (either direction) in event order, so ``k = 1`` is a first
   contact; ``pf``: each pair's first event, once from each side.
@@ -164,6 +165,8 @@ def _anchor_sql(al: str) -> str:
     SELECT alert_id, rule_id, c_ts, c_id, c_src, {_group_part("actor")} AS acct FROM {al}
     UNION ALL
     SELECT alert_id, rule_id, c_ts, c_id, c_src, {_group_part("counterparty")} AS acct FROM {al}
+    UNION ALL
+    SELECT alert_id, rule_id, c_ts, c_id, c_src, {_group_part("account")} AS acct FROM {al}
   ) AS parts
   WHERE acct <> ''"""
 

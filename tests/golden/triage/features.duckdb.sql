@@ -36,6 +36,15 @@ WITH al AS (
       c_src,
       REGEXP_EXTRACT(group_key, '(?:^|, )counterparty=(.*?)(?:, [a-z_.]+=|$)', 1) AS acct
     FROM al
+    UNION ALL
+    SELECT
+      alert_id,
+      rule_id,
+      c_ts,
+      c_id,
+      c_src,
+      REGEXP_EXTRACT(group_key, '(?:^|, )account=(.*?)(?:, [a-z_.]+=|$)', 1) AS acct
+    FROM al
   ) AS parts
   WHERE
     acct <> ''

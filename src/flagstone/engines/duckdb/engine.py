@@ -17,6 +17,7 @@ from flagstone.engines.duckdb.condition import condition_sql
 from flagstone.engines.duckdb.deviation import deviation_sql
 from flagstone.engines.duckdb.dormancy import dormancy_sql
 from flagstone.engines.duckdb.graph import graph_sql
+from flagstone.engines.duckdb.model import model_sql
 from flagstone.engines.duckdb.sequence import sequence_sql
 from flagstone.engines.duckdb.sql import counts_query
 from flagstone.engines.duckdb.window import window_sql
@@ -29,6 +30,7 @@ from flagstone.rules.kinds.condition import ConditionRule
 from flagstone.rules.kinds.deviation import DeviationRule
 from flagstone.rules.kinds.dormancy import DormancyRule
 from flagstone.rules.kinds.graph import GraphRule
+from flagstone.rules.kinds.model import ModelRule, detect
 from flagstone.rules.kinds.sequence import SequenceRule
 from flagstone.rules.kinds.window import WindowRule
 
@@ -51,6 +53,7 @@ BUILDERS: dict[type, Callable[[Any, str, str], str]] = {
     SequenceRule: sequence_sql,
     DeviationRule: deviation_sql,
     DormancyRule: dormancy_sql,
+    ModelRule: model_sql,
 }
 
 
@@ -76,6 +79,8 @@ class DuckDBEngine(Engine):
             cursor = self.con.execute(sql)
         except duckdb.Error as exc:
             raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
+        if isinstance(rule, ModelRule):  # candidates: the model scores them here, as on every engine
+            return detect(rule, cursor.to_arrow_table())
         names = [d[0] for d in cursor.description]
         return [row_finding(rule, dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 

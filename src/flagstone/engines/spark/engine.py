@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pyarrow as pa
+
 from flagstone.engines.base import Engine
 from flagstone.engines.profiles import PRECOMPUTED, count_profiles
 from flagstone.engines.rows import row_finding
@@ -18,6 +20,7 @@ from flagstone.engines.spark.condition import condition_sql
 from flagstone.engines.spark.deviation import deviation_sql
 from flagstone.engines.spark.dormancy import dormancy_sql
 from flagstone.engines.spark.graph import TYPOLOGIES, graph_sql
+from flagstone.engines.spark.model import model_sql
 from flagstone.engines.spark.sequence import sequence_sql
 from flagstone.engines.spark.sql import check_expr, counts_query
 from flagstone.engines.spark.window import window_sql
@@ -28,6 +31,7 @@ from flagstone.rules.kinds.condition import ConditionRule
 from flagstone.rules.kinds.deviation import DeviationRule
 from flagstone.rules.kinds.dormancy import DormancyRule
 from flagstone.rules.kinds.graph.rule import GraphRule
+from flagstone.rules.kinds.model import SCHEMA, ModelRule, detect
 from flagstone.rules.kinds.sequence import SequenceRule
 from flagstone.rules.kinds.window import WindowRule
 
@@ -65,6 +69,8 @@ class SparkEngine(Engine):
                 rows = self.spark.sql(sql).collect()
         except Exception as exc:
             raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
+        if isinstance(rule, ModelRule):  # candidates: the model scores them here, as on every engine
+            return detect(rule, pa.Table.from_pylist([row.asDict() for row in rows], schema=SCHEMA))
         return [row_finding(rule, row.asDict()) for row in rows]
 
     def _count_profiles(self, rule: ir.Rule) -> dict[str, str]:
@@ -105,6 +111,7 @@ BUILDERS: dict[type, Callable[[Any, str, str], str]] = {
     SequenceRule: sequence_sql,
     DormancyRule: dormancy_sql,
     DeviationRule: deviation_sql,
+    ModelRule: model_sql,
 }
 
 

@@ -6,7 +6,7 @@ listed step by step in ``docs/architecture.md``; ``tests/test_kind_registry.py``
 registered kind has an oracle and, on every engine, a builder or an explicit refusal.
 """
 
-from flagstone.rules.kinds import basket, condition, deviation, dormancy, graph, sequence, window
+from flagstone.rules.kinds import basket, condition, deviation, dormancy, graph, model, sequence, window
 from flagstone.rules.reader import Oracle, RuleKind
 
 # By the name rule files give in ``kind``, in the order ``--help`` texts and errors list them.
@@ -20,6 +20,7 @@ KINDS: dict[str, RuleKind] = {
         sequence.KIND,
         deviation.KIND,
         dormancy.KIND,
+        model.KIND,
     )
 }
 
