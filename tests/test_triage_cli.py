@@ -4,6 +4,8 @@ a generated demo (its labels.csv), on SQLite and PostgreSQL case databases."""
 from __future__ import annotations
 
 import json
+import re
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,19 @@ def test_train_score_and_activate(setup: Setup, scanned: Path, tmp_path: Path) -
     code, output = run(setup, "alerts", "--store", store)
     exported = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert exported and all(0 <= a["priority"] <= 1 and a["explanation"] for a in exported)
+
+    # The report shows the model card, drift since training and the top of the queue with reasons.
+    report = tmp_path / "report.html"
+    code, output = run(setup, "report", "--out", str(report), "--store", store)
+    assert code == 0, output
+    html = report.read_text()
+    assert "Model card" in html and version in html and "Known limits" in html
+    drift = html[html.index("Drift since training") : html.index("Top of the queue")]
+    # The store's alerts are the ones trained on: every PSI is small (the same population).
+    psis = [float(x) for x in re.findall(r"<td>(\d+\.\d{3})</td><td>", drift)]
+    assert len(psis) >= 2 and all(v < 0.1 for v in psis), psis
+    top = max(exported, key=lambda a: a["priority"])
+    assert escape(top["explanation"]) in html
     # Later scans score their new alerts with the active model.
     rule = tmp_path / "big.yaml"
     rule.write_text("id: t.big\nversion: 1\ntitle: big\nseverity: low\nkind: condition\ncondition: amount > 5000\n")

@@ -23,6 +23,7 @@ from flagstone.evaluate import RuleScore, evaluate_store
 from flagstone.owner_only import private_output
 from flagstone.report import _figures
 from flagstone.report._data import AlertView, ReportData, load
+from flagstone.report._triage import triage_section
 from flagstone.store import Store
 
 TOP_ALERTS = 200
@@ -282,6 +283,8 @@ def render(store: Store, *, labels: Path | None, top_alerts: int = TOP_ALERTS, t
             "<section><h2>Alerts</h2><p class='note'>No alerts in the store: run "
             "<code>flagstone scan</code> first.</p></section>"
         )
+    if data.alerts:
+        parts.append(triage_section(store))
     if labels is not None:
         parts.append(_evaluation(evaluate_store(store, labels), labels))
     if data.shown:

@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from flagstone.errors import InputError, ModelError
 from flagstone.triage import calibration as calibrations
-from flagstone.triage import metrics
+from flagstone.triage import drift, metrics
 from flagstone.triage.calibration import Calibration
 from flagstone.triage.scores import Scores
 from flagstone.triage.table import EPOCH, RULE, Inputs, check_name, check_sentence, read
@@ -445,6 +445,14 @@ def train(
 
     raw_test = _raw(fitted, matrix[test])
     p_test = calibration(raw_test)
+    gain = np.asarray(fitted.feature_importance(importance_type="gain"), dtype=np.float64)[1:]
+    top = [inputs.names[j] for j in np.argsort(-gain, kind="stable")[: drift.TOP_FEATURES] if gain[j] > 0]
+    column = {f: j for j, f in enumerate(inputs.names)}
+    drift_reference = {
+        "alerts": "every labelled alert trained on (all three periods)",
+        "priority": drift.reference(calibration(_raw(fitted, matrix))),
+        "features": {f: drift.reference(inputs.values[order][:, column[f]]) for f in top},
+    }
     yt, wt = y[test], w[test]
     figures = {
         "period": {"from": summaries["test"]["from"], "to": summaries["test"]["to"]},
@@ -493,6 +501,7 @@ def train(
             "calibration": {**calibration.to_json(), "period": "calibration"},
         },
         "validation": figures,
+        "drift_reference": drift_reference,
         "known_limits": _limits(summaries, figures, label_source),
     }
     return TriageModel(parts, card)
