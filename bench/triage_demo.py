@@ -25,7 +25,7 @@ from flagstone.ingest import ingest_file
 from flagstone.rules import RuleSet, load_rules
 from flagstone.scan import scan_store
 from flagstone.store import Store
-from flagstone.triage.features import FEATURES, feature_table
+from flagstone.triage.features import FEATURES, feature_table, model_inputs
 from flagstone.triage.measure import queue_measures
 from flagstone.triage.model import TriageModel, train
 from flagstone.triage.registry import activate, register
@@ -76,7 +76,7 @@ def main() -> None:
         features, truth = tables["train"]
         y = [int(truth[a].true) for a in features.column("alert_id").to_pylist()]
         t = time.perf_counter()
-        model = train(features, y, descriptions={f.name: f.sentence for f in FEATURES})
+        model = train(model_inputs(features), y, descriptions={f.name: f.sentence for f in FEATURES})
         trained = time.perf_counter() - t
         features, truth = tables["measure"]
         scores = model.score(features)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from flagstone.cli import app
 from flagstone.oversight.schema import audit_entries, cases
 from flagstone.store import Store
+from flagstone.triage.features import HISTORY_LENGTH, MODEL_FEATURES
 
 pytest.importorskip("lightgbm")
 
@@ -47,6 +48,8 @@ def test_train_score_and_activate(setup: Setup, scanned: Path, tmp_path: Path) -
     card = json.loads((model / "card.json").read_text())
     version = card["model_version"]
     assert card["labels"]["positives"] > 0 and card["labels"]["negatives"] > 0
+    # Counts that grow with the history a store holds are computed but are no model inputs.
+    assert {f["name"] for f in card["features"]} == set(MODEL_FEATURES) and not set(MODEL_FEATURES) & HISTORY_LENGTH
     with Store(setup.store, read_only=True) as st:
         assert st.con.execute("SELECT model_id, active FROM triage_models").fetchall() == [(version, False)]
     assert "triage_model_trained" in actions(setup)

@@ -81,6 +81,7 @@ def triage_train(
         y = history.labels
         record(path, [TriageModelTrained(model.version, source, len(y), sum(y))])
     else:
+        from flagstone.triage.features import model_inputs
         from flagstone.triage.reviewed import LABEL_SOURCE, case_rows, reviewed
 
         source = LABEL_SOURCE
@@ -91,7 +92,7 @@ def triage_train(
                 history_cases = reviewed(st.con, rows)
                 y = history_cases.labels
                 model = train(
-                    history_cases.features,
+                    model_inputs(history_cases.features),
                     y,
                     weights=history_cases.weights,
                     descriptions=DESCRIPTIONS,

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from flagstone.evaluate import CURRENT_ALERTS_SQL, AlertTruth, alert_truth, load_labels
-from flagstone.triage.features import FEATURES, feature_table
+from flagstone.triage.features import FEATURES, feature_table, model_inputs
 from flagstone.triage.model import TriageModel, train
 
 DESCRIPTIONS = {f.name: f.sentence for f in FEATURES}
@@ -33,4 +33,6 @@ def labelled(con: duckdb.DuckDBPyConnection, labels: str | Path) -> Labelled:
 
 
 def train_on(history: Labelled, *, label_source: str, seed: int = 0) -> TriageModel:
-    return train(history.features, history.labels, descriptions=DESCRIPTIONS, seed=seed, label_source=label_source)
+    return train(
+        model_inputs(history.features), history.labels, descriptions=DESCRIPTIONS, seed=seed, label_source=label_source
+    )

@@ -243,16 +243,26 @@ class TriageModel:
         codes = np.array([self._rule_code.get(r, math.nan) for r in inputs.rule_ids], dtype=np.float64)
         return np.column_stack([codes, inputs.values]) if len(codes) else np.empty((0, 1 + len(inputs.names)))
 
+    def _own(self, features: pa.Table) -> pa.Table:
+        """``features`` with only the model's columns when it holds them all (a store's feature table
+        holds more than a model reads); otherwise as given, for ``read`` to say what is missing."""
+        if not isinstance(features, pa.Table):
+            return features
+        wanted = ["alert_id", "rule_id", *self.features]
+        if set(wanted) <= set(features.column_names) and len(set(features.column_names)) == features.num_columns:
+            return features.select(wanted)
+        return features
+
     def raw(self, features: pa.Table) -> FloatArray:
         """The raw score (log-odds) of every alert of ``features``."""
-        inputs = read(features, expected=self.features, timed=False)
+        inputs = read(self._own(features), expected=self.features, timed=False)
         return _raw(self._booster, self._matrix(inputs))
 
     def score(self, features: pa.Table) -> Scores:
         """Priorities and per-input contributions (TreeSHAP, ``pred_contrib``) for every alert of
         ``features``, which must hold exactly the model's features. A rule the model never saw is
-        scored as an unknown category."""
-        inputs = read(features, expected=self.features, timed=False)
+        scored as an unknown category. Columns the model does not read are left aside."""
+        inputs = read(self._own(features), expected=self.features, timed=False)
         matrix = self._matrix(inputs)
         k = 1 + len(self.features)
         if len(matrix):

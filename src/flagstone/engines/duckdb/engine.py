@@ -76,11 +76,11 @@ class DuckDBEngine(Engine):
         finally:
             PRECOMPUTED.reset(token)
         try:
+            if isinstance(rule, ModelRule):  # candidates: the model scores them here, as on every engine
+                return detect(rule, self.con.sql(sql).to_arrow_table())
             cursor = self.con.execute(sql)
         except duckdb.Error as exc:
             raise RuntimeError(f"{exc}\n-- statement:\n{sql}") from exc
-        if isinstance(rule, ModelRule):  # candidates: the model scores them here, as on every engine
-            return detect(rule, cursor.to_arrow_table())
         names = [d[0] for d in cursor.description]
         return [row_finding(rule, dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 

@@ -246,14 +246,16 @@ def detect(rule: ModelRule, table: pa.Table) -> list[Finding]:
     if table.num_rows == 0:
         return []
     table = table.select(SCHEMA.names).cast(SCHEMA)
-    scores = rule.model.score(feature_rows(table))
-    keep = [i for i, p in enumerate(scores.priority) if float(p) >= rule.threshold]
+    # Priorities of all candidates first; contributions and sentences only for those kept.
+    priority = rule.model.calibration(rule.model.raw(feature_rows(table)))
+    keep = [i for i, p in enumerate(priority) if float(p) >= rule.threshold]
     if not keep:
         return []
+    table = table.take(keep)
+    scores = rule.model.score(feature_rows(table))
     texts = {e.alert_id: e.text for e in explain(scores)}
     findings = []
-    for i in keep:
-        row = table.slice(i, 1).to_pylist()[0]
+    for i, row in enumerate(table.to_pylist()):
         keys = zip(row["evidence_ts"], row["evidence"], row["evidence_sources"], strict=True)
         evidence = tuple((src, eid) for _, eid, src in sorted(keys))
         values: tuple[tuple[str, ir.Value], ...] = (
