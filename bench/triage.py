@@ -37,9 +37,10 @@ from flagstone.rules import load_rules
 from flagstone.scan import scan_store
 from flagstone.store import Store
 from flagstone.triage.detector import candidate_table, train_detector
-from flagstone.triage.features import FEATURES, feature_table, model_inputs
+from flagstone.triage.features import FEATURES, MODEL_FEATURES, feature_table
+from flagstone.triage.history import Labelled
+from flagstone.triage.history import train_on as train_on_history
 from flagstone.triage.measure import queue_measures
-from flagstone.triage.model import train
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -87,11 +88,8 @@ def prepare(data: Path, rules_path: Path, work: Path) -> Prepared:
 
 
 def direction(train_on: Prepared, measure_on: Prepared, seed: int) -> None:
-    labels = [int(train_on.truth[a].true) for a in train_on.features.column("alert_id").to_pylist()]
     t = time.perf_counter()
-    model = train(
-        model_inputs(train_on.features), labels, descriptions={f.name: f.sentence for f in FEATURES}, seed=seed
-    )
+    model = train_on_history(Labelled(train_on.features, train_on.truth), label_source=train_on.name, seed=seed)
     trained = time.perf_counter() - t
     t = time.perf_counter()
     scores = model.score(measure_on.features)
@@ -167,7 +165,7 @@ def main() -> None:
     ap.add_argument("--rules", type=Path, default=REPO / "packs" / "aml-graph")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    print(f"{len(FEATURES)} features")
+    print(f"{len(FEATURES)} features computed, {len(MODEL_FEATURES)} of them model inputs")
     work = Path(tempfile.mkdtemp(prefix="flagstone-triage-"))
     try:
         a = prepare(args.a, args.rules, work / "a")

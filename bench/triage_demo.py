@@ -35,9 +35,10 @@ from flagstone.rules import RuleSet, load_rules
 from flagstone.scan import scan_store
 from flagstone.store import Store
 from flagstone.triage.detector import train_detector
-from flagstone.triage.features import FEATURES, feature_table, model_inputs
+from flagstone.triage.features import feature_table
+from flagstone.triage.history import Labelled, train_on
 from flagstone.triage.measure import queue_measures
-from flagstone.triage.model import TriageModel, train
+from flagstone.triage.model import TriageModel
 from flagstone.triage.registry import activate, register
 
 
@@ -122,9 +123,8 @@ def main() -> None:
                 scan_store(st, rules, progress=False)
                 tables[name] = (feature_table(st.con), alert_truth(st.con, CURRENT_ALERTS_SQL, load_labels(labels)))
         features, truth = tables["train"]
-        y = [int(truth[a].true) for a in features.column("alert_id").to_pylist()]
         t = time.perf_counter()
-        model = train(model_inputs(features), y, descriptions={f.name: f.sentence for f in FEATURES})
+        model = train_on(Labelled(features, truth), label_source="demo seed 1")
         trained = time.perf_counter() - t
         features, truth = tables["measure"]
         scores = model.score(features)
