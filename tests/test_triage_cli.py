@@ -145,6 +145,14 @@ def test_train_from_reviewers_decisions(setup: Setup, scanned: Path, tmp_path: P
     assert labels["dismissal_reasons"] == {"ordinary business, documented": labels["negatives"]}
     assert card["validation"]["weighted"] is True
     assert "triage_model_trained" in actions(setup)
+    # The decided cases were copied into the store for the case features: one row per account.
+    from flagstone.triage.features import feature_table
+
+    with Store(setup.store, read_only=True) as st:
+        outcomes = st.con.execute("SELECT outcome, count(*) FROM case_outcomes GROUP BY ALL").fetchall()
+        prior = feature_table(st.con).column("prior_dismissed_cases").to_pylist()
+    assert dict(outcomes).get("dismissed", 0) >= labels["negatives"]
+    assert any(v is not None for v in prior)
 
 
 def test_review_sample_marks_a_share_of_cases_first_in_the_queue(setup: Setup, scanned: Path, tmp_path: Path) -> None:

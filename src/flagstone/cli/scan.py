@@ -104,11 +104,12 @@ def scan(
         _scan_on_spark(ruleset, events, entities, out_dir, master, _spark_settings(spark_conf or []), overwrite)
         return
 
-    from flagstone.oversight.activity import after_scan
+    from flagstone.oversight.activity import after_scan, before_scan
     from flagstone.scan import scan_store
     from flagstone.store import Store
 
     with Store(store, create=False) as st:
+        before_scan(st)
         result = scan_store(st, ruleset, progress=True)
         scored = (result.model_id, result.scored) if result.model_id else None
         synced = after_scan(st, ruleset, result.scan_id, "duckdb", result.alerts, scored)

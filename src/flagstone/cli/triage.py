@@ -81,6 +81,7 @@ def triage_train(
         y = history.labels
         record(path, [TriageModelTrained(model.version, source, len(y), sum(y))])
     else:
+        from flagstone.oversight.sync import copy_outcomes
         from flagstone.triage.features import model_inputs
         from flagstone.triage.reviewed import LABEL_SOURCE, case_rows, reviewed
 
@@ -89,6 +90,7 @@ def triage_train(
         try:
             rows = case_rows(ov.engine)
             with Store(ov.store_path) as st:
+                copy_outcomes(ov, st)
                 history_cases = reviewed(st.con, rows)
                 y = history_cases.labels
                 model = train(
@@ -201,7 +203,7 @@ def triage_activate(
     later scans score their new alerts. Audited as triage_model_activated and alerts_scored."""
     from flagstone.audit.events import AlertsScored, TriageModelActivated
     from flagstone.oversight.roles import allowed
-    from flagstone.oversight.sync import sync_alerts
+    from flagstone.oversight.sync import copy_outcomes, sync_alerts
     from flagstone.oversight.users import LoginError, authenticate
     from flagstone.store import Store
     from flagstone.triage.model import TriageModel
@@ -226,6 +228,7 @@ def triage_activate(
                 f"{supervisor} is a {user.role}: only a supervisor activates a triage model", field="supervisor"
             )
         with Store(ov.store_path) as st:
+            copy_outcomes(ov, st)
             register(st, m)
             previous = activate(st, m.version, review_sample)
             n = score_store(st, m)

@@ -12,10 +12,11 @@ from pathlib import Path
 import duckdb
 from sqlalchemy import select
 
+from flagstone.alerts import active_scores
 from flagstone.audit.events import AlertsScored, AuditEvent, Ingested, RuleChanged, Scanned
 from flagstone.oversight.context import Oversight, cli_actor
 from flagstone.oversight.schema import audit_entries
-from flagstone.oversight.sync import SyncResult, sync_alerts
+from flagstone.oversight.sync import SyncResult, copy_outcomes, sync_alerts
 from flagstone.rules.ir import Rule
 from flagstone.store import Store
 
@@ -54,6 +55,18 @@ def _file_sha256(path: str) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return ""
+
+
+def before_scan(store: Store) -> None:
+    """With a triage model active, bring the store's copy of decided cases up to date, so that the
+    scan's new alerts are scored knowing their accounts' earlier outcomes."""
+    if not active_scores(store.con):
+        return
+    ov = Oversight.open(store.path)
+    try:
+        copy_outcomes(ov, store)
+    finally:
+        ov.close()
 
 
 def after_scan(

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from sqlalchemy import bindparam, func, insert, select, update
 
 from flagstone.alerts import active_scores
@@ -114,6 +115,43 @@ def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> Sync
             con.execute(insert(vault), identities)
         _copy_scores(con, active_scores(con_store))
     return SyncResult(new_cases, new_evidence, len(identities))
+
+
+OUTCOME_STATES = ("approved", "filed", "dismissed")  # decided; the triage features count them
+ACCOUNT_FIELDS = ("actor", "counterparty", "account")
+
+
+def copy_outcomes(ov: Oversight, store: Store) -> int:
+    """Copy the decided cases into the store's ``case_outcomes`` (replacing what was there), one
+    row per account of the case's group and the time it was decided (filed, else last changed), so
+    that triage features can count earlier outcomes of an alert's accounts without the case
+    database. The store must be open for writing. Returns the rows written."""
+    c = cases.c
+    with ov.engine.connect() as con:
+        found = con.execute(
+            select(c.group_key, c.state, func.coalesce(c.filed_at, c.updated_at)).where(c.state.in_(OUTCOME_STATES))
+        ).all()
+    rows = [
+        (value, state, when)
+        for group_key, state, when in found
+        for field, _, value in (part.partition("=") for part in str(group_key).split(", "))
+        if field in ACCOUNT_FIELDS and value
+    ]
+    table = pa.table(
+        {
+            "account": pa.array([r[0] for r in rows], pa.string()),
+            "outcome": pa.array([r[1] for r in rows], pa.string()),
+            "ts": pa.array([r[2] for r in rows], pa.timestamp("us")),
+        }
+    )
+    with store.transaction() as con_store:
+        con_store.execute("DELETE FROM case_outcomes")
+        con_store.register("new_case_outcomes", table)
+        try:
+            con_store.execute("INSERT INTO case_outcomes SELECT account, outcome, ts FROM new_case_outcomes")
+        finally:
+            con_store.unregister("new_case_outcomes")
+    return len(rows)
 
 
 def _copy_scores(con: Any, scores: dict[str, tuple[float, str, str, bool]]) -> None:

@@ -181,25 +181,31 @@ def model_inputs(table: pa.Table) -> pa.Table:
     return table.select(["alert_id", "rule_id", "fire_ts", *MODEL_FEATURES])
 
 
+STORE_OUTCOMES = "case_outcomes"  # the store's copy of decided cases (store.py)
+
+
 def feature_table(
     con: duckdb.DuckDBPyConnection,
     *,
     alerts: str = "alerts",
     events: str = "events",
-    outcomes: str | None = None,
+    outcomes: str | None = STORE_OUTCOMES,
     protected: Sequence[str] | None = None,
     hub_degree: int = HUB_DEGREE,
     alert_ids: Sequence[str] | None = None,
 ) -> pa.Table:
     """One row per alert of ``alerts``: ``alert_id``, ``rule_id``, ``fire_ts``, then ``FEATURES``.
 
-    ``outcomes``: a table or view of case outcomes ``(account, outcome, ts)`` (cases live in another
-    database; the caller copies them in); without it the case features are NULL. ``hub_degree``: an
+    ``outcomes``: a table or view of case outcomes ``(account, outcome, ts)``; by default the
+    store's ``case_outcomes`` (copied in from the case database by ``oversight.sync.copy_outcomes``)
+    when it has one; without one the case features are NULL. ``hub_degree``: an
     account with more counterparties is not expanded in the two-hop reach. ``alert_ids``: compute
     only these alerts' rows (a scan's new alerts), reading only the events of their accounts and
     neighbours; the values are those of the whole table, every other alert still counting as
     context."""
     check_protected(FEATURES, protected)
+    if outcomes == STORE_OUTCOMES and not _has_table(con, STORE_OUTCOMES):
+        outcomes = None
     if alert_ids is None:
         table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree)).to_arrow_table()
         return table.cast(SCHEMA)
@@ -213,6 +219,15 @@ def feature_table(
 
 
 _TARGETS = "triage_feature_targets"
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND table_name = ?",
+        [name],
+    ).fetchall()
+    return bool(found)
 
 
 def spark_feature_table(
