@@ -25,7 +25,7 @@ from flagstone.rules.kinds.model import FEATURE_NAMES, ModelRule, candidates
 from flagstone.rules.oracle import run_rule
 
 pytest.importorskip("lightgbm")
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 ALL = "(SELECT source, event_id, ts, actor, counterparty, amount, kind, channel FROM events)"
 
 
@@ -96,7 +96,7 @@ def test_duckdb_alerts_equal_the_oracle(folder: Path, evs: list[dict[str, Any]])
             assert f.fire == f.evidence[-1] and f.group[0][0] == "account"
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 @given(evs=events(max_size=25))
 def test_spark_gives_the_same_alerts(spark: Any, folder: Path, evs: list[dict[str, Any]]) -> None:
     from flagstone.engines.spark import SparkEngine

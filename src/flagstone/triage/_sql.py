@@ -97,15 +97,23 @@ def feature_sql(
     dialect: str = "duckdb",
     hub_degree: int = HUB_DEGREE,
     targets: str | None = None,
+    graph: bool = True,
 ) -> str:
-    return _feature_sql(alerts, events, outcomes, dialect, hub_degree, targets)
+    """The statement. ``graph=False`` leaves out the neighbours' features (``GRAPH``: NULL), and
+    with ``targets`` it then reads no neighbour's events: a scan's scoring needs only what its
+    model reads."""
+    return _feature_sql(alerts, events, outcomes, dialect, hub_degree, targets, graph)
+
+
+# The features that read the anchors' counterparties' own events (two hops out).
+GRAPH = ("two_hop_reach", "counterparty_degree_mean", "counterparty_tenure_days_mean")
 
 
 @cache
 def _feature_sql(
-    alerts: str, events: str, outcomes: str | None, dialect: str, hub_degree: int, targets: str | None
+    alerts: str, events: str, outcomes: str | None, dialect: str, hub_degree: int, targets: str | None, graph: bool
 ) -> str:
-    sql = _duckdb_sql(alerts, events, outcomes, int(hub_degree), targets)
+    sql = _duckdb_sql(alerts, events, outcomes, int(hub_degree), targets, graph)
     if dialect == "duckdb":
         return sql
     tree = sqlglot.parse_one(sql, read="duckdb")
@@ -127,22 +135,23 @@ def _spark(node: exp.Expression) -> exp.Expression:
 _REWRITES: dict[str, Callable[[exp.Expression], exp.Expression]] = {"spark": _spark}
 
 
-def _targeted(alerts: str, events: str, targets: str) -> str:
+def _targeted(alerts: str, events: str, targets: str, graph: bool) -> str:
     """The CTEs that restrict the work to the alerts listed in ``targets`` (a scan's new alerts).
 
     Every other alert still counts as context (``al_all``, ``anchor_all``, ``evid_all``), and only
     the events of relevant accounts are read (``rel_events``): the targets' accounts, their
     evidence's accounts and their accounts' counterparties. Every feature reads only pairs, histories
     and first sightings of such accounts, so the values equal those of the whole table."""
+    neighbours = f"""
+  UNION SELECT e.counterparty AS acct FROM {events} e WHERE e.actor IN (SELECT acct FROM anchor)
+  UNION SELECT e.actor AS acct FROM {events} e WHERE e.counterparty IN (SELECT acct FROM anchor)"""
     return f"""
 al AS (SELECT * FROM al_all WHERE alert_id IN (SELECT alert_id FROM {targets})),
 anchor_all AS ({_anchor_sql("al_all")}),
 anchor AS (SELECT * FROM anchor_all WHERE alert_id IN (SELECT alert_id FROM al)),
 {_evidence("al", events)}
 rel_accts AS (
-  SELECT acct FROM anchor
-  UNION SELECT e.counterparty AS acct FROM {events} e WHERE e.actor IN (SELECT acct FROM anchor)
-  UNION SELECT e.actor AS acct FROM {events} e WHERE e.counterparty IN (SELECT acct FROM anchor)
+  SELECT acct FROM anchor{neighbours if graph else ""}
   UNION SELECT v.actor AS acct FROM evid v
   UNION SELECT v.counterparty AS acct FROM evid v
 ),
@@ -184,7 +193,9 @@ def _evid_sql(keys: str, al: str, events: str) -> str:
   WHERE {_known("e", "al")}"""
 
 
-def _duckdb_sql(alerts: str, events: str, outcomes: str | None, hub_degree: int, targets: str | None = None) -> str:
+def _duckdb_sql(
+    alerts: str, events: str, outcomes: str | None, hub_degree: int, targets: str | None = None, graph: bool = True
+) -> str:
     has = "an_n > 0"  # group features are unknown (NULL) for an alert without accounts
     outcome_cols = (
         "CAST(CASE WHEN an_n > 0 THEN coalesce(oc.n_pos, 0) END AS DOUBLE) AS prior_reported_cases,\n"
@@ -193,6 +204,16 @@ def _duckdb_sql(alerts: str, events: str, outcomes: str | None, hub_degree: int,
         else "CAST(NULL AS DOUBLE) AS prior_reported_cases,\n  CAST(NULL AS DOUBLE) AS prior_dismissed_cases"
     )
     outcome_join = "LEFT JOIN outc oc ON oc.alert_id = al.alert_id" if outcomes is not None else ""
+    graph_cols = (
+        f"CAST(CASE WHEN {has} THEN coalesce(r.n_reach, 0) END AS DOUBLE) AS two_hop_reach,\n"
+        f"  {_ratio('c.sum_deg', 'c.n_cp')} AS counterparty_degree_mean,\n"
+        f"  (CAST(c.sum_age_us AS DOUBLE) / {_US_PER_DAY} / nullif(c.n_cp, 0)) AS counterparty_tenure_days_mean"
+        if graph
+        else ",\n  ".join(f"CAST(NULL AS DOUBLE) AS {name}" for name in GRAPH)
+    )
+    graph_join = (
+        "LEFT JOIN reach r ON r.alert_id = al.alert_id\nLEFT JOIN cp c ON c.alert_id = al.alert_id\n" if graph else ""
+    )
     # Without targets every alert is computed and all of them are also the context; with targets
     # (_targeted) the context keeps every alert and the work reads only relevant events.
     if targets is None:
@@ -202,7 +223,7 @@ anchor AS ({_anchor_sql("al")}),"""
         evidence = _evidence("al", events)
     else:
         al_all, anchor_all, evid_all, ev = "al_all", "anchor_all", "evid_all", "rel_events"
-        scope = _targeted(alerts, events, targets)
+        scope = _targeted(alerts, events, targets, graph)
         evidence = ""  # made in the scope
     return f"""
 WITH {al_all} AS (
@@ -363,9 +384,7 @@ SELECT
   CAST(CASE WHEN {has} THEN coalesce(d.n_outdeg, 0) END AS DOUBLE) AS out_degree,
   CAST(CASE WHEN {has} THEN coalesce(d.n_indeg, 0) END AS DOUBLE) AS in_degree,
   {_ratio("d.n_mutual", "d.n_pairs")} AS reciprocity,
-  CAST(CASE WHEN {has} THEN coalesce(r.n_reach, 0) END AS DOUBLE) AS two_hop_reach,
-  {_ratio("c.sum_deg", "c.n_cp")} AS counterparty_degree_mean,
-  (CAST(c.sum_age_us AS DOUBLE) / {_US_PER_DAY} / nullif(c.n_cp, 0)) AS counterparty_tenure_days_mean,
+  {graph_cols},
   CAST(CASE WHEN {has} THEN coalesce(o.n, 0) END AS DOUBLE) AS other_rule_alerts,
   CAST(CASE WHEN {has} THEN coalesce(ea.n, 0) END AS DOUBLE) AS earlier_alerts,
   {outcome_cols}
@@ -374,9 +393,7 @@ LEFT JOIN an_count ac ON ac.alert_id = al.alert_id
 LEFT JOIN ev_feat ef ON ef.alert_id = al.alert_id
 LEFT JOIN grp g ON g.alert_id = al.alert_id
 LEFT JOIN deg d ON d.alert_id = al.alert_id
-LEFT JOIN reach r ON r.alert_id = al.alert_id
-LEFT JOIN cp c ON c.alert_id = al.alert_id
-LEFT JOIN other_rules o ON o.alert_id = al.alert_id
+{graph_join}LEFT JOIN other_rules o ON o.alert_id = al.alert_id
 LEFT JOIN earlier ea ON ea.alert_id = al.alert_id
 {outcome_join}
 ORDER BY al.alert_id

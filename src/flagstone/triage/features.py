@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
+from flagstone.triage._sql import GRAPH as GRAPH
 from flagstone.triage._sql import HUB_DEGREE, feature_sql
 
 
@@ -193,6 +194,7 @@ def feature_table(
     protected: Sequence[str] | None = None,
     hub_degree: int = HUB_DEGREE,
     alert_ids: Sequence[str] | None = None,
+    graph: bool = True,
 ) -> pa.Table:
     """One row per alert of ``alerts``: ``alert_id``, ``rule_id``, ``fire_ts``, then ``FEATURES``.
 
@@ -202,17 +204,18 @@ def feature_table(
     account with more counterparties is not expanded in the two-hop reach. ``alert_ids``: compute
     only these alerts' rows (a scan's new alerts), reading only the events of their accounts and
     neighbours; the values are those of the whole table, every other alert still counting as
-    context."""
+    context. ``graph=False`` leaves the features of ``GRAPH`` NULL and reads no neighbour's events
+    (for a model that does not read them)."""
     check_protected(FEATURES, protected)
     if outcomes == STORE_OUTCOMES and not _has_table(con, STORE_OUTCOMES):
         outcomes = None
     if alert_ids is None:
-        table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree)).to_arrow_table()
+        table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree, graph=graph)).to_arrow_table()
         return table.cast(SCHEMA)
     wanted = pa.table({"alert_id": pa.array(sorted(set(alert_ids)), pa.string())})
     con.register(_TARGETS, wanted)
     try:
-        sql = feature_sql(alerts, events, outcomes, "duckdb", hub_degree, targets=_TARGETS)
+        sql = feature_sql(alerts, events, outcomes, "duckdb", hub_degree, targets=_TARGETS, graph=graph)
         return con.sql(sql).to_arrow_table().cast(SCHEMA)
     finally:
         con.unregister(_TARGETS)

@@ -27,7 +27,7 @@ import pyarrow as pa
 from flagstone.errors import InputError
 from flagstone.store import Store
 from flagstone.triage.explain import explain
-from flagstone.triage.features import feature_table
+from flagstone.triage.features import GRAPH, feature_table
 from flagstone.triage.model import TriageModel
 
 REVIEW_SAMPLE = 0.02  # share of alerts marked for review whatever their priority
@@ -104,7 +104,8 @@ def score_store(
     scores of the same model for those alerts are replaced. ``features``: the store's feature table,
     when the caller has just computed it."""
     if features is None:
-        features = feature_table(store.con, alert_ids=alert_ids)
+        graph = any(f in GRAPH for f in model.features)  # the neighbours' events only if the model reads them
+        features = feature_table(store.con, alert_ids=alert_ids, graph=graph)
     if alert_ids is not None:
         wanted = set(alert_ids)
         keep = [i for i, a in enumerate(features.column("alert_id").to_pylist()) if a in wanted]
