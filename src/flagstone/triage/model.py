@@ -459,7 +459,7 @@ def train(
     top = [inputs.names[j] for j in np.argsort(-gain, kind="stable")[: drift.TOP_FEATURES] if gain[j] > 0]
     column = {f: j for j, f in enumerate(inputs.names)}
     drift_reference = {
-        "alerts": "every labelled alert trained on (all three periods)",
+        "alerts": "labelled alerts it was trained on (all three periods)",
         "priority": drift.reference(calibration(_raw(fitted, matrix))),
         "features": {f: drift.reference(inputs.values[order][:, column[f]]) for f in top},
     }
