@@ -197,6 +197,9 @@ def test_train_a_detector_and_scan_with_a_model_rule(setup: Setup, scanned: Path
     code, output = run(setup, "triage", "train-detector", "--labels", str(labels), "--out", str(tmp_path / "x"),
                        "--window", "7 days", "--store", store)  # fmt: skip
     assert code == 2 and "--window" in output
+    code, output = run(setup, "triage", "train-detector", "--labels", str(labels), "--out", str(tmp_path / "x"),
+                       "--window", "99999999d", "--store", store)  # fmt: skip
+    assert code == 2 and "at most 3650d" in output
     # A detector orders no queue: activating it is refused before any password is asked.
     code, output = run(setup, "triage", "activate", str(model), "--supervisor", "sam", "--password-stdin",
                        "--store", store, "--db", db, stdin=PASSWORD + "\n")  # fmt: skip

@@ -134,15 +134,18 @@ def triage_train_detector(
     then names the folder and a threshold (docs/triage.md)."""
     from flagstone.audit.events import TriageModelTrained
     from flagstone.oversight.activity import record
+    from flagstone.rules.kinds.model import MAX_WINDOW_US
     from flagstone.rules.reader import parse_duration
     from flagstone.store import Store
     from flagstone.triage.detector import train_detector
     from flagstone.triage.registry import register
 
     try:
-        parse_duration(window)
+        window_us = parse_duration(window)
     except ValueError as exc:
         raise InputError(str(exc), field="--window", value=window) from exc
+    if window_us > MAX_WINDOW_US:
+        raise InputError("the window is at most 3650d (ten years)", field="--window", value=window)
     with Store(store) as st:
         model, y = train_detector(st.con, labels, window, seed=seed)
         model.save(out_dir)

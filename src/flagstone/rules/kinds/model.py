@@ -37,6 +37,7 @@ from flagstone.triage.explain import explain
 from flagstone.triage.model import TriageModel
 
 GROUP = "account"
+MAX_WINDOW_US = 3650 * 86_400_000_000  # ten years: longer windows say nothing and overflow nothing
 _EPOCH = datetime(1970, 1, 1)
 READS = ("ts", "actor", "counterparty", "amount", "kind", "channel")  # for the protected-attribute check
 VALUES = ("priority", "explanation", "window_events", "window_amount_in", "window_amount_out")
@@ -109,7 +110,10 @@ def check_detector(model: TriageModel, origin: str) -> tuple[str, int]:
     if not isinstance(detector, dict) or sorted(model.features) != sorted(FEATURE_NAMES):
         raise ModelError(f"{origin}: not a detector model (train one with `flagstone triage train-detector`)")
     text = str(detector.get("window", ""))
-    return text, parse_duration(text)
+    window_us = parse_duration(text)
+    if window_us > MAX_WINDOW_US:
+        raise ModelError(f"{origin}: the model's window {text!r} is longer than ten years")
+    return text, window_us
 
 
 def build_model(c: Common) -> tuple[ir.Rule, set[str]]:
