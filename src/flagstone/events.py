@@ -88,3 +88,20 @@ CURRENCIES: frozenset[str] = frozenset(
     SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS
     VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL""".split()  # noqa: SIM905 - readable as a block
 )
+
+
+# What counts as cash, for the triage features and the model detector: a kind in the canonical set
+# (cash_deposit, cash_withdrawal; the demo bank) or channel CASH in any case (AMLGentex marks cash
+# spending that way). One definition, in SQL and in Python.
+CASH_KINDS = ("cash_deposit", "cash_withdrawal")
+
+
+def cash_sql(e: str) -> str:
+    """SQL test that event alias ``e`` is cash."""
+    kinds = ", ".join(f"'{k}'" for k in CASH_KINDS)
+    return f"({e}.kind IN ({kinds}) OR lower(coalesce({e}.channel, '')) = 'cash')"
+
+
+def is_cash(kind: object, channel: object) -> bool:
+    """The same test on one event's values."""
+    return kind in CASH_KINDS or str(channel or "").lower() == "cash"

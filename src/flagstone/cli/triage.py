@@ -267,8 +267,9 @@ def triage_score(model: ModelDir, store: StoreOpt = None) -> None:
 
 
 def _not_a_detector(card: dict[str, Any], folder: Path) -> None:
-    labels = card.get("labels")
-    if isinstance(labels, dict) and labels.get("detector"):
+    from flagstone.rules.kinds.model import is_detector
+
+    if is_detector(card):
         raise InputError(
             f"{folder} holds a detector model: a rule of kind: model uses it; it does not order the queue",
             field="model",

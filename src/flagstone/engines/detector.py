@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from flagstone.events import cash_sql
+
 MATCHED = "flagstone_model_matched"  # replaced by each engine's own subquery of matched events
 ORDER = "ts, event_id, source"
 
@@ -20,11 +22,6 @@ def candidate_sql(matched: str, window_us: int) -> str:
     """The statement over ``matched`` (a parenthesised subquery with ``source, event_id, ts,
     actor, counterparty, amount, kind, channel``)."""
     return template(int(window_us)).replace(MATCHED, matched)
-
-
-def _cash(e: str) -> str:
-    # As the triage features count cash: a cash kind, or channel CASH (AMLGentex).
-    return f"({e}.kind IN ('cash_deposit', 'cash_withdrawal') OR lower(coalesce({e}.channel, '')) = 'cash')"
 
 
 def _ratio(num: str, den: str) -> str:
@@ -71,7 +68,7 @@ agg AS (
          count(DISTINCT other) FILTER (WHERE is_out = 1) AS receivers,
          count(*) FILTER (WHERE k = 1) AS first_contacts,
          count(k) AS with_pair,
-         count(*) FILTER (WHERE {_cash("s")}) AS n_cash,
+         count(*) FILTER (WHERE {cash_sql("s")}) AS n_cash,
          count(*) AS n,
          min(ts) AS first_ts,
          max(ts) AS last_ts,

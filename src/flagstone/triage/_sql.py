@@ -32,6 +32,8 @@ from functools import cache
 import sqlglot
 from sqlglot import exp
 
+from flagstone.events import cash_sql
+
 # An intermediate account with more counterparties than this (a merchant, the outside world) is
 # counted in the two-hop reach but not expanded: its neighbours say little and cost a lot.
 HUB_DEGREE = 100
@@ -54,12 +56,6 @@ def _group_part(field: str) -> str:
     # group_key is "f1=v1, f2=v2" in group_by order (rules/finding.py); a value ends where the next
     # "field=" starts or at the end.
     return f"regexp_extract(group_key, '(?:^|, ){field}=(.*?)(?:, [a-z_.]+=|$)', 1)"
-
-
-def _cash(e: str) -> str:
-    # Cash is a kind in the canonical set (cash_deposit, cash_withdrawal; the demo bank) or a channel
-    # (AMLGentex marks cash spending with channel CASH).
-    return f"({e}.kind IN ('cash_deposit', 'cash_withdrawal') OR lower(coalesce({e}.channel, '')) = 'cash')"
 
 
 def _hours(a: str, b: str) -> str:
@@ -257,11 +253,11 @@ ev_feat AS (
   GROUP BY v.alert_id
 ),
 hist AS (
-  SELECT an.alert_id, an.acct, 'out' AS side, e.counterparty AS other, e.ts, e.amount, {_cash("e")} AS cash
+  SELECT an.alert_id, an.acct, 'out' AS side, e.counterparty AS other, e.ts, e.amount, {cash_sql("e")} AS cash
   FROM anchor an JOIN {ev} e ON e.actor = an.acct
   WHERE {_known("e", "an")}
   UNION ALL
-  SELECT an.alert_id, an.acct, 'in' AS side, e.actor AS other, e.ts, e.amount, {_cash("e")} AS cash
+  SELECT an.alert_id, an.acct, 'in' AS side, e.actor AS other, e.ts, e.amount, {cash_sql("e")} AS cash
   FROM anchor an JOIN {ev} e ON e.counterparty = an.acct
   WHERE {_known("e", "an")}
 ),

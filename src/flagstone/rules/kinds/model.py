@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from flagstone.errors import InputError, ModelError
+from flagstone.events import is_cash
 from flagstone.rules import ir
 from flagstone.rules.episodes import micros
 from flagstone.rules.evaluator import Context, Entities, Event, evaluate
@@ -104,12 +105,17 @@ class ModelRule:
         return VALUES
 
 
+def is_detector(card: dict[str, Any]) -> bool:
+    """Whether a model card is a detector's (``triage train-detector`` records its window there)."""
+    labels = card.get("labels")
+    return isinstance(labels, dict) and isinstance(labels.get("detector"), dict)
+
+
 def check_detector(model: TriageModel, origin: str) -> tuple[str, int]:
     """The window (text, microseconds) a detector model was trained on; refuses any other model."""
-    detector = model.card.get("labels", {}).get("detector")
-    if not isinstance(detector, dict) or sorted(model.features) != sorted(FEATURE_NAMES):
+    if not is_detector(model.card) or sorted(model.features) != sorted(FEATURE_NAMES):
         raise ModelError(f"{origin}: not a detector model (train one with `flagstone triage train-detector`)")
-    text = str(detector.get("window", ""))
+    text = str(model.card["labels"]["detector"].get("window", ""))
     window_us = parse_duration(text)
     if window_us > MAX_WINDOW_US:
         raise ModelError(f"{origin}: the model's window {text!r} is longer than ten years")
@@ -185,7 +191,7 @@ def candidates(events: list[Event], entities: Entities, match: ir.Expr, window_u
                 if first_of_pair[(min(e["actor"], e["counterparty"]), max(e["actor"], e["counterparty"]))]
                 == (e["source"], e["event_id"])
             )
-            cash = sum(1 for e in evs if _cash(e))
+            cash = sum(1 for e in evs if is_cash(e["kind"], e.get("channel")))
             t0, t1 = evs[0]["ts"], evs[-1]["ts"]
             seen = t0 if seen is None else min(seen, t0)
             mean_prior = _ratio(float(prior_amount), k) if k else None
@@ -222,10 +228,6 @@ def candidates(events: list[Event], entities: Entities, match: ir.Expr, window_u
             prior_n += len(evs)
             prior_amount += amt_in + amt_out
     return pa.Table.from_pylist(rows, schema=SCHEMA)
-
-
-def _cash(e: Event) -> bool:
-    return e["kind"] in ("cash_deposit", "cash_withdrawal") or str(e.get("channel") or "").lower() == "cash"
 
 
 def feature_rows(table: pa.Table) -> pa.Table:
