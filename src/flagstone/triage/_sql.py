@@ -131,32 +131,71 @@ def _spark(node: exp.Expression) -> exp.Expression:
 _REWRITES: dict[str, Callable[[exp.Expression], exp.Expression]] = {"spark": _spark}
 
 
-def _targeted(alerts: str, events: str, targets: str, graph: bool) -> str:
+def _targeted(alerts: str, events: str, targets: str) -> str:
     """The CTEs that restrict the work to the alerts listed in ``targets`` (a scan's new alerts).
 
-    Every other alert still counts as context (``al_all``, ``anchor_all``, ``evid_all``), and only
-    the events of relevant accounts are read (``rel_events``): the targets' accounts, their
-    evidence's accounts and their accounts' counterparties. Every feature reads only pairs, histories
-    and first sightings of such accounts, so the values equal those of the whole table."""
-    neighbours = f"""
-  UNION SELECT e.counterparty AS acct FROM {events} e WHERE e.actor IN (SELECT acct FROM anchor)
-  UNION SELECT e.actor AS acct FROM {events} e WHERE e.counterparty IN (SELECT acct FROM anchor)"""
+    Every other alert still counts as context (``al_all``, ``anchor_all``, ``evid_all``). ``events``
+    need hold only the relevant events (``relevant_events_sql``), which is what makes this fast."""
     return f"""
 al AS (SELECT * FROM al_all WHERE alert_id IN (SELECT alert_id FROM {targets})),
 anchor_all AS ({_anchor_sql("al_all")}),
 anchor AS (SELECT * FROM anchor_all WHERE alert_id IN (SELECT alert_id FROM al)),
 {_evidence("al", events)}
-rel_accts AS (
-  SELECT acct FROM anchor{neighbours if graph else ""}
-  UNION SELECT v.actor AS acct FROM evid v
-  UNION SELECT v.counterparty AS acct FROM evid v
-),
-rel_events AS (
-  SELECT * FROM {events}
-  WHERE actor IN (SELECT acct FROM rel_accts) OR counterparty IN (SELECT acct FROM rel_accts)
-),
 ev_keys_all AS ({_ev_keys_sql("al_all")}),
-evid_all AS ({_evid_sql("ev_keys_all", "al_all", "rel_events")}),"""
+evid_all AS ({_evid_sql("ev_keys_all", "al_all", events)}),"""
+
+
+# The event columns the statement reads.
+EVENT_READS = "source, event_id, ts, actor, counterparty, amount, kind, channel"
+
+
+def _targets_sql(alerts: str, targets: str) -> str:
+    """CTEs ``t`` (the alerts listed in ``targets``) and ``anchor`` (their accounts)."""
+    return f"""t AS (
+  SELECT alert_id, rule_id, group_key, last_ts AS c_ts, fire_event_id AS c_id, fire_source AS c_src,
+         evidence, evidence_sources
+  FROM {alerts} WHERE alert_id IN (SELECT alert_id FROM {targets})
+),
+anchor AS ({_anchor_sql("t")}),"""
+
+
+def relevant_events_sql(alerts: str, events: str, targets: str) -> str:
+    """In one pass over ``events``: the events of the accounts of the alerts in ``targets`` and their
+    evidence (by event id, so a few more events may come along, which changes no value).
+
+    Every feature of those alerts reads only such events, except in two cases that
+    ``more_events_sql`` fetches: an evidence payment between two accounts that are not the alerts'
+    own (its pair's earlier payments tell whether it was a first contact), and, for the graph
+    features, the accounts' counterparties."""
+    return f"""
+WITH {_targets_sql(alerts, targets)}
+keys AS (SELECT DISTINCT unnest(evidence) AS eid FROM t)
+SELECT {EVENT_READS} FROM {events}
+WHERE actor IN (SELECT acct FROM anchor) OR counterparty IN (SELECT acct FROM anchor)
+   OR event_id IN (SELECT eid FROM keys)
+"""
+
+
+def more_events_sql(alerts: str, targets: str, known: str, graph: bool) -> str:
+    """The accounts whose events ``relevant_events_sql`` did not read but the features need (see
+    there), from the events ``known`` it read."""
+    neighbours = """
+  UNION SELECT r.counterparty FROM known_events r WHERE r.actor IN (SELECT acct FROM anchor)
+  UNION SELECT r.actor FROM known_events r WHERE r.counterparty IN (SELECT acct FROM anchor)"""
+    return f"""
+WITH {_targets_sql(alerts, targets)}
+known_events AS (SELECT * FROM {known}),
+keys AS ({_ev_keys_sql("t")}),
+loose AS (  -- evidence payments that touch none of the alerts' accounts
+  SELECT r.actor, r.counterparty FROM known_events r JOIN keys k ON r.source = k.src AND r.event_id = k.eid
+  WHERE r.actor NOT IN (SELECT acct FROM anchor) AND r.counterparty NOT IN (SELECT acct FROM anchor)
+),
+more AS (
+  SELECT actor AS acct FROM loose
+  UNION SELECT counterparty FROM loose{neighbours if graph else ""}
+)
+SELECT acct FROM more WHERE acct IS NOT NULL AND acct NOT IN (SELECT acct FROM anchor)
+"""
 
 
 def _evidence(al: str, events: str) -> str:
@@ -210,16 +249,24 @@ def _duckdb_sql(
     graph_join = (
         "LEFT JOIN reach r ON r.alert_id = al.alert_id\nLEFT JOIN cp c ON c.alert_id = al.alert_id\n" if graph else ""
     )
+    # Without the graph features only the evidence's pairs need numbering (pf is not read).
+    only_evidence_pairs = (
+        ""
+        if graph
+        else "\n    AND EXISTS (SELECT 1 FROM evid v"
+        "\n                WHERE least(v.actor, v.counterparty) = least(e.actor, e.counterparty)"
+        "\n                  AND greatest(v.actor, v.counterparty) = greatest(e.actor, e.counterparty))"
+    )
     # Without targets every alert is computed and all of them are also the context; with targets
-    # (_targeted) the context keeps every alert and the work reads only relevant events.
+    # (_targeted) the context keeps every alert, and `events` holds only the relevant events.
     if targets is None:
         al_all, anchor_all, evid_all, ev = "al", "anchor", "evid", events
         scope = f"""
 anchor AS ({_anchor_sql("al")}),"""
         evidence = _evidence("al", events)
     else:
-        al_all, anchor_all, evid_all, ev = "al_all", "anchor_all", "evid_all", "rel_events"
-        scope = _targeted(alerts, events, targets, graph)
+        al_all, anchor_all, evid_all, ev = "al_all", "anchor_all", "evid_all", events
+        scope = _targeted(alerts, events, targets)
         evidence = ""  # made in the scope
     return f"""
 WITH {al_all} AS (
@@ -233,7 +280,7 @@ pair_events AS (
          row_number() OVER (PARTITION BY least(e.actor, e.counterparty), greatest(e.actor, e.counterparty)
                             ORDER BY e.ts, e.event_id, e.source) AS k
   FROM {ev} e
-  WHERE e.actor IS NOT NULL AND e.counterparty IS NOT NULL AND e.actor <> e.counterparty
+  WHERE e.actor IS NOT NULL AND e.counterparty IS NOT NULL AND e.actor <> e.counterparty{only_evidence_pairs}
 ),
 pf AS (
   SELECT x, y, ts, event_id, source FROM (

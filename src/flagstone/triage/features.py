@@ -11,7 +11,8 @@ lists the features and their exact definitions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,8 @@ import pyarrow as pa
 
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
+from flagstone.triage._sql import EVENT_READS, HUB_DEGREE, feature_sql, more_events_sql, relevant_events_sql
 from flagstone.triage._sql import GRAPH as GRAPH
-from flagstone.triage._sql import HUB_DEGREE, feature_sql
 
 
 @dataclass(frozen=True)
@@ -213,15 +214,41 @@ def feature_table(
         table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree, graph=graph)).to_arrow_table()
         return table.cast(SCHEMA)
     wanted = pa.table({"alert_id": pa.array(sorted(set(alert_ids)), pa.string())})
-    con.register(_TARGETS, wanted)
-    try:
-        sql = feature_sql(alerts, events, outcomes, "duckdb", hub_degree, targets=_TARGETS, graph=graph)
-        return con.sql(sql).to_arrow_table().cast(SCHEMA)
-    finally:
-        con.unregister(_TARGETS)
+    with _registered(con, _TARGETS, wanted):
+        relevant = _relevant_events(con, alerts, events, graph)
+        with _registered(con, _RELEVANT, relevant):
+            sql = feature_sql(alerts, _RELEVANT, outcomes, "duckdb", hub_degree, targets=_TARGETS, graph=graph)
+            return con.sql(sql).to_arrow_table().cast(SCHEMA)
 
 
 _TARGETS = "triage_feature_targets"
+_RELEVANT = "triage_feature_events"
+_MORE = "triage_feature_more"
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
+def _relevant_events(con: duckdb.DuckDBPyConnection, alerts: str, events: str, graph: bool) -> pa.Table:
+    """The events the targets' features read: one pass over ``events`` for their accounts and
+    evidence, a second only when accounts beyond those are needed (``more_events_sql``)."""
+    first = con.sql(relevant_events_sql(alerts, events, _TARGETS)).to_arrow_table()
+    with _registered(con, _RELEVANT, first):
+        more = con.sql(more_events_sql(alerts, _TARGETS, _RELEVANT, graph)).to_arrow_table()
+        if more.num_rows == 0:
+            return first
+        with _registered(con, _MORE, more):
+            # UNION, not UNION ALL: an event may be in both, and must count once.
+            return con.sql(
+                f"SELECT * FROM {_RELEVANT} UNION SELECT {EVENT_READS} FROM {events} "
+                f"WHERE actor IN (SELECT acct FROM {_MORE}) OR counterparty IN (SELECT acct FROM {_MORE})"
+            ).to_arrow_table()
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
