@@ -155,12 +155,23 @@ def window_rule(draw: st.DrawFn) -> str:
 @st.composite
 def basket_rule(draw: st.DrawFn) -> str:
     cats = draw(st.lists(st.sampled_from(CATEGORIES), min_size=1, max_size=4, unique=True))
+    # The categories as written, or as list parameters: one, or two lists that may overlap.
+    written: object = cats
+    params: dict[str, object] = {}
+    shape = draw(st.sampled_from(["written", "one list", "two lists"]))
+    if shape == "one list":
+        params, written = {"watched": cats}, "$watched"
+    elif shape == "two lists":
+        cut = draw(st.integers(0, len(cats)))
+        first, second = cats[:cut] or cats[:1], cats[cut:] or cats[-1:]
+        params, written = {"first": first, "second": second}, ["$first", "$second"]
     return _yaml(
         kind="basket",
+        **({"params": params} if params else {}),
         match=draw(predicate(1)),
         group_by=["actor"],
         window=f"{draw(st.integers(1, 12))}h",
-        categories=cats,
+        categories=written,
         min_distinct=draw(st.integers(1, len(cats))),
         evidence=draw(st.sampled_from(["window", "episode"])),
     )

@@ -151,10 +151,19 @@ def test_exports_split_span_and_formats(info: GeneratedInfo, records: dict[tuple
     assert any(c.startswith("precursor.") for c in categories) and "grocery.dairy" in categories
 
 
+def basket_categories(rule: dict[str, Any]) -> set[str]:
+    """A basket's categories: text values and $parameters (text or lists), as the loader reads them."""
+    out: set[str] = set()
+    for item in rule.get("categories", []):
+        value = rule["params"][item[1:]] if item.startswith("$") else item
+        out.update(value if isinstance(value, list) else [value])
+    return out
+
+
 def test_catalogue_has_every_category_the_packs_name(info: GeneratedInfo) -> None:
     with info.files["catalogue"].open(encoding="utf-8") as fh:
         categories = {row["category"] for row in csv.DictReader(fh)}
-    named = {c for rule in shipped_rules().values() for c in rule.get("categories", [])}
+    named = {c for rule in shipped_rules().values() for c in basket_categories(rule)}
     assert named and named <= categories
     assert len(categories - named) >= 20  # plenty of ordinary ones too
 
@@ -266,13 +275,11 @@ def rule_checks() -> dict[str, Check]:
         limit = s["income_multiple"] * Decimal(ent["monthly_income"])
         return any(sum(r.amount for r in w) > limit for w in windows(spend, s["window"]))
 
-    def basket(rule_id: str, key: str) -> Check:
-        def check(recs: list[Record], _: Any) -> bool:
-            cats = set(rules[rule_id]["categories"])
-            mine = [r for r in recs if r.kind == "purchase" and r.category in cats]
-            return any(len({r.category for r in w}) >= p(rule_id)[key] for w in windows(mine, p(rule_id)["window"]))
-
-        return check
+    def basket(recs: list[Record], _: Any) -> bool:
+        s = p("precursors.basket")
+        cats = basket_categories(rules["precursors.basket"])
+        mine = [r for r in recs if r.kind == "purchase" and r.category in cats]
+        return any(len({r.category for r in w}) >= s["min_categories"] for w in windows(mine, s["window"]))
 
     def large_quantity(recs: list[Record], _: Any) -> bool:
         limit = p("precursors.large_quantity")["max_quantity"]
@@ -288,8 +295,7 @@ def rule_checks() -> dict[str, Check]:
         "aml.cash_velocity": cash_velocity,
         "aml.many_counterparties": many_counterparties,
         "pep.spending_above_income": pep,
-        "precursors.annex_basket": basket("precursors.annex_basket", "min_categories"),
-        "precursors.device_components": basket("precursors.device_components", "min_components"),
+        "precursors.basket": basket,
         "precursors.large_quantity": large_quantity,
         "transit.cloned_card": cloned_card,
     }
@@ -318,5 +324,12 @@ def test_suspicious_clear_the_thresholds_and_decoys_stay_under_them(
     structuring = PACK_PARAMS["aml.structuring"]
     two = next(s for s in scenarios if s.startswith("aml.structuring/") and s.endswith("two-deposits"))
     assert len(scenarios[two]) == int(structuring["min_deposits"]) - 1  # type: ignore[call-overload]
+    min_vehicles = int(PACK_PARAMS["transit.cloned_card"]["min_vehicles"])  # type: ignore[call-overload]
     for s in (s for s in scenarios if s.endswith("fourteen-vehicles")):
-        assert len({r.place for r in scenarios[s]}) == int(PACK_PARAMS["transit.cloned_card"]["min_vehicles"]) - 1  # type: ignore[call-overload]
+        assert len({r.place for r in scenarios[s]}) == min_vehicles - 1
+    # Mixed baskets hold precursors and device components together (issue 16).
+    mixed = [s for s in scenarios if s.startswith("precursors.basket/") and s.endswith("-mixed")]
+    assert mixed
+    for s in mixed:
+        kinds = {r.category.split(".")[0] for r in scenarios[s] if r.category.startswith(("precursor.", "component."))}
+        assert kinds == {"precursor", "component"}, s

@@ -10,7 +10,7 @@ import pytest
 
 from flagstone.errors import RuleError
 from flagstone.rules import WindowRule, load_rules
-from flagstone.rules.ir import Compare, Literal
+from flagstone.rules.ir import Compare, Field, InList, Literal, Logical
 
 GOOD = """\
 id: t.struct
@@ -131,6 +131,87 @@ def test_basket_desugars_to_window(tmp_path: Path) -> None:
 def test_every_shipped_pack_loads() -> None:
     packs = Path(__file__).resolve().parent.parent / "packs"
     ids = {r.meta.id for r in load_rules([packs])}
-    assert {"aml.structuring", "precursors.annex_basket", "transit.cloned_card", "pep.spending_above_income"} <= ids
+    assert {"aml.structuring", "precursors.basket", "transit.cloned_card", "pep.spending_above_income"} <= ids
     for rule in load_rules([packs]):
         assert rule.meta.rationale and rule.meta.legal_basis and rule.meta.owner and rule.meta.reason
+
+
+WATCHED = """\
+id: t.watched
+version: 1
+title: w
+severity: low
+kind: basket
+params:
+  min_categories: 2
+  precursors: [p.a, p.b]
+  components: [c.a, c.b]
+window: 5d
+categories: [$precursors, $components, other]
+min_distinct: $min_categories
+"""
+
+
+def basket_values(rule: object) -> list[object]:
+    assert isinstance(rule, WindowRule) and isinstance(rule.match, InList)
+    return [v.value for v in rule.match.values]
+
+
+def test_basket_categories_from_list_parameters(tmp_path: Path) -> None:
+    rule = load_rules([write(tmp_path, WATCHED)]).rules[0]
+    assert basket_values(rule) == ["p.a", "p.b", "c.a", "c.b", "other"]
+    assert dict(rule.meta.params)["components"] == ("c.a", "c.b")
+    # A deployment replaces one list (with --set or a params file); duplicates count once.
+    params = write(tmp_path, "t.watched:\n  components: [c.z, p.a]\n", "deploy.yml")
+    rule = load_rules([write(tmp_path, WATCHED)], params_file=params, overrides=["t.watched.min_categories=3"]).rules[0]
+    assert basket_values(rule) == ["p.a", "p.b", "c.z", "other"]
+    rule = load_rules([write(tmp_path, WATCHED)], overrides=["t.watched.precursors=[p.q]"]).rules[0]
+    assert basket_values(rule) == ["p.q", "c.a", "c.b", "other"]
+    one = WATCHED.replace("categories: [$precursors, $components, other]", "categories: $components")
+    assert basket_values(load_rules([write(tmp_path, one)]).rules[0]) == ["c.a", "c.b"]
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("t.watched.components=c.a", "parameter components is a list in the rule file; give a list"),
+        ("t.watched.min_categories=[2]", "parameter min_categories is one value in the rule file, not a list"),
+        ("t.watched.components=[]", "parameter components must be a non-empty list of numbers or text"),
+        ("t.watched.components=[a, 1]", "parameter components mixes text and numbers"),
+        ("t.watched.components=[[a]]", "parameter components must be a non-empty list of numbers or text"),
+        ("t.watched.min_categories=6", "min_distinct must be a whole number from 1 to 5"),
+    ],
+)
+def test_bad_list_parameters_are_refused(tmp_path: Path, override: str, words: str) -> None:
+    with pytest.raises(RuleError, match=re.escape(words)):
+        load_rules([write(tmp_path, WATCHED)], overrides=[override])
+
+
+@pytest.mark.parametrize(
+    ("categories", "words", "line"),
+    [
+        ("[$nope]", "unknown parameter $nope", 11),
+        ("[$min_categories]", "categories are text values, not '$min_categories'", 11),
+        ("[5]", "categories are text values, not 5", 11),
+        ("[]", "categories must be a non-empty list", 11),
+    ],
+)
+def test_bad_basket_categories_name_the_line(tmp_path: Path, categories: str, words: str, line: int) -> None:
+    err = error_for(tmp_path, WATCHED.replace("[$precursors, $components, other]", categories))
+    assert words in str(err) and (err.field, err.line) == ("categories", line)
+
+
+def test_list_parameters_in_expressions(tmp_path: Path) -> None:
+    text = GOOD.replace("params:\n", "params:\n  kinds: [cash_deposit, cash_withdrawal]\n")
+    text = text.replace("match: kind = 'cash_deposit'", "match: kind in $kinds")
+    rule = load_rules([write(tmp_path, text)]).rules[0]
+    assert isinstance(rule.match, Logical)
+    assert rule.match.left == InList(Field("kind"), (Literal("cash_deposit"), Literal("cash_withdrawal")))
+    rule = load_rules(
+        [write(tmp_path, text.replace("kind in", "kind not in"))], overrides=["t.struct.kinds=[x]"]
+    ).rules[0]
+    assert rule.match.left == InList(Field("kind"), (Literal("x"),), negated=True)  # type: ignore[attr-defined]
+    err = error_for(tmp_path, text.replace("kind in $kinds", "kind = $kinds"))
+    assert "$kinds is a list; a list parameter is read only as `x in $kinds`" in str(err)
+    err = error_for(tmp_path, text.replace("kind in $kinds", "amount in $threshold"))
+    assert "$threshold is one value, not a list" in str(err)

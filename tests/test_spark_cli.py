@@ -132,7 +132,7 @@ def test_export_folder_as_a_uri_and_a_rule_spark_cannot_run(
     lines = result.output.splitlines()
     assert "precursors.large_quantity: not supported on spark (the condition rule kind)" in lines
     ran = [line.split(" v")[0] for line in lines if " alerts in " in line]
-    assert sorted(ran) == ["precursors.annex_basket", "precursors.device_components"]
+    assert sorted(ran) == ["precursors.basket"]
     # The export's entities were found through the URI too: the same alerts as DuckDB.
     expected = [
         row for rule in load_rules([PACKS[1]]) if rule.meta.id in ran

@@ -58,6 +58,8 @@ def format_value(value: Any) -> str:
         return f"{value:,}"
     if isinstance(value, Decimal | float):
         return f"{value:,.2f}"
+    if isinstance(value, tuple):  # a list parameter
+        return ", ".join(format_value(v) for v in value)
     return str(value)
 
 

@@ -28,8 +28,7 @@ PACK_PARAMS: dict[str, dict[str, object]] = {
     "aml.cash_velocity": {"min_total": 25000, "min_count": 5, "window": "3d"},
     "aml.many_counterparties": {"min_counterparties": 8, "window": "2d"},
     "pep.spending_above_income": {"income_multiple": 3, "window": "30d"},
-    "precursors.annex_basket": {"min_categories": 3, "window": "5d"},
-    "precursors.device_components": {"min_components": 3, "window": "7d"},
+    "precursors.basket": {"min_categories": 3, "window": "7d"},
     "precursors.large_quantity": {"max_quantity": 10},
     "transit.cloned_card": {"min_vehicles": 15, "window": "1d"},
 }
@@ -43,8 +42,7 @@ CASH_TOTAL = int(PACK_PARAMS["aml.cash_velocity"]["min_total"])  # type: ignore[
 CASH_COUNT = int(PACK_PARAMS["aml.cash_velocity"]["min_count"])  # type: ignore[call-overload]
 MIN_CPS = int(PACK_PARAMS["aml.many_counterparties"]["min_counterparties"])  # type: ignore[call-overload]
 PEP_MULTIPLE = float(PACK_PARAMS["pep.spending_above_income"]["income_multiple"])  # type: ignore[arg-type]
-MIN_PRECURSORS = int(PACK_PARAMS["precursors.annex_basket"]["min_categories"])  # type: ignore[call-overload]
-MIN_COMPONENTS = int(PACK_PARAMS["precursors.device_components"]["min_components"])  # type: ignore[call-overload]
+MIN_CATEGORIES = int(PACK_PARAMS["precursors.basket"]["min_categories"])  # type: ignore[call-overload]
 MAX_QUANTITY = int(PACK_PARAMS["precursors.large_quantity"]["max_quantity"])  # type: ignore[call-overload]
 MIN_VEHICLES = int(PACK_PARAMS["transit.cloned_card"]["min_vehicles"])  # type: ignore[call-overload]
 
@@ -324,51 +322,58 @@ def _few(w: World) -> int:
     return int(w.rng.integers(1, 4))  # household quantities, well under MAX_QUANTITY
 
 
-def annex_basket(w: World, sc: int, start: int) -> None:
-    k = MIN_PRECURSORS + int(w.rng.random() < 0.3)
+def _basket(w: World, sc: int, start: int, cats: list[str], within_days: float) -> None:
+    n_orders = int(w.rng.integers(1, 4))
+    lines = [(w.product(c), _few(w) if c.startswith("precursor.") or "bearings" in c else 1) for c in cats]
+    _orders(w, sc, w.spread(start, n_orders, within_days * DAY_S), _baskets(w, lines, n_orders))
+
+
+def _k(w: World) -> int:
+    return MIN_CATEGORIES + int(w.rng.random() < 0.3)
+
+
+def basket_mixed(w: World, sc: int, start: int) -> None:
+    # Precursors and device components together (peroxide, a timer, ball bearings): the purchase
+    # that two baskets counted apart would each see only part of.
+    k = _k(w)
+    n_components = int(w.rng.integers(1, min(k - 1, len(COMPONENT_CATEGORIES)) + 1))
+    cats = w.pick(PRECURSOR_CATEGORIES, k - n_components) + w.pick(COMPONENT_CATEGORIES, n_components)
+    _basket(w, sc, start, w.pick(cats, len(cats)), 6)
+
+
+def basket_precursors(w: World, sc: int, start: int) -> None:
+    k = _k(w)
     if w.rng.random() < 0.6:
         cats = list(PRECURSOR_COMBOS[int(w.rng.integers(0, len(PRECURSOR_COMBOS)))])
         cats += w.pick([c for c in PRECURSOR_CATEGORIES if c not in cats], k - len(cats))
     else:
         cats = w.pick(PRECURSOR_CATEGORIES, k)
-    n_orders = int(w.rng.integers(1, 4))
-    lines = [(w.product(c), _few(w)) for c in w.pick(cats, len(cats))]
-    _orders(w, sc, w.spread(start, n_orders, 4 * DAY_S), _baskets(w, lines, n_orders))
+    _basket(w, sc, start, w.pick(cats, len(cats)), 4)
 
 
-def annex_basket_two(w: World, sc: int, start: int) -> None:
-    cats = w.pick(PRECURSOR_CATEGORIES, MIN_PRECURSORS - 1)
+def basket_components(w: World, sc: int, start: int) -> None:
+    _basket(w, sc, start, w.pick(COMPONENT_CATEGORIES, min(_k(w), len(COMPONENT_CATEGORIES))), 6)
+
+
+def basket_two(w: World, sc: int, start: int) -> None:
+    if w.rng.random() < 0.5:
+        # A cook's order: a pressure cooker and a timer with some kitchen things.
+        lines = [(w.product("component.pressure_cooker"), 1), (w.product("component.timer"), 1)]
+        lines += [(w.product(c), 1) for c in w.pick(("kitchen.utensils", "kitchen.cookware", "grocery.produce"), 2)]
+        _orders(w, sc, [start], [lines])
+        return
+    cats = w.pick((*PRECURSOR_CATEGORIES, *COMPONENT_CATEGORIES), MIN_CATEGORIES - 1)
     lines = [(w.product(c), _few(w)) for c in cats]
     lines += [(w.product(cats[int(w.rng.integers(0, len(cats)))]), _few(w)) for _ in range(w.rng.integers(0, 3))]
     n_orders = int(w.rng.integers(1, 3))
     _orders(w, sc, w.spread(start, n_orders, 3 * DAY_S), _baskets(w, lines, n_orders))
 
 
-def annex_basket_spread(w: World, sc: int, start: int) -> None:
-    cats = w.pick(PRECURSOR_CATEGORIES, MIN_PRECURSORS)
-    # One category per order, 2.8-4.5 days apart: the first and third are over five days apart.
-    times = w.gaps(start, len(cats), 2.8 * DAY_S, 4.5 * DAY_S)
-    _orders(w, sc, times, [[(w.product(c), _few(w))] for c in cats])
-
-
-def device_components(w: World, sc: int, start: int) -> None:
-    cats = w.pick(COMPONENT_CATEGORIES, MIN_COMPONENTS + int(w.rng.random() < 0.35))
-    n_orders = int(w.rng.integers(1, 4))
-    lines = [(w.product(c), 1 if "bearings" not in c else _few(w)) for c in cats]
-    _orders(w, sc, w.spread(start, n_orders, 6 * DAY_S), _baskets(w, lines, n_orders))
-
-
-def device_components_two(w: World, sc: int, start: int) -> None:
-    # A cook's order: a pressure cooker and a timer with some kitchen things.
-    lines = [(w.product("component.pressure_cooker"), 1), (w.product("component.timer"), 1)]
-    lines += [(w.product(c), 1) for c in w.pick(("kitchen.utensils", "kitchen.cookware", "grocery.produce"), 2)]
-    _orders(w, sc, [start], [lines])
-
-
-def device_components_spread(w: World, sc: int, start: int) -> None:
-    cats = w.pick(COMPONENT_CATEGORIES, MIN_COMPONENTS)
+def basket_spread(w: World, sc: int, start: int) -> None:
+    cats = w.pick(PRECURSOR_CATEGORIES, MIN_CATEGORIES - 1) + w.pick(COMPONENT_CATEGORIES, 1)
+    # One category per order, 3.8-5 days apart: the first and third are over seven days apart.
     times = w.gaps(start, len(cats), 3.8 * DAY_S, 5.0 * DAY_S)
-    _orders(w, sc, times, [[(w.product(c), 1)] for c in cats])
+    _orders(w, sc, times, [[(w.product(c), _few(w) if c.startswith("precursor.") else 1)] for c in w.pick(cats, 3)])
 
 
 _BULK = (
@@ -437,7 +442,7 @@ def cloned_card_spread(w: World, sc: int, start: int) -> None:
 
 @dataclass(frozen=True)
 class Plan:
-    suspicious: Builder
+    suspicious: Builder | tuple[tuple[str, Builder], ...]  # one builder, or named variants in turn
     decoys: dict[str, Builder]
     days: int  # how long a scenario may last, so it is placed to end inside the span
 
@@ -469,12 +474,15 @@ PLANS: dict[str, Plan] = {
     "pep.spending_above_income": Plan(
         pep_spending, {"under-multiple": pep_spending_under, "not-pep": pep_spending_not_pep}, 25
     ),
-    "precursors.annex_basket": Plan(
-        annex_basket, {"two-categories": annex_basket_two, "spread-out": annex_basket_spread}, 10
-    ),
-    "precursors.device_components": Plan(
-        device_components,
-        {"cooker-and-timer": device_components_two, "spread-out": device_components_spread},
+    "precursors.basket": Plan(
+        # Half the baskets mixed, the rest precursors only or components only.
+        (
+            ("mixed", basket_mixed),
+            ("precursors", basket_precursors),
+            ("mixed", basket_mixed),
+            ("components", basket_components),
+        ),
+        {"two-categories": basket_two, "spread-out": basket_spread},
         11,
     ),
     "precursors.large_quantity": Plan(
@@ -502,9 +510,11 @@ def plant_all(w: World, events: int) -> None:
     n_susp, n_decoy = scenario_counts(events)
     for rule_id, plan in PLANS.items():
         variants = list(plan.decoys.items())
-        jobs: list[tuple[str, str, Builder]] = [
-            (f"{rule_id}/s{k + 1:03d}", "suspicious", plan.suspicious) for k in range(n_susp)
-        ]
+        kinds = plan.suspicious if isinstance(plan.suspicious, tuple) else (("", plan.suspicious),)
+        jobs: list[tuple[str, str, Builder]] = []
+        for k in range(n_susp):
+            name, builder = kinds[k % len(kinds)]
+            jobs.append((f"{rule_id}/s{k + 1:03d}" + (f"-{name}" if name else ""), "suspicious", builder))
         for k in range(n_decoy):
             name, builder = variants[k % len(variants)]
             jobs.append((f"{rule_id}/d{k + 1:03d}-{name}", "decoy", builder))

@@ -38,7 +38,7 @@ class Scope:
     path: str
     line: int | None
     field: str
-    params: dict[str, ir.Value]
+    params: dict[str, ir.ParamValue]
     aggregates: dict[str, ir.ValueType] = dc_field(default_factory=dict)
     # In ``having`` only values constant per group may appear: these fields and roles.
     group_only: tuple[str, ...] | None = None
@@ -59,11 +59,18 @@ def parse_literal_number(text: str) -> int | Decimal | float:
     return int(text)
 
 
-def param_literal(name: str, scope: Scope) -> ir.Literal:
+def param_value(name: str, scope: Scope) -> ir.ParamValue:
     if name not in scope.params:
         known = ", ".join(sorted(scope.params)) or "none"
         raise scope.error(f"unknown parameter ${name} (parameters: {known})", name)
-    return ir.Literal(scope.params[name])
+    return scope.params[name]
+
+
+def param_literal(name: str, scope: Scope) -> ir.Literal:
+    value = param_value(name, scope)
+    if isinstance(value, tuple):
+        raise scope.error(f"${name} is a list; a list parameter is read only as `x in ${name}`", f"${name}")
+    return ir.Literal(value)
 
 
 def parse_text(text: str, scope: Scope) -> exp.Expression:
@@ -190,10 +197,13 @@ def convert(node: exp.Expression, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
         return convert(exp.And(this=low, expression=high), scope)
     if isinstance(node, exp.In):
         operand, typ = convert(node.this, scope)
-        if node.args.get("query") is not None or not node.expressions:
-            raise scope.error("IN needs a list of values, e.g. kind in ('a', 'b')", node.sql())
+        items = node.expressions
+        if isinstance(listed := node.args.get("field"), exp.Placeholder):
+            items = _list_param(str(listed.this), scope)
+        elif node.args.get("query") is not None or node.args.get("field") is not None or not items:
+            raise scope.error("IN needs a list of values, e.g. kind in ('a', 'b') or kind in $kinds", node.sql())
         values: list[ir.Literal] = []
-        for item in node.expressions:
+        for item in items:
             value, lt = convert(item, scope)
             if not isinstance(value, ir.Literal) or value.value is None:
                 raise scope.error(f"IN lists hold constants, not {item.sql()!r}", item.sql())
@@ -215,6 +225,14 @@ def convert(node: exp.Expression, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
             raise scope.error("LIKE compares a text field with a quoted pattern", node.sql())
         return ir.Like(operand, pattern.this), "boolean"
     raise scope.error(f"{node.sql()!r} is not supported in rule expressions ({type(node).__name__})", node.sql())
+
+
+def _list_param(name: str, scope: Scope) -> list[exp.Expression]:
+    """``x in $name``: the list parameter's values as the literals of an IN list."""
+    value = param_value(name, scope)
+    if not isinstance(value, tuple):
+        raise scope.error(f"${name} is one value, not a list; write x = ${name} or x in (${name})", f"${name}")
+    return [exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(str(v)) for v in value]
 
 
 def _negated(node: ir.IsNull | ir.InList | ir.Like) -> ir.Expr:

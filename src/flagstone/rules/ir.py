@@ -25,6 +25,8 @@ from typing import Protocol
 
 ValueType = TypingLiteral["string", "number", "boolean", "timestamp", "null"]
 Value = Decimal | int | float | str | bool | None
+# A rule parameter: one value, or a list of them (``categories: $watched``, ``kind in $kinds``).
+ParamValue = Value | tuple[Value, ...]
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 ARITHMETIC = ("+", "-", "*", "/")
@@ -194,7 +196,7 @@ class RuleMeta:
     kind: str  # as written in the file: condition | window | basket
     path: str
     reason: str | None = None
-    params: tuple[tuple[str, Value], ...] = ()
+    params: tuple[tuple[str, ParamValue], ...] = ()
 
 
 class Rule(Protocol):

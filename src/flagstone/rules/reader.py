@@ -72,7 +72,7 @@ class RuleReader:
     def error(self, key: str, message: str, value: Any = None) -> RuleError:
         return RuleError(message, path=self.path, line=self.doc.line(*key.split(".")), field=key, value=value)
 
-    def scope(self, key: str, params: dict[str, ir.Value], **kw: Any) -> Scope:
+    def scope(self, key: str, params: dict[str, ir.ParamValue], **kw: Any) -> Scope:
         kw.setdefault("profiles", self.profiles)
         return Scope(path=self.path, line=self.doc.line(key), field=key, params=params, **kw)
 
@@ -84,7 +84,7 @@ class RuleReader:
             raise self.error(key, f"'{key}' must be text", value)
         return str(value).strip()
 
-    def resolve(self, key: str, params: dict[str, ir.Value]) -> Any:
+    def resolve(self, key: str, params: dict[str, ir.ParamValue]) -> Any:
         """A value that may be written as $param."""
         value = self.data.get(key)
         if isinstance(value, str) and value.strip().startswith("$"):
@@ -103,7 +103,7 @@ class Common:
     meta: ir.RuleMeta
     match: ir.Expr
     group_by: tuple[str, ...]
-    params: dict[str, ir.Value]
+    params: dict[str, ir.ParamValue]
     match_scope: Scope
 
 
@@ -127,7 +127,7 @@ class RuleKind:
     oracle: Oracle
 
 
-def read_params(r: RuleReader) -> dict[str, ir.Value]:
+def read_params(r: RuleReader) -> dict[str, ir.ParamValue]:
     raw = r.data.get("params") or {}
     if not isinstance(raw, dict):
         raise r.error("params", "params must be a mapping of name: value", raw)
@@ -139,14 +139,34 @@ def read_params(r: RuleReader) -> dict[str, ir.Value]:
                 field=f"{rid}.{name}",
                 value=r.overrides[name],
             )
-    params: dict[str, ir.Value] = {}
+    params: dict[str, ir.ParamValue] = {}
     for name, value in {**raw, **r.overrides}.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
             raise r.error(f"params.{name}", f"bad parameter name {name!r}", name)
-        if isinstance(value, dict | list) or value is None:
-            raise r.error(f"params.{name}", f"parameter {name} must be a number, text or true/false", value)
-        params[str(name)] = param_value(value)
+        params[str(name)] = _param(r, str(name), value, raw.get(name))
     return params
+
+
+def _param(r: RuleReader, name: str, value: Any, default: Any) -> ir.ParamValue:
+    """One value, or a non-empty list of them; a deployment keeps the shape the rule file gives."""
+    where = f"params.{name}"
+    if isinstance(value, list):
+        if not value or not all(_scalar(v) and not isinstance(v, bool) for v in value):
+            raise r.error(where, f"parameter {name} must be a non-empty list of numbers or text", value)
+        if len({type(param_value(v)) is str for v in value}) > 1:
+            raise r.error(where, f"parameter {name} mixes text and numbers", value)
+        if default is not None and not isinstance(default, list):
+            raise r.error(where, f"parameter {name} is one value in the rule file, not a list", value)
+        return tuple(param_value(v) for v in value)
+    if not _scalar(value):
+        raise r.error(where, f"parameter {name} must be a number, text, true/false or a list", value)
+    if isinstance(default, list):
+        raise r.error(where, f"parameter {name} is a list in the rule file; give a list, e.g. [a, b]", value)
+    return param_value(value)
+
+
+def _scalar(value: Any) -> bool:
+    return value is not None and not isinstance(value, dict | list)
 
 
 PROFILE_KEYS = {
@@ -155,7 +175,7 @@ PROFILE_KEYS = {
 }
 
 
-def read_profiles(r: RuleReader, params: dict[str, ir.Value]) -> dict[str, ir.Profile]:
+def read_profiles(r: RuleReader, params: dict[str, ir.ParamValue]) -> dict[str, ir.Profile]:
     """``profiles: {name: {match: ..., relative: true}}``: per-account measures (docs/rules.md)."""
     raw = r.data.get("profiles") or {}
     if not isinstance(raw, dict):
@@ -194,7 +214,7 @@ def read_group_by(r: RuleReader) -> tuple[str, ...]:
     return tuple(str(f) for f in fields)
 
 
-def read_window(r: RuleReader, params: dict[str, ir.Value]) -> tuple[str, int]:
+def read_window(r: RuleReader, params: dict[str, ir.ParamValue]) -> tuple[str, int]:
     value = r.resolve("window", params)
     if value is None:
         raise r.error("window", "'window' is required, e.g. window: 7d")
@@ -204,7 +224,7 @@ def read_window(r: RuleReader, params: dict[str, ir.Value]) -> tuple[str, int]:
         raise r.error("window", str(exc), value) from exc
 
 
-def read_duration(r: RuleReader, key: str, params: dict[str, ir.Value]) -> tuple[str, int]:
+def read_duration(r: RuleReader, key: str, params: dict[str, ir.ParamValue]) -> tuple[str, int]:
     """A required duration key (``within: 48h`` or ``within: $param``)."""
     value = r.resolve(key, params)
     if value is None:
@@ -215,14 +235,14 @@ def read_duration(r: RuleReader, key: str, params: dict[str, ir.Value]) -> tuple
         raise r.error(key, str(exc), value) from exc
 
 
-def read_count(r: RuleReader, key: str, params: dict[str, ir.Value]) -> int:
+def read_count(r: RuleReader, key: str, params: dict[str, ir.ParamValue]) -> int:
     value = r.resolve(key, params)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise r.error(key, f"'{key}' must be a whole number >= 1", value)
     return value
 
 
-def read_number_expr(r: RuleReader, key: str, params: dict[str, ir.Value], default: str) -> ir.Expr:
+def read_number_expr(r: RuleReader, key: str, params: dict[str, ir.ParamValue], default: str) -> ir.Expr:
     scope = r.scope(key, params)
     text = r.text(key, default)
     node, typ = convert(parse_text(text, scope), scope)

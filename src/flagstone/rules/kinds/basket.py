@@ -18,24 +18,46 @@ def build_basket(c: Common) -> tuple[ir.Rule, set[str]]:
 
 
 def _basket(
-    r: RuleReader, params: dict[str, ir.Value], match: ir.Expr
+    r: RuleReader, params: dict[str, ir.ParamValue], match: ir.Expr
 ) -> tuple[ir.Expr, tuple[tuple[str, ir.Aggregate], ...], ir.Expr]:
     """A basket is a window rule: count the distinct listed categories in the window."""
     field_name = str(r.data.get("field", "category"))
     if field_name not in EVENT_FIELDS or EVENT_FIELDS[field_name].type != "string":
         raise r.error("field", f"basket field must be a text event field, not {field_name!r}", field_name)
-    cats = r.data.get("categories")
-    if not isinstance(cats, list) or not cats or not all(isinstance(c, str) for c in cats):
-        raise r.error("categories", "categories must be a non-empty list of text values", cats)
+    cats = _categories(r, params)
     k = r.resolve("min_distinct", params)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(cats):
         raise r.error("min_distinct", f"min_distinct must be a whole number from 1 to {len(cats)}", k)
     target = ir.Field(field_name)
-    in_basket = ir.InList(target, tuple(ir.Literal(c) for c in dict.fromkeys(cats)))
+    in_basket = ir.InList(target, tuple(ir.Literal(c) for c in cats))
     match = in_basket if match == ir.TRUE else ir.Logical("and", match, in_basket)
     aggregates = (("distinct", ir.Aggregate("count_distinct", target)), ("events", ir.Aggregate("count", None)))
     having = ir.Compare(">=", ir.AggregateRef("distinct"), ir.Literal(k))
     return match, aggregates, having
+
+
+def _categories(r: RuleReader, params: dict[str, ir.ParamValue]) -> list[str]:
+    """``categories``: a list of text values and ``$name`` parameters (each one text or a list of
+    them), or one list parameter; flattened in order, so a deployment can replace one list."""
+    raw = r.data.get("categories")
+    items = raw if isinstance(raw, list) else [raw]
+    cats: list[str] = []
+    for item in items:
+        value: object = item
+        if isinstance(item, str) and item.strip().startswith("$"):
+            name = item.strip()[1:]
+            if name not in params:
+                raise r.error("categories", f"unknown parameter ${name} (parameters: {', '.join(params)})", item)
+            value = params[name]
+        elif not isinstance(raw, list):
+            break  # one value that is not a $parameter: refused below
+        values = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(v, str) for v in values):
+            raise r.error("categories", f"categories are text values, not {item!r}", item)
+        cats.extend(str(v) for v in values)
+    if not cats:
+        raise r.error("categories", "categories must be a non-empty list of text values or $parameters", raw)
+    return list(dict.fromkeys(cats))
 
 
 KIND = RuleKind(
@@ -44,7 +66,7 @@ KIND = RuleKind(
     {
         "window": "length W of the sliding window",
         "field": "the field holding the category; default category",
-        "categories": "list of category values that count",
+        "categories": "category values that count: a list of text and $parameters (lists too), or one $list",
         "min_distinct": "fire when at least this many different categories fall in one window",
         "evidence": EVIDENCE_KEY,
     },

@@ -45,7 +45,7 @@ class DeviationRule:
         return DEVIATION_VALUES
 
 
-def _peer_by(r: RuleReader, params: dict[str, ir.Value]) -> ir.Expr | None:
+def _peer_by(r: RuleReader, params: dict[str, ir.ParamValue]) -> ir.Expr | None:
     if "peer_by" not in r.data:
         return None
     scope = r.scope("peer_by", params)

@@ -54,7 +54,7 @@ def read_evidence(r: RuleReader) -> Literal["window", "episode"]:
 
 
 def _aggregates(
-    r: RuleReader, params: dict[str, ir.Value], group_by: tuple[str, ...]
+    r: RuleReader, params: dict[str, ir.ParamValue], group_by: tuple[str, ...]
 ) -> tuple[tuple[tuple[str, ir.Aggregate], ...], ir.Expr]:
     raw = r.data.get("aggregates")
     if not isinstance(raw, dict) or not raw:
