@@ -3,8 +3,10 @@
 The query is built from the mapping in steps (CTEs), each a pure function of the one before:
 
 1. ``src``: each source column the mapping reads, as text (blank becomes NULL) and as typed as the
-   source allows (``o_i``, ``y_i``);
-2. ``txt``: value maps applied and numbers normalised (``t_i``);
+   source allows (``o_i``, ``y_i``), and the operands of computed fields (``a_i_k``);
+   then, for computed fields only, ``cmp0`` reads the operands as exact units and ``cmp1`` ...
+   compute the expression's nodes, one step per height of the tree (``_compute``);
+2. ``txt``: value maps applied and numbers normalised (``t_i``; a computed field's result);
 3. ``val``: typed values with ``try_cast``/``try_strptime`` (``v_i``);
 4. the result: canonical columns, with pseudonyms joined in from ``__fs_pseudonyms(v, p)``, plus
    ``__fs_err``, the first problem of the record (field, value, reason) or NULL. A record with a
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flagstone.events import CURRENCIES, DECIMAL_SQL, EVENT_FIELDS, Column
+from flagstone.ingest import _compute
 from flagstone.ingest._identities import PSEUDONYMS
 from flagstone.ingest._mapping import BOOLEAN_TEXT, FieldSpec, Mapping
 from flagstone.ingest._sources import REC, Projected, Source, quote_ident, quote_str
@@ -69,34 +72,91 @@ def build(mapping: Mapping, source: Source, file_format: str) -> Conversion:
 def _steps(mapping: Mapping, source: Source, file_format: str) -> tuple[str, list[str]]:
     """The ``WITH src, txt, val`` prefix, and the error checks (``WHEN ...`` branches) over ``val``."""
     specs = mapping.specs()
-    source_columns = list(dict.fromkeys(s.column for s in specs if s.column is not None))
+    source_columns = list(dict.fromkeys(c for s in specs for c in s.reads))
     relation = source.prepare_sql(source_columns)
     projected = {c: source.project(c) for c in source_columns}
     src = [f"{REC}", f"{source.record_error_sql() or 'NULL'} AS __fs_rec_err"]
+    computed: list[list[str]] = []  # columns of the steps cmp0, cmp1, ... between src and txt
     txt: list[str] = []
     val: list[str] = []
     checks: list[str] = []
     for i, spec in enumerate(specs):
         p = projected[spec.column] if spec.column is not None else None
         src += _source_exprs(i, spec, p)
-        txt.append(f"{_text_expr(i, spec, p, mapping, file_format)} AS t_{i}")
+        text = _text_expr(i, spec, p, mapping, file_format)
+        if spec.compute is not None:
+            src += [f"{_blank_is_null(projected[c].text)} AS a_{i}_{k}" for k, c in enumerate(spec.compute.operands)]
+            result, more = _compute_steps(i, spec, projected, mapping, file_format, computed)
+            text, checks = _compute.units_text(result), checks + more
+        txt.append(f"{text} AS t_{i}")
         val.append(f"{_value_expr(i, spec, p, mapping)} AS v_{i}")
         checks += _checks(i, spec, p, mapping, file_format)
-    steps = (
-        f"WITH src AS (SELECT {', '.join(src)} FROM {relation}),\n"
-        f"txt AS (SELECT *, {', '.join(txt)} FROM src),\n"
-        f"val AS (SELECT *, {', '.join(val)} FROM txt)"
+    ctes = [f"src AS (SELECT {', '.join(src)} FROM {relation})"]
+    for h, columns in enumerate(computed):
+        ctes.append(f"cmp{h} AS (SELECT *, {', '.join(columns)} FROM {'src' if h == 0 else f'cmp{h - 1}'})")
+    ctes.append(f"txt AS (SELECT *, {', '.join(txt)} FROM {f'cmp{len(computed) - 1}' if computed else 'src'})")
+    ctes.append(f"val AS (SELECT *, {', '.join(val)} FROM txt)")
+    return "WITH " + ",\n".join(ctes), checks
+
+
+def _compute_steps(
+    i: int,
+    spec: FieldSpec,
+    projected: dict[str, Projected],
+    mapping: Mapping,
+    file_format: str,
+    computed: list[list[str]],
+) -> tuple[str, list[str]]:
+    """Add field ``i``'s computation to the steps (``computed[h]``: the columns of step h); return
+    the column of its result and its checks: each operand missing, not a number, too large, too
+    precise, in order; then a division by zero; then a step out of range."""
+    assert spec.compute is not None
+    units: dict[str, str] = {}
+    if not computed:
+        computed.append([])
+    checks: list[str] = []
+    for k, column in enumerate(spec.compute.operands):
+        a = f"a_{i}_{k}"
+        number = _number_text(a, spec, projected[column], mapping, file_format)
+        computed[0].append(f"{_compute.units_sql(number)} AS u_{i}_{k}")
+        units[column] = f"u_{i}_{k}"
+        d12, d24 = f"try_cast({number} AS DECIMAL(38,12))", f"try_cast({number} AS DECIMAL(38,24))"
+        problems = (
+            (f"{a} IS NULL", "missing, but the computation needs it"),
+            (f"{d12} IS NULL", "not a number; expected e.g. 1234.56"),
+            (f"abs({d12}) >= {_compute.LIMIT}", "too large: at most 14 digits before the decimal point"),
+            (f"{d12} <> {d24}", "more than 12 decimal places"),
+        )
+        checks += [_when(spec, cond, a, f"column '{column}': {why}") for cond, why in problems]
+    plan = _compute.to_sql(spec.compute, f"e_{i}", units)
+    for h, step in enumerate(plan.steps, start=1):
+        while len(computed) <= h:
+            computed.append([])
+        computed[h] += [f"{sql} AS {name}" for name, sql in step]
+    checks += [_when(spec, f"{d} = 0", "NULL", "division by zero") for d in plan.divisors]
+    checks.append(
+        _when(
+            spec, f"{plan.result} IS NULL", "NULL", "a step of the computation has more than 14 digits before the point"
+        )
     )
-    return steps, checks
+    return plan.result, checks
+
+
+def _when(spec: FieldSpec, condition: str, value: str, message: str) -> str:
+    reason = _reason(spec, message)
+    return f"WHEN {condition} THEN struct_pack(field := {quote_str(spec.name)}, value := {value}, reason := {reason})"
 
 
 def _source_exprs(i: int, spec: FieldSpec, p: Projected | None) -> list[str]:
-    if p is None:  # a constant, or a lookup with nothing from the source
+    if p is None:  # a constant, a computation, or a lookup with nothing from the source
         const = quote_str(spec.value) if spec.value is not None else "NULL"
         return [f"CAST({const} AS VARCHAR) AS o_{i}", f"NULL AS y_{i}"]
+    return [f"{_blank_is_null(p.text)} AS o_{i}", f"{p.typed} AS y_{i}"]
+
+
+def _blank_is_null(text: str) -> str:
     # regexp_full_match is several times faster than trim() with a character set here.
-    blank_is_null = f"CASE WHEN regexp_full_match({p.text}, '\\s*') THEN NULL ELSE {p.text} END"
-    return [f"{blank_is_null} AS o_{i}", f"{p.typed} AS y_{i}"]
+    return f"CASE WHEN regexp_full_match({text}, '\\s*') THEN NULL ELSE {text} END"
 
 
 def _number_format(spec: FieldSpec, mapping: Mapping, file_format: str) -> tuple[str, str | None]:
@@ -114,13 +174,21 @@ def _text_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, f
         )
         other = text if spec.unmapped == "keep" else "NULL"
         text = f"(CASE {text} {whens} ELSE {other} END)"
-    if spec.type == "decimal" and (p is None or p.kind == "text"):
-        decimal, thousands = _number_format(spec, mapping, file_format)
-        text = f"trim({text})"
-        if thousands:
-            text = f"replace({text}, {quote_str(thousands)}, '')"
-        if decimal != ".":
-            text = f"replace({text}, {quote_str(decimal)}, '.')"
+    if spec.type == "decimal":
+        return _number_text(text, spec, p, mapping, file_format)
+    return text
+
+
+def _number_text(text: str, spec: FieldSpec, p: Projected | None, mapping: Mapping, file_format: str) -> str:
+    """A number's text with the thousands separator removed and '.' as the decimal point."""
+    if p is not None and p.kind != "text":
+        return text
+    decimal, thousands = _number_format(spec, mapping, file_format)
+    text = f"trim({text})"
+    if thousands:
+        text = f"replace({text}, {quote_str(thousands)}, '')"
+    if decimal != ".":
+        text = f"replace({text}, {quote_str(decimal)}, '.')"
     return text
 
 
@@ -187,10 +255,11 @@ def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file
     """``WHEN bad THEN {field, value, reason}`` branches, most basic problem first."""
     o, t, v = f"o_{i}", f"t_{i}", f"v_{i}"
     field = quote_str(spec.name)
+    displayed = t if spec.compute is not None else o  # a computed field shows its result
     out: list[str] = []
 
     def when(cond: str, reason_sql: str) -> None:
-        out.append(f"WHEN {cond} THEN struct_pack(field := {field}, value := {o}, reason := {reason_sql})")
+        out.append(f"WHEN {cond} THEN struct_pack(field := {field}, value := {displayed}, reason := {reason_sql})")
 
     if p is not None and spec.type != "json":
         # PostgreSQL text cannot hold NUL, and the case database takes these values from the store.

@@ -139,7 +139,7 @@ def ingest_file(
 
 def _open(path: Path, fmt: str, m: Mapping) -> Source:
     if fmt == "csv":
-        field_of = {s.column: s.name for s in m.specs() if s.column is not None}
+        field_of = {c: s.name for s in m.specs() for c in s.reads}
         return CsvSource(path, m.csv, field_of)
     if fmt == "jsonl":
         return JsonLinesSource(path)

@@ -27,6 +27,7 @@ from flagstone.events import (
     Column,
     ValueType,
 )
+from flagstone.ingest._compute import Computation, ComputeError, parse
 from flagstone.ingest._special import refuse_special
 
 TARGET_COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -75,6 +76,7 @@ FIELD_KEYS = (
     "decimal",
     "thousands",
     "round",
+    "compute",
 )
 ATTR_KEYS = ("column", "value", "map", "unmapped")
 
@@ -111,13 +113,23 @@ class FieldSpec:
     decimal: str | None = None
     thousands: str | None = None
     round: int | None = None
+    compute: Computation | None = None
     personal: bool = False
     line: int | None = None
 
     @property
     def label(self) -> str:
         """How messages name where a value came from."""
+        if self.compute is not None:
+            return f"compute '{self.compute.text}'"
         return f"column '{self.column}'" if self.column is not None else "constant"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The source columns this field is made from."""
+        if self.compute is not None:
+            return self.compute.operands
+        return (self.column,) if self.column is not None else ()
 
 
 @dataclass(frozen=True)
@@ -149,8 +161,8 @@ class Mapping:
         """Each source column the mapping reads, with the first spec that reads it."""
         out: dict[str, FieldSpec] = {}
         for spec in self.specs():
-            if spec.column is not None:
-                out.setdefault(spec.column, spec)
+            for column in spec.reads:
+                out.setdefault(column, spec)
         return out
 
 
@@ -237,12 +249,11 @@ def load_mapping(path: str | Path, config: Config | None = None) -> Mapping:
 
     placed = [(s, ("fields", s.name), fields_data[s.name]) for s in specs]
     placed += [(s, ("attrs", k), d) for s, (k, d) in zip(attrs, attrs_data.items(), strict=True)]
-    refuse_special(
-        r.fail,
-        source,
-        [(s.name, s.column, keys, isinstance(data, dict)) for s, keys, data in placed],
-        config if config is not None else load_config(),
-    )
+    read: list[tuple[str, str | None, tuple[str, ...], bool]]
+    read = [(s.name, s.column, keys, isinstance(data, dict)) for s, keys, data in placed]
+    # A computed field reads its operands: each is checked like a column, pointing at `compute`.
+    read += [(s.name, c, (*keys, "compute"), False) for s, keys, _ in placed if s.compute for c in s.compute.operands]
+    refuse_special(r.fail, source, read, config if config is not None else load_config())
     mapped = {s.name for s in specs} | {s.name for s in attrs}
     if any(s.lookup for s in specs) and "item" not in mapped:
         raise r.fail(
@@ -429,13 +440,15 @@ def _field(r: _Reader, col: Column, data: Any, target: str, personal: bool) -> F
                 raise r.fail(f"`{key}` only applies to timestamp fields, not {col.type} '{col.name}'", *keys, key)
     if col.type == "decimal":
         spec.update(_number_format(r, d, *keys))
+        if "compute" in d:
+            spec["compute"] = _computation(r, d, keys)
         if "round" in d:
             places = d["round"]
             if isinstance(places, bool) or not isinstance(places, int) or not 0 <= places <= 4:
                 raise r.fail(f"expected a whole number of decimal places from 0 to 4, got {places!r}", *keys, "round")
             spec["round"] = places
     else:
-        for key in ("decimal", "thousands", "round"):
+        for key in ("decimal", "thousands", "round", "compute"):
             if key in d:
                 raise r.fail(f"`{key}` only applies to number fields, not {col.type} '{col.name}'", *keys, key)
     if "lookup" in d or "key" in d:
@@ -444,11 +457,23 @@ def _field(r: _Reader, col: Column, data: Any, target: str, personal: bool) -> F
         r.string(d.get("lookup"), *keys, "lookup", choices=("catalogue",))
         r.string(d.get("key", "item"), *keys, "key", choices=("item",))
         spec["lookup"] = True
-    if not ({"column", "value"} & spec.keys()) and not spec.get("lookup"):
-        raise r.fail("give `column`, `value` or `lookup`", *keys)
+    if not ({"column", "value", "compute"} & spec.keys()) and not spec.get("lookup"):
+        raise r.fail("give `column`, `value`, `compute` or `lookup`", *keys)
     if spec.get("value") is not None and not spec.get("map"):
         _check_constant(r, col, spec["value"], *keys, "value")
     return FieldSpec(name=col.name, type=col.type, personal=personal, **spec)
+
+
+def _computation(r: _Reader, d: dict[str, Any], keys: tuple[Any, ...]) -> Computation:
+    """``compute: "qty * unit_price"``: parsed now, so a bad expression fails before any record."""
+    others = [k for k in ("column", "value", "map", "unmapped") if k in d]
+    if others:
+        raise r.fail(f"give either `compute` or `{others[0]}`, not both", *keys)
+    text = r.string(d["compute"], *keys, "compute")
+    try:
+        return parse(text)
+    except ComputeError as exc:
+        raise r.fail(f"{exc.message} at position {exc.position} of {text!r}", *keys, "compute", value=text) from None
 
 
 def _attr(r: _Reader, name: str, data: Any, personal: bool) -> FieldSpec:
