@@ -2,9 +2,11 @@
 
 Each planted actor is new (no background activity), so what a rule sees for it is exactly the
 scenario. Suspicious cases clear the rule's thresholds with a margin; decoys stop just short of
-one threshold (one deposit too few, 2.5 times the income instead of 3, 14 vehicles instead of
-15) or spread the same activity over a little more than the rule's window. Windows are
-half-open, (t - W, t], so every spacing below keeps at least an hour clear of the boundary.
+one threshold (one deposit too few, 2.5 times the income instead of 3, one vehicle short), are the
+honest look-alike (a cook's cooker and timer, a courier's busiest day), or spread the same
+activity over a little more than the rule's window. Windows are half-open, (t - W, t], so every
+spacing below keeps at least an hour clear of the boundary. Cloned cards are planted as they are
+(dozens of vehicles a day), not relative to the threshold, so that a backtest can choose it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ PACK_PARAMS: dict[str, dict[str, object]] = {
     "pep.spending_above_income": {"income_multiple": 3, "window": "30d"},
     "precursors.basket": {"min_categories": 3, "window": "7d"},
     "precursors.large_quantity": {"max_quantity": 10},
-    "transit.cloned_card": {"min_vehicles": 15, "window": "1d"},
+    "transit.cloned_card": {"min_vehicles": 36, "window": "1d"},
 }
 RULE_IDS: tuple[str, ...] = tuple(PACK_PARAMS)
 
@@ -45,6 +47,7 @@ PEP_MULTIPLE = float(PACK_PARAMS["pep.spending_above_income"]["income_multiple"]
 MIN_CATEGORIES = int(PACK_PARAMS["precursors.basket"]["min_categories"])  # type: ignore[call-overload]
 MAX_QUANTITY = int(PACK_PARAMS["precursors.large_quantity"]["max_quantity"])  # type: ignore[call-overload]
 MIN_VEHICLES = int(PACK_PARAMS["transit.cloned_card"]["min_vehicles"])  # type: ignore[call-overload]
+CLONED_VEHICLES = (40, 121)  # vehicles of a card shared by a dozen people or more in a day: low, high (exclusive)
 
 # Oxidiser-plus-fuel combinations of the kind the Commission's guidelines describe.
 PRECURSOR_COMBOS = (
@@ -422,18 +425,25 @@ def _vehicles(w: World, distinct: int, repeats: int) -> list[str]:
 
 
 def cloned_card(w: World, sc: int, start: int) -> None:
-    vehicles = _vehicles(w, int(w.rng.integers(MIN_VEHICLES, 2 * MIN_VEHICLES + 1)), int(w.rng.integers(0, 4)))
+    # A cloned card is used by many people at once: dozens of vehicles a day, whatever the threshold.
+    vehicles = _vehicles(w, int(w.rng.integers(*CLONED_VEHICLES)), int(w.rng.integers(0, 6)))
     _taps(w, sc, w.spread(start, len(vehicles), 20 * HOUR_S), vehicles)
 
 
-def cloned_card_fourteen(w: World, sc: int, start: int) -> None:
+def cloned_card_one_short(w: World, sc: int, start: int) -> None:
     vehicles = _vehicles(w, MIN_VEHICLES - 1, int(w.rng.integers(0, 3)))
     _taps(w, sc, w.spread(start, len(vehicles), 20 * HOUR_S), vehicles)
 
 
+def cloned_card_courier(w: World, sc: int, start: int) -> None:
+    # A courier's busiest day: a long shift of vehicles for work, plus the rides home and out.
+    vehicles = _vehicles(w, int(w.rng.integers(14, 19)) + int(w.rng.integers(2, 5)), int(w.rng.integers(0, 3)))
+    _taps(w, sc, w.spread(start, len(vehicles), 15 * HOUR_S), vehicles)
+
+
 def cloned_card_spread(w: World, sc: int, start: int) -> None:
-    vehicles = _vehicles(w, int(w.rng.integers(MIN_VEHICLES + 5, MIN_VEHICLES + 12)), 0)
-    # 3.1-3.6 hours apart: at most eight taps in any 24 hours.
+    vehicles = _vehicles(w, int(w.rng.integers(20, 27)), 0)
+    # 3.1-3.6 hours apart: at most eight taps in any 24 hours, all of them within four days.
     _taps(w, sc, w.gaps(start, len(vehicles), 3.1 * HOUR_S, 3.6 * HOUR_S), vehicles)
 
 
@@ -489,7 +499,9 @@ PLANS: dict[str, Plan] = {
         large_quantity, {"just-under": large_quantity_under, "ordinary-bulk": large_quantity_ordinary}, 1
     ),
     "transit.cloned_card": Plan(
-        cloned_card, {"fourteen-vehicles": cloned_card_fourteen, "spread-out": cloned_card_spread}, 4
+        cloned_card,
+        {"one-short": cloned_card_one_short, "courier": cloned_card_courier, "spread-out": cloned_card_spread},
+        4,
     ),
 }
 assert set(PLANS) == set(PACK_PARAMS)

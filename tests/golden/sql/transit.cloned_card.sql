@@ -44,14 +44,14 @@ WITH matched AS (
           )
         FROM numbered
         WHERE
-          seq - window_first_seq + 1 >= 15
+          seq - window_first_seq + 1 >= 36
       )
   )
   WINDOW w AS (PARTITION BY group_actor ORDER BY seq ROWS BETWEEN back PRECEDING AND CURRENT ROW)
 ), tested AS (
   SELECT
     *,
-    COALESCE(agg_vehicles >= 15, FALSE) AS hit
+    COALESCE(agg_vehicles >= 36, FALSE) AS hit
   FROM measured
 ), runs AS (
   SELECT
