@@ -108,7 +108,7 @@ def records(info: GeneratedInfo) -> dict[tuple[str, str], Record]:
                 o["ts"] / 1000,
                 "purchase",
                 o["customer"],
-                amount=Decimal(str(o["total"])),
+                amount=o["qty"] * Decimal(str(o["unit_price"])),  # the mapping computes it
                 category=category[o["sku"]],
                 quantity=o["qty"],
                 place=o["store"],
@@ -185,10 +185,9 @@ def test_mappings_name_existing_columns(info: GeneratedInfo) -> None:
     bank = yaml.safe_load(info.mappings["bank"].read_text(encoding="utf-8"))
     assert bank["csv"] == {"delimiter": ";", "decimal": ","} and bank["timezone"] == "Europe/Berlin"
     assert set(bank["fields"]["kind"]["map"]) == set(KINDS)
-    assert yaml.safe_load(info.mappings["shop"].read_text())["fields"]["category"] == {
-        "lookup": "catalogue",
-        "key": "item",
-    }
+    shop = yaml.safe_load(info.mappings["shop"].read_text())["fields"]
+    assert shop["category"] == {"lookup": "catalogue", "key": "item"}
+    assert shop["amount"] == {"compute": "qty * unit_price"} and {"qty", "unit_price"} <= set(columns["shop"])
 
 
 def test_pack_parameters_are_the_shipped_ones() -> None:

@@ -2,7 +2,8 @@
 
 Between them they use every mapping feature: a delimiter, a decimal comma, a local time zone with
 a strptime format, coded values through ``map``, epoch milliseconds, a constant, a catalogue
-lookup, native Parquet timestamps and extra columns kept in ``attrs``.
+lookup, an amount computed from quantity and unit price, native Parquet timestamps and extra
+columns kept in ``attrs``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ attrs:
 """,
     "shop.yaml": """\
 source: shop
-description: Web shop and store tills - one JSON object per order line, epoch-millisecond times
+description: Web shop and store tills - one JSON object per order line (no line total), epoch-millisecond times
 target: events
 format: jsonl
 fields:
@@ -67,7 +68,7 @@ fields:
   ts: {column: ts, format: epoch_ms}
   kind: {value: purchase}
   actor: customer
-  amount: total
+  amount: {compute: "qty * unit_price"}
   currency: currency
   item: sku
   category: {lookup: catalogue, key: item}

@@ -101,7 +101,6 @@ class ShopWriter:
             ("sku", cols["sku"], True),
             ("qty", _fmt.ints(qty), False),
             ("unit_price", _fmt.decimals(unit), False),
-            ("total", _fmt.decimals(qty * unit), False),
             ("currency", "EUR", True),
             ("store", store, True),
             ("channel", channel, True),
