@@ -239,7 +239,8 @@ def test_precedence_and_rounding(tmp_path: Path, case: Case, monkeypatch: pytest
     [
         ("qty *", "ends too early; expected a number, a column or '('", 6),
         ("qty * )", "unexpected ')'", 7),
-        ("qty unit_price", "unexpected name 'unit_price'; expected an operator", 5),
+        ("qty unit_price", "unexpected column 'unit_price'; expected an operator", 5),
+        ('qty "unit price"', "unexpected column 'unit price'; expected an operator", 5),
         ("(qty * 2", "'(' is not closed", 1),
         ("qty % 2", "unexpected character '%'", 5),
         ("qty ** 2", "unexpected '*'", 6),

@@ -195,7 +195,7 @@ def _number(text: str, pos: int) -> Number:
 
 
 def _shown(kind: str, value: str) -> str:
-    return f"'{value}'" if kind == "op" else f"{kind} {value!r}"
+    return f"'{value}'" if kind == "op" else f"{'number' if kind == 'number' else 'column'} {value!r}"
 
 
 def _walk(node: Node) -> list[Node]:
