@@ -62,7 +62,10 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
     """Every rule on the DuckDB engine; alerts already stored (same alert id) are kept, not doubled."""
     con = store.con
     scan_id = store.next_id("scans", "scan_id")
-    rules_meta = [{"id": r.meta.id, "version": r.meta.version, "path": r.meta.path} for r in ruleset]
+    rules_meta = [
+        {"id": r.meta.id, "version": r.meta.version, "path": r.meta.path, "typologies": list(r.meta.typologies)}
+        for r in ruleset
+    ]
     con.execute(
         "INSERT INTO scans (scan_id, started_at, rules) VALUES (?, ?, ?)", [scan_id, _now(), json.dumps(rules_meta)]
     )

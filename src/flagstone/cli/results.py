@@ -52,14 +52,32 @@ def evaluate(
         ),
     ],
     store: StoreOpt = None,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rules",
+            "-r",
+            help="Rule files or packs whose `typology` declarations say what each rule targets "
+            "(default: as the latest scan of each rule recorded them).",
+        ),
+    ] = None,
 ) -> None:
-    """Per-rule precision and recall of the stored alerts against labelled scenarios or patterns."""
-    from flagstone.evaluate import evaluate_store, render_scores
+    """Per-rule precision and recall of the stored alerts against labelled scenarios or patterns.
+
+    Each rule is scored on what it targets (scenarios labelled with its id, and the typologies it
+    declares), with the precision over any labelled record beside it; labels that name typologies
+    add a table per typology (docs/backtest.md)."""
+    from flagstone.evaluate import evaluate_store, evaluate_typologies, load_labels, render_scores, render_typologies
+    from flagstone.rules import load_rules
     from flagstone.store import Store
 
+    targets = {r.meta.id: r.meta.typologies for r in load_rules(rules)} if rules else None
     with Store(store, read_only=True) as st:
-        scores = evaluate_store(st, labels)
+        scores = evaluate_store(st, labels, targets)
+        typologies = evaluate_typologies(st, labels, targets)
     out.print(render_scores(scores))
+    if typologies:
+        out.print(render_typologies(typologies, load_labels(labels).format))
 
 
 @friendly

@@ -204,7 +204,7 @@ def _evaluation(scores: list[RuleScore], labels: Path) -> str:
         rows.append(
             f"<tr><td><code>{escape(s.rule_id)}</code></td><td class='r'>{s.scenarios}</td>"
             f"<td class='r'>{s.detected}</td><td class='r'>{recall}</td><td class='r'>{s.alerts:,}</td>"
-            f"<td class='r'>{ratio(s.precision)}</td>"
+            f"<td class='r'>{ratio(s.precision)}</td><td class='r'>{ratio(s.precision_any)}</td>"
             + (
                 ""
                 if per_pattern
@@ -215,21 +215,23 @@ def _evaluation(scores: list[RuleScore], labels: Path) -> str:
     if per_pattern:
         title, unit = "patterns", "patterns"
         note = (
-            "Recall: labelled patterns of which one of the rule's alerts holds at least half the records. "
-            "Precision: the rule's alerts whose evidence holds any labelled record."
+            "Patterns: those of the typologies the rule targets. Recall: of which one of the rule's alerts "
+            "holds at least half the records. Precision: the rule's alerts whose evidence holds a record of "
+            "them; any: of any labelled pattern."
         )
     else:
         title, unit = "scenarios", "scenarios"
         note = (
-            "Recall: suspicious scenarios covered by the rule's alerts. Precision: the rule's alerts whose "
-            "evidence overlaps any suspicious scenario. Decoys fired: near misses that should not have fired."
+            "Scenarios: those labelled for the rule or the typologies it targets. Recall: covered by the "
+            "rule's alerts. Precision: the rule's alerts whose evidence overlaps one of them; any: any "
+            "suspicious scenario. Decoys fired: near misses that should not have fired."
         )
     return (
         f"<section><h2>Evaluation against labelled {title}</h2><p class='note'>Labels from "
         f"<code>{escape(labels.name)}</code>. {note}</p><table><thead><tr><th>rule</th>"
         f"<th class='r'>{unit}</th>"
         "<th class='r'>detected</th><th class='r'>recall</th><th class='r'>alerts</th>"
-        "<th class='r'>precision</th>"
+        "<th class='r'>precision</th><th class='r'>any</th>"
         + ("" if per_pattern else "<th class='r'>decoys fired</th>")
         + "</tr></thead><tbody>"
         + "".join(rows)

@@ -195,6 +195,13 @@ class RuleMeta:
     path: str
     reason: str | None = None
     params: tuple[tuple[str, Value], ...] = ()
+    typologies: tuple[str, ...] = ()  # what it targets, as labels name typologies (``targets``)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What the rule's alerts are meant to find: scenarios labelled with its own id, and the
+        typologies it declares. Evaluation counts a hit on anything else as another rule's find."""
+        return (self.id, *self.typologies)
 
 
 class Rule(Protocol):

@@ -143,6 +143,20 @@ def _deployment_params(params_file: str | Path | None, overrides: Sequence[str])
     return merged
 
 
+def _typologies(r: RuleReader) -> tuple[str, ...]:
+    """``typology``: one name or a list of names (labels' spelling), each like a rule id."""
+    raw = r.data.get("typology")
+    if raw is None:
+        return ()
+    names = raw if isinstance(raw, list) else [raw]
+    for name in names:
+        if not isinstance(name, str) or not _ID.match(name):
+            raise r.error("typology", f"a typology is a name of a-z, 0-9, '.', '_' and '-', got {name!r}", name)
+    if not names:
+        raise r.error("typology", "an empty list: name at least one typology or leave the key out", raw)
+    return tuple(dict.fromkeys(names))
+
+
 def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.Rule:
     r = RuleReader(doc, overrides or {})
     for key in REQUIRED:
@@ -184,6 +198,7 @@ def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.
         path=r.path,
         reason=r.text("reason") if "reason" in r.data else None,
         params=tuple(params.items()),
+        typologies=_typologies(r),
     )
     rule, names = KINDS[kind].build(Common(r, meta, match, group_by, params, match_scope))
     check_reason(r, names | set(params) | {"group"})

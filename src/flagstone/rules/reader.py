@@ -36,6 +36,7 @@ COMMON_KEYS = {
     "profiles": "named per-account measures over the scanned events, read as actor.<name> / counterparty.<name>",
     "group_by": "fields whose values make a group; default [actor]",
     "reason": "one-sentence explanation with {placeholders}",
+    "typology": "the typology (or list of typologies) the rule targets, as labels name them",
 }
 _DURATION = re.compile(r"^\s*(\d+)\s*(us|ms|s|m|h|d|w)\s*$")
 _UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
