@@ -35,6 +35,7 @@ after a rule changes, only its latest version is scored.
 from __future__ import annotations
 
 import csv
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,12 +57,41 @@ PATTERN_COLUMNS = ("pattern_id", "typology", "source", "event_id")
 LABELS = ("suspicious", "decoy")
 LabelFormat = Literal["scenario", "pattern"]
 
-# The alerts of each rule's latest version; shared with the report so both count the same alerts.
-CURRENT_ALERTS_SQL = """
-SELECT a.* FROM alerts a
-JOIN (SELECT rule_id, max(rule_version) AS rule_version FROM alerts GROUP BY rule_id) latest
-  USING (rule_id, rule_version)
+
+def current_alerts_sql(param_sets: Mapping[str, str] | None = None) -> str:
+    """The stored alerts of one version and one parameter set per rule: those of the last scan
+    that ran it (``scans.rules``; a rule no scan lists: its highest version, its file's own
+    parameters). ``param_sets``: rule id -> the parameter set to take instead ("" for the file's
+    own), from the last scan that ran the rule with it. Shared by evaluate, report and triage so
+    that all count the same alerts."""
+    chosen = ""
+    for rule_id, param_set in (param_sets or {}).items():
+        if not _SAFE.match(rule_id) or not _SAFE.match(param_set or "x"):
+            raise InputError(f"not a rule id and parameter set: {rule_id}={param_set}", field="--param-set")
+        chosen += f" AND NOT (rule_id = '{rule_id}' AND param_set <> '{param_set}')"
+    return f"""
+SELECT t.* EXCLUDE (param_set_) FROM (
+  SELECT a.*, coalesce(s.param_set, '') AS param_set_
+  FROM alerts a LEFT JOIN ({_SCAN_RULES}) s ON s.scan_id = a.scan_id AND s.rule_id = a.rule_id
+) t
+JOIN (
+  SELECT rule_id, rule_version, param_set FROM ({_SCAN_RULES}) WHERE true{chosen}
+  QUALIFY row_number() OVER (PARTITION BY rule_id ORDER BY scan_id DESC) = 1
+  UNION ALL
+  SELECT rule_id, max(rule_version), '' FROM alerts
+  WHERE rule_id NOT IN (SELECT rule_id FROM ({_SCAN_RULES})) GROUP BY rule_id
+) latest ON latest.rule_id = t.rule_id AND latest.rule_version = t.rule_version AND latest.param_set = t.param_set_
 """
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# Each scan's rules, as ``scan_record`` wrote them; scans before parameter sets have none ("").
+_SCAN_RULES = """
+  SELECT scan_id, r ->> 'id' AS rule_id, CAST(r ->> 'version' AS INTEGER) AS rule_version,
+         coalesce(r ->> 'param_set', '') AS param_set
+  FROM (SELECT scan_id, unnest(CAST(rules AS JSON[])) AS r FROM scans)
+"""
+CURRENT_ALERTS_SQL = current_alerts_sql()
 
 
 @dataclass(frozen=True)
@@ -506,12 +536,19 @@ def stored_targets(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, ...]]
     return {str(rule_id): tuple(map(str, typologies or ())) for rule_id, typologies in rows}
 
 
-def evaluate_store(store: Store, labels_path: str | Path, targets: Targets | None = None) -> list[RuleScore]:
+def evaluate_store(
+    store: Store,
+    labels_path: str | Path,
+    targets: Targets | None = None,
+    *,
+    param_sets: Mapping[str, str] | None = None,
+) -> list[RuleScore]:
     """One score per rule that has labels or stored alerts, sorted by rule id. ``targets``: the
-    typologies each rule declares; by default as the latest scan of each rule recorded them."""
+    typologies each rule declares; by default as the latest scan of each rule recorded them.
+    ``param_sets``: as ``current_alerts_sql``."""
     if targets is None:
         targets = stored_targets(store.con)
-    return score_alerts(store.con, CURRENT_ALERTS_SQL, load_labels(labels_path), targets=targets)
+    return score_alerts(store.con, current_alerts_sql(param_sets), load_labels(labels_path), targets=targets)
 
 
 def ratio(value: float | None) -> str:
@@ -591,15 +628,33 @@ def render_typologies(typologies: list[TypologyRecall], unit: LabelFormat) -> Ta
     return table
 
 
-def evaluate_typologies(store: Store, labels_path: str | Path, targets: Targets | None = None) -> list[TypologyRecall]:
+def evaluate_typologies(
+    store: Store,
+    labels_path: str | Path,
+    targets: Targets | None = None,
+    *,
+    param_sets: Mapping[str, str] | None = None,
+) -> list[TypologyRecall]:
     """Per typology, for the stored alerts, when the labels name typologies (else none)."""
     labels = load_labels(labels_path)
     if labels.names != "typology":
         return []
     if targets is None:
         targets = stored_targets(store.con)
-    rule_ids = [
-        str(r)
-        for (r,) in store.con.execute(f"SELECT DISTINCT rule_id FROM ({CURRENT_ALERTS_SQL}) ORDER BY 1").fetchall()
-    ]
-    return typology_recall(store.con, CURRENT_ALERTS_SQL, labels, rule_ids, targets)
+    cur = current_alerts_sql(param_sets)
+    rule_ids = [str(r) for (r,) in store.con.execute(f"SELECT DISTINCT rule_id FROM ({cur}) ORDER BY 1").fetchall()]
+    return typology_recall(store.con, cur, labels, rule_ids, targets)
+
+
+def parse_param_sets(items: Sequence[str]) -> dict[str, str]:
+    """``--param-set RULE_ID=SET`` (repeatable): SET as ``flagstone scan`` prints it, or ``file``
+    for the rule file's own parameters."""
+    out: dict[str, str] = {}
+    for item in items:
+        rule_id, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not _SAFE.match(rule_id) or not _SAFE.match(value):
+            raise InputError(
+                "expected RULE_ID=SET (SET as flagstone scan prints it, or file)", field="--param-set", value=item
+            )
+        out[rule_id] = "" if value == "file" else value
+    return out

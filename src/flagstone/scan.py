@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flagstone.alerts import alert_rows, insert_alerts
+from flagstone.alerts import alert_rows, insert_alerts, scan_record
 from flagstone.engines import DuckDBEngine
 from flagstone.rules import RuleSet
 from flagstone.store import Store
@@ -22,6 +22,7 @@ class RuleOutcome:
     alerts: int
     new: int
     seconds: float
+    param_set: str = ""  # RuleMeta.param_set: "" for the rule file's own parameters
 
 
 @dataclass
@@ -41,7 +42,9 @@ class ScanResult:
 
     def summary_lines(self) -> list[str]:
         lines = [
-            f"{o.rule_id} v{o.version}: {o.alerts} alerts ({o.new} new) in {o.seconds:.2f}s" for o in self.outcomes
+            f"{o.rule_id} v{o.version}{f' (parameter set {o.param_set})' if o.param_set else ''}: "
+            f"{o.alerts} alerts ({o.new} new) in {o.seconds:.2f}s"
+            for o in self.outcomes
         ]
         lines.append(
             f"scan {self.scan_id}: {len(self.outcomes)} rules over {self.events:,} events, "
@@ -62,10 +65,7 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
     """Every rule on the DuckDB engine; alerts already stored (same alert id) are kept, not doubled."""
     con = store.con
     scan_id = store.next_id("scans", "scan_id")
-    rules_meta = [
-        {"id": r.meta.id, "version": r.meta.version, "path": r.meta.path, "typologies": list(r.meta.typologies)}
-        for r in ruleset
-    ]
+    rules_meta = [scan_record(r) for r in ruleset]
     con.execute(
         "INSERT INTO scans (scan_id, started_at, rules) VALUES (?, ?, ?)", [scan_id, _now(), json.dumps(rules_meta)]
     )
@@ -90,7 +90,9 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
             with store.transaction():
                 new = insert_alerts(store, alert_rows(rule, findings, scan_id))
             result.outcomes.append(
-                RuleOutcome(rule.meta.id, rule.meta.version, len(findings), new, time.perf_counter() - t0)
+                RuleOutcome(
+                    rule.meta.id, rule.meta.version, len(findings), new, time.perf_counter() - t0, rule.meta.param_set
+                )
             )
             bar.advance(task)
     result.seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from html import escape
@@ -257,8 +258,15 @@ def _alert(page: _Page, n: int, alert: AlertView, colour: str) -> str:
     )
 
 
-def render(store: Store, *, labels: Path | None, top_alerts: int = TOP_ALERTS, top_groups: int = TOP_GROUPS) -> str:
-    data = load(store, top_alerts=top_alerts, top_groups=top_groups)
+def render(
+    store: Store,
+    *,
+    labels: Path | None,
+    top_alerts: int = TOP_ALERTS,
+    top_groups: int = TOP_GROUPS,
+    param_sets: Mapping[str, str] | None = None,
+) -> str:
+    data = load(store, top_alerts=top_alerts, top_groups=top_groups, param_sets=param_sets)
     page = _Page()
     colours = _figures.rule_colour([r for r, *_ in data.by_rule])
     parts = [_summary(data)]
@@ -288,7 +296,7 @@ def render(store: Store, *, labels: Path | None, top_alerts: int = TOP_ALERTS, t
     if data.alerts:
         parts.append(triage_section(store))
     if labels is not None:
-        parts.append(_evaluation(evaluate_store(store, labels), labels))
+        parts.append(_evaluation(evaluate_store(store, labels, param_sets=param_sets), labels))
     if data.shown:
         hidden = data.alerts - len(data.shown)
         note = (
@@ -320,10 +328,20 @@ def render(store: Store, *, labels: Path | None, top_alerts: int = TOP_ALERTS, t
     )
 
 
-def write_report(store: Store, out: Path, *, labels: Path | None = None, top_alerts: int = TOP_ALERTS) -> Path:
-    """Write the HTML report to ``out`` (parents created) and return its path."""
+def write_report(
+    store: Store,
+    out: Path,
+    *,
+    labels: Path | None = None,
+    top_alerts: int = TOP_ALERTS,
+    param_sets: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the HTML report to ``out`` (parents created) and return its path. ``param_sets``: as
+    ``evaluate.current_alerts_sql``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    html = render(store, labels=Path(labels) if labels is not None else None, top_alerts=top_alerts)
+    html = render(
+        store, labels=Path(labels) if labels is not None else None, top_alerts=top_alerts, param_sets=param_sets
+    )
     private_output(out).write_text(html, encoding="utf-8")
     return out

@@ -196,6 +196,9 @@ class RuleMeta:
     reason: str | None = None
     params: tuple[tuple[str, Value], ...] = ()
     typologies: tuple[str, ...] = ()  # what it targets, as labels name typologies (``targets``)
+    # "" when the parameters are the rule file's own; else a digest of the effective ones, which
+    # then is part of the alerts' identity: other thresholds, other alerts (alerts.alert_id).
+    param_set: str = ""
 
     @property
     def targets(self) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from flagstone.rules.reader import (
     Common,
     RuleReader,
     check_reason,
+    param_value,
     parse_duration,
     read_group_by,
     read_params,
@@ -143,6 +146,15 @@ def _deployment_params(params_file: str | Path | None, overrides: Sequence[str])
     return merged
 
 
+def _param_set(r: RuleReader, params: dict[str, ir.Value]) -> str:
+    """ "" for the file's own parameters, else 12 hex digits of a digest of all effective ones."""
+    own = r.data.get("params") or {}
+    if all(params[name] == param_value(own[name]) for name in r.overrides):
+        return ""
+    canonical = json.dumps({k: str(v) for k, v in sorted(params.items())}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
 def _typologies(r: RuleReader) -> tuple[str, ...]:
     """``typology``: one name or a list of names (labels' spelling), each like a rule id."""
     raw = r.data.get("typology")
@@ -199,6 +211,7 @@ def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.
         reason=r.text("reason") if "reason" in r.data else None,
         params=tuple(params.items()),
         typologies=_typologies(r),
+        param_set=_param_set(r, params),
     )
     rule, names = KINDS[kind].build(Common(r, meta, match, group_by, params, match_scope))
     check_reason(r, names | set(params) | {"group"})
