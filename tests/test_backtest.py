@@ -277,8 +277,8 @@ def test_per_pattern_labels(pattern_store: Path, tmp_path: Path) -> None:
     assert row.per_1000 == pytest.approx(300.0)  # 3 alerts over the 10 events the store holds
     assert [(r.value, r.score.alerts) for r in result.sweeps[0].rows] == [(100, 3), (200, 0)]
     assert result.typologies == [
-        TypologyRecall("cycle", 1, {"t.pairs": 0}, 0, 0, ()),
-        TypologyRecall("fan_in", 1, {"t.pairs": 1}, 1, 1, ("t.pairs",)),
+        TypologyRecall("cycle", 1, {"t.pairs": 0}, 0, 0, (), 0),
+        TypologyRecall("fan_in", 1, {"t.pairs": 1}, 1, 1, ("t.pairs",), 1),
     ]
     html = write_backtest_report(result, tmp_path / "bt.html").read_text(encoding="utf-8")
     assert "missed patterns" in html and "decoys fired" not in html and "Patterns detected by typology" in html

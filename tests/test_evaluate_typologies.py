@@ -17,6 +17,7 @@ from flagstone._yaml import load_text
 from flagstone.errors import RuleError
 from flagstone.evaluate import load_labels, score_alerts, typology_recall
 from flagstone.rules.loader import parse_rule
+from flagstone.schemes import link_alerts
 
 RULES = ("r1", "r2", "r3")
 TYPOLOGIES = ("fan_in", "cycle", "stack")
@@ -117,6 +118,20 @@ def test_scores_equal_the_oracle(
     assert got == want_rules
     got_typ = {t.typology: (t.patterns, t.own, t.any_rule) for t in typology_recall(con, sql, labels, RULES, targets)}
     assert got_typ == want_typ
+    # Per case: the alerts of one scheme (schemes.link_alerts, tested on its own) together.
+    schemes = link_alerts(con, sql)
+    union: dict[str, set[str]] = {}
+    for k, (_, evs) in enumerate(alerts):
+        union.setdefault(schemes[f"a{k}"], set()).update(evs)
+    per_case = {
+        t: sum(
+            any((2 * len(set(u[2]) & c) >= len(u[2])) if per_pattern else bool(set(u[2]) & c) for c in union.values())
+            for u in units
+            if u[1] == t
+        )
+        for t in want_typ
+    }
+    assert {t.typology: t.by_case for t in typology_recall(con, sql, labels, RULES, targets)} == per_case
 
 
 def test_a_typology_of_two_rules_is_scored_as_their_union(tmp_path: Path) -> None:
@@ -129,6 +144,16 @@ def test_a_typology_of_two_rules_is_scored_as_their_union(tmp_path: Path) -> Non
     assert scores["r1"].recall == 0.5 and scores["r2"].recall == 0.5
     (cycle,) = typology_recall(con, sql, labels, ["r1", "r2"], targets)
     assert (cycle.patterns, cycle.own, cycle.any_rule, cycle.rules) == (2, 2, 2, ("r1", "r2"))
+
+
+def test_a_pattern_split_over_two_alerts_of_one_case_is_found_per_case(tmp_path: Path) -> None:
+    # Four transfers; each alert holds one, with the same two others: no alert holds half, the
+    # case (their union, as the alerts share most events) does.
+    units = [("p1", "stack", ["e1", "e2", "e3", "e4"])]
+    labels = load_labels(write_labels(tmp_path / "p.csv", units, per_pattern=True))
+    con, sql = con_with([("r1", ["e1", "e8", "e9"]), ("r2", ["e2", "e8", "e9"])])
+    (stack,) = typology_recall(con, sql, labels, ["r1", "r2"], {})
+    assert (stack.any_rule, stack.by_case) == (0, 1)
 
 
 RULE = """id: t.r

@@ -49,6 +49,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flagstone.errors import InputError
+from flagstone.schemes import link_alerts
 from flagstone.store import Store
 
 LABEL_COLUMNS = ("scenario_id", "rule_id", "label", "source", "event_id")
@@ -358,6 +359,7 @@ class TypologyRecall:
     any_rule: int
     own: int = 0
     rules: tuple[str, ...] = ()  # the rules that target it
+    by_case: int = 0  # detected by one case: the union of one scheme's alerts (schemes.py), any rule
 
 
 def typology_recall(
@@ -370,22 +372,34 @@ def typology_recall(
     """Detected patterns (per scenario: covered suspicious scenarios) per typology, sorted, for each
     rule in ``rule_ids``, for the rules that target the typology together, and for all rules."""
     view, tview = f"labels_{uuid.uuid4().hex}", f"targets_{uuid.uuid4().hex}"
+    sview = f"schemes_{uuid.uuid4().hex}"
     if labels.format == "pattern":
         units = (
             _PATTERN_HITS.format(labels=view)
-            + """,
+            + f""",
 units AS (SELECT pattern_id AS unit, target FROM sizes),
-unit_found AS (SELECT rule_id, pattern_id AS unit FROM found)"""
+unit_found AS (SELECT rule_id, pattern_id AS unit FROM found),
+scheme_hits AS (
+  SELECT sc.scheme_id, r.pattern_id, count(DISTINCT r.source || chr(31) || r.event_id) AS covered
+  FROM evidence e JOIN {sview} sc USING (alert_id) JOIN records r ON r.source = e.source AND r.event_id = e.event_id
+  GROUP BY ALL
+),
+case_found AS (
+  SELECT DISTINCT h.pattern_id AS unit FROM scheme_hits h JOIN sizes s USING (pattern_id) WHERE 2 * h.covered >= s.size
+)"""
         )
-    else:
+    else:  # a scenario one alert overlaps is one its case overlaps
         units = f"""units AS (SELECT DISTINCT scenario_id AS unit, target FROM {view} WHERE label = 'suspicious'),
 unit_found AS (
   SELECT DISTINCT e.rule_id, l.scenario_id AS unit
   FROM evidence e JOIN {view} l ON l.source = e.source AND l.event_id = e.event_id WHERE l.label = 'suspicious'
-)"""
+),
+case_found AS (SELECT DISTINCT unit FROM unit_found)"""
     rules = "scored AS (SELECT DISTINCT rule_id FROM cur UNION SELECT DISTINCT rule_id FROM " + tview + ")"
+    schemes = link_alerts(con, alerts_sql)
     con.register(view, labels.table)
     con.register(tview, _targets_table(targets))
+    con.register(sview, pa.table({"alert_id": list(schemes), "scheme_id": list(schemes.values())}))
     try:
         head = f"WITH cur AS ({alerts_sql}), {_EVIDENCE}, {units}, {rules}, {_tg('scored', tview)}"
         rows = con.execute(
@@ -404,19 +418,25 @@ unit_found AS (
                 """
             ).fetchall()
         )
+        by_case = dict(
+            con.execute(
+                f"{head} SELECT u.target, count(*) FROM units u SEMI JOIN case_found USING (unit) GROUP BY u.target"
+            ).fetchall()
+        )
         owners: dict[str, list[str]] = {}
         for rule_id, target in con.execute(f"{head} SELECT rule_id, target FROM tg ORDER BY rule_id").fetchall():
             owners.setdefault(str(target), []).append(str(rule_id))
     finally:
         con.unregister(view)
         con.unregister(tview)
+        con.unregister(sview)
     totals = {str(t): (int(n), int(found)) for t, _, everyone, n, found in rows if everyone}
     by_rule: dict[str, dict[str, int]] = {t: dict.fromkeys(rule_ids, 0) for t in totals}
     for t, rule_id, everyone, _, found in rows:
         if not everyone and rule_id in by_rule[str(t)]:
             by_rule[str(t)][rule_id] = int(found)
     return [
-        TypologyRecall(t, n, by_rule[t], found, int(own.get(t, 0)), tuple(owners.get(t, ())))
+        TypologyRecall(t, n, by_rule[t], found, int(own.get(t, 0)), tuple(owners.get(t, ())), int(by_case.get(t, 0)))
         for t, (n, found) in sorted(totals.items())
     ]
 
@@ -606,11 +626,12 @@ def render_typologies(typologies: list[TypologyRecall], unit: LabelFormat) -> Ta
         pad_edge=False,
         padding=0,
         caption="own: by an alert of a rule that targets the typology (listed), together; any: by an alert of "
-        "any rule; best: the single rules detecting most",
+        "any rule; case: by the alerts of one case together (one scheme, flagstone.schemes); best: the single "
+        "rules detecting most",
         caption_justify="left",
     )
     table.add_column("typology", no_wrap=True)
-    for name in (units, "own", "recall", "any", "recall"):
+    for name in (units, "own", "recall", "any", "recall", "case", "recall"):
         table.add_column(name, justify="right", min_width=len(name))
     table.add_column("own rules / best")
     for t in typologies:
@@ -623,6 +644,8 @@ def render_typologies(typologies: list[TypologyRecall], unit: LabelFormat) -> Ta
             ratio(t.own / t.patterns if t.patterns else None),
             str(t.any_rule),
             ratio(t.any_rule / t.patterns if t.patterns else None),
+            str(t.by_case),
+            ratio(t.by_case / t.patterns if t.patterns else None),
             Text(f"{', '.join(t.rules) or '–'} / {best}"),
         )
     return table

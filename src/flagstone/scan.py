@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from flagstone.alerts import alert_rows, insert_alerts, scan_record
 from flagstone.engines import DuckDBEngine
 from flagstone.rules import RuleSet
+from flagstone.schemes import store_schemes
 from flagstone.store import Store
 
 
@@ -32,6 +33,7 @@ class ScanResult:
     outcomes: list[RuleOutcome] = field(default_factory=list)
     seconds: float = 0.0
     # The active triage model, if any, and the new alerts it scored (in ``scoring_seconds``).
+    schemes: int = 0  # schemes over every stored alert after the scan (flagstone.schemes)
     model_id: str | None = None
     scored: int = 0
     scoring_seconds: float = 0.0
@@ -48,7 +50,7 @@ class ScanResult:
         ]
         lines.append(
             f"scan {self.scan_id}: {len(self.outcomes)} rules over {self.events:,} events, "
-            f"{self.alerts} alerts in {self.seconds:.1f}s"
+            f"{self.alerts} alerts in {self.seconds:.1f}s; the store's alerts form {self.schemes:,} schemes"
         )
         if self.model_id:
             lines.append(
@@ -97,6 +99,7 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
             bar.advance(task)
     result.seconds = time.perf_counter() - started
     con.execute("UPDATE scans SET finished_at = ?, alerts = ? WHERE scan_id = ?", [_now(), result.alerts, scan_id])
+    result.schemes = store_schemes(store)
     _score_new(store, result)
     return result
 

@@ -176,6 +176,7 @@ def _typologies_html(result: BacktestResult) -> str:
         + "".join(f"<td class='r'>{t.by_rule.get(r, 0)}</td>" for r in rules)
         + f"<td class='r'>{t.own}</td><td class='r'>{ratio(t.own / t.patterns if t.patterns else None)}</td>"
         + f"<td class='r'>{t.any_rule}</td><td class='r'>{ratio(t.any_rule / t.patterns if t.patterns else None)}"
+        f"</td><td class='r'>{t.by_case}</td><td class='r'>{ratio(t.by_case / t.patterns if t.patterns else None)}"
         "</td></tr>"
         for t in result.typologies
     )
@@ -188,9 +189,12 @@ def _typologies_html(result: BacktestResult) -> str:
     return (
         f"<section><h2>{unit.capitalize()} detected by typology</h2><p class='note'>For each typology: the "
         f"labelled {unit}, how many each rule (as configured) detects, how many its own rules (those that "
-        f"target it) detect together, and how many any rule detects ({detected}).</p><table><thead><tr>"
+        f"target it) detect together, how many any rule detects ({detected}), and how many one case "
+        "detects: the alerts of one scheme together (alerts with mostly the same evidence, which the review "
+        "queue shows as one case).</p><table><thead><tr>"
         f"<th>typology</th><th class='r'>{unit}</th>{heads}<th class='r'>own rules</th><th class='r'>recall</th>"
-        "<th class='r'>any rule</th><th class='r'>recall</th></tr></thead><tbody>"
+        "<th class='r'>any rule</th><th class='r'>recall</th><th class='r'>per case</th><th class='r'>recall</th>"
+        "</tr></thead><tbody>"
         f"{rows}</tbody></table></section>"
     )
 
