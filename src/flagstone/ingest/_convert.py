@@ -42,13 +42,13 @@ class Conversion:
     columns: tuple[Column, ...]  # canonical output columns, in table order
 
 
-def build(mapping: Mapping, source: Source, file_format: str) -> Conversion:
+def build(mapping: Mapping, source: Source) -> Conversion:
     specs = mapping.specs()
     # The reference tables carry `source` too, though it is not one of their documented columns.
     columns = mapping.columns
     if "source" not in {c.name for c in columns}:
         columns = (*columns, EVENT_FIELDS["source"])
-    steps, checks = _steps(mapping, source, file_format)
+    steps, checks = _steps(mapping, source)
     index = {s.name: i for i, s in enumerate(specs)}
 
     joins = [f"LEFT JOIN {PSEUDONYMS} AS pz_{i} ON pz_{i}.v = val.v_{i}" for i, s in enumerate(specs) if s.personal]
@@ -66,7 +66,7 @@ def build(mapping: Mapping, source: Source, file_format: str) -> Conversion:
     return Conversion(rows_sql, personal_sql, columns)
 
 
-def _steps(mapping: Mapping, source: Source, file_format: str) -> tuple[str, list[str]]:
+def _steps(mapping: Mapping, source: Source) -> tuple[str, list[str]]:
     """The ``WITH src, txt, val`` prefix, and the error checks (``WHEN ...`` branches) over ``val``."""
     specs = mapping.specs()
     source_columns = list(dict.fromkeys(s.column for s in specs if s.column is not None))
@@ -79,9 +79,9 @@ def _steps(mapping: Mapping, source: Source, file_format: str) -> tuple[str, lis
     for i, spec in enumerate(specs):
         p = projected[spec.column] if spec.column is not None else None
         src += _source_exprs(i, spec, p)
-        txt.append(f"{_text_expr(i, spec, p, mapping, file_format)} AS t_{i}")
+        txt.append(f"{_text_expr(i, spec, p, mapping)} AS t_{i}")
         val.append(f"{_value_expr(i, spec, p, mapping)} AS v_{i}")
-        checks += _checks(i, spec, p, mapping, file_format)
+        checks += _checks(i, spec, p, mapping)
     steps = (
         f"WITH src AS (SELECT {', '.join(src)} FROM {relation}),\n"
         f"txt AS (SELECT *, {', '.join(txt)} FROM src),\n"
@@ -99,14 +99,15 @@ def _source_exprs(i: int, spec: FieldSpec, p: Projected | None) -> list[str]:
     return [f"{blank_is_null} AS o_{i}", f"{p.typed} AS y_{i}"]
 
 
-def _number_format(spec: FieldSpec, mapping: Mapping, file_format: str) -> tuple[str, str | None]:
-    csv = mapping.csv if file_format == "csv" else None
-    decimal = spec.decimal or (csv.decimal if csv else ".")
-    thousands = spec.thousands if spec.thousands is not None else (csv.thousands if csv else None)
+def _number_format(spec: FieldSpec, mapping: Mapping) -> tuple[str, str | None]:
+    """The field's own format, else the mapping's (``csv.decimal``, ``csv.thousands``): one source
+    writes its numbers one way, whether it sends a CSV file, JSON lines or a posted record."""
+    decimal = spec.decimal or mapping.csv.decimal
+    thousands = spec.thousands if spec.thousands is not None else mapping.csv.thousands
     return decimal, thousands
 
 
-def _text_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file_format: str) -> str:
+def _text_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping) -> str:
     text = f"o_{i}"
     if spec.map:
         whens = " ".join(
@@ -115,12 +116,16 @@ def _text_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, f
         other = text if spec.unmapped == "keep" else "NULL"
         text = f"(CASE {text} {whens} ELSE {other} END)"
     if spec.type == "decimal" and (p is None or p.kind == "text"):
-        decimal, thousands = _number_format(spec, mapping, file_format)
-        text = f"trim({text})"
+        decimal, thousands = _number_format(spec, mapping)
+        formatted = f"trim({text})"
         if thousands:
-            text = f"replace({text}, {quote_str(thousands)}, '')"
+            formatted = f"replace({formatted}, {quote_str(thousands)}, '')"
         if decimal != ".":
-            text = f"replace({text}, {quote_str(decimal)}, '.')"
+            formatted = f"replace({formatted}, {quote_str(decimal)}, '.')"
+        if p is not None and p.json:
+            # A JSON number is a number already: stripping '.' as thousands would multiply it.
+            return f"(CASE WHEN json_type(y_{i}) = 'VARCHAR' THEN {formatted} ELSE {text} END)"
+        return formatted
     return text
 
 
@@ -183,7 +188,7 @@ def _reason(spec: FieldSpec, message: str) -> str:
     return quote_str(f"{spec.label}: {message}")
 
 
-def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file_format: str) -> list[str]:
+def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping) -> list[str]:
     """``WHEN bad THEN {field, value, reason}`` branches, most basic problem first."""
     o, t, v = f"o_{i}", f"t_{i}", f"v_{i}"
     field = quote_str(spec.name)
@@ -216,7 +221,7 @@ def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file
         when(f"{t} IS NOT NULL AND {v} IS NULL", unparsed)
         when(f"{v} NOT BETWEEN TIMESTAMP '{TS_MIN}' AND TIMESTAMP '{TS_MAX}'", out_of_range)
     elif spec.type == "decimal":
-        decimal, thousands = _number_format(spec, mapping, file_format)
+        decimal, thousands = _number_format(spec, mapping)
         sep = f"'{decimal}' as decimal separator" + (f" and '{thousands}' for thousands" if thousands else "")
         too_big = _reason(spec, "too large for DECIMAL(18,4): at most 14 digits before the decimal point")
         not_number = _reason(spec, f"not a number; expected e.g. 1234{decimal}56 ({sep})")
