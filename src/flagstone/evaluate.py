@@ -578,12 +578,12 @@ def ratio(value: float | None) -> str:
 def render_scores(scores: list[RuleScore]) -> Table:
     per_pattern = bool(scores) and all(s.unit == "pattern" for s in scores)
     caption = (
-        "patterns: those of the typologies the rule targets; recall: of which one of the rule's alerts "
-        "covers at least half the records; precision: the rule's alerts holding a record of them; any: "
+        "patterns: those of the typologies the rule targets; found: of which one of the rule's alerts "
+        "covers at least half the records; prec.: the rule's alerts holding a record of them; any: "
         "holding any labelled record"
         if per_pattern
-        else "scenarios: those labelled for the rule or its typologies; recall: covered by the rule's "
-        "alerts; precision: the rule's alerts covering one of them; any: covering any suspicious "
+        else "scenarios: those labelled for the rule or its typologies; found: covered by the rule's "
+        "alerts; prec.: the rule's alerts covering one of them; any: covering any suspicious "
         "scenario; decoys: near misses that fired / planted (should be 0)"
     )
     table = Table(
@@ -595,7 +595,8 @@ def render_scores(scores: list[RuleScore]) -> Table:
         caption_justify="left",
     )
     table.add_column("rule", no_wrap=True)
-    names = ("patterns", "detected", "recall", "alerts", "precision", "any")
+    # Short headings keep the table inside 80 columns; the caption says what each one means.
+    names = ("patterns", "found", "recall", "alerts", "prec.", "any")
     for name in names if per_pattern else ("scenarios", *names[1:], "decoys"):
         table.add_column(name, justify="right", min_width=len(name))
     for s in scores:

@@ -171,6 +171,8 @@ class Store:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
             raise StoreError(f"{self.path}: cannot open store: {exc}") from exc
+        # DuckDB's own bar would interleave with Flagstone's (and fill logs); ours say what runs.
+        self.con.execute("SET enable_progress_bar = false")
         if not read_only:
             self.con.execute(SCHEMA)
             self._add_columns()
