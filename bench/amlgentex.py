@@ -3,9 +3,12 @@
 Ingests the transactions (without their labels) into a temporary store through
 mappings/amlgentex.yaml, scans the pack, and prints per typology how many laundering patterns are
 detected — an alert whose evidence covers at least half of a pattern's laundering transactions —
-and the precision of the pack's alerts (share whose evidence holds a laundering transaction).
+and touched (an alert's evidence holds one of its transactions), and the precision of the pack's
+alerts (share whose evidence holds a laundering transaction).
 
     .venv/bin/python bench/amlgentex.py [--data ../shared/data/amlgentex-dev]
+    .venv/bin/python bench/amlgentex.py --rules packs/aml-typologies/pass_through.yaml \
+        --set aml.pass_through.min_amount=500
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--rules", type=Path, default=REPO / "packs" / "aml-graph")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="RULE_ID.PARAM=VALUE, as for scan")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flagstone-amlgentex-"))
     try:
@@ -49,7 +53,7 @@ def main() -> None:
         ).fetchall()
         with Store(work / "store.duckdb") as store:
             print(ingest_file(store, export, REPO / "mappings" / "amlgentex.yaml", progress=False).summary())
-            rules = load_rules([args.rules])
+            rules = load_rules([args.rules], overrides=args.overrides)
             t = time.perf_counter()
             scan_store(store, rules, progress=False)
             print(f"scan: {len(rules)} rules in {time.perf_counter() - t:.1f}s")
@@ -67,6 +71,8 @@ def report(labels: list[tuple[str, str, int]], alerts: list[tuple[str, list[str]
         pattern_txs[pid].add(tx)
         typology_of[pid] = typology
     detected: set[int] = set()
+    touched: set[int] = set()
+    alerts_on: dict[str, int] = defaultdict(int)  # typology -> alerts whose evidence holds one of its txs
     per_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for rule_id, evidence in alerts:
         covered: dict[int, int] = defaultdict(int)
@@ -76,11 +82,18 @@ def report(labels: list[tuple[str, str, int]], alerts: list[tuple[str, list[str]
         per_rule[rule_id][0] += 1
         per_rule[rule_id][1] += bool(covered)
         detected |= {pid for pid, n in covered.items() if 2 * n >= len(pattern_txs[pid])}
-    print(f"{'typology':<16} detected / patterns")
+        touched |= set(covered)
+        for typology in {typology_of[pid] for pid in covered}:
+            alerts_on[typology] += 1
+    print(f"{'typology':<16} detected / patterns   touched   alerts on it")
     for typology in sorted(set(typology_of.values())):
         pids = [p for p, t in typology_of.items() if t == typology]
         hit = sum(p in detected for p in pids)
-        print(f"{typology:<16} {hit:>3} / {len(pids):<3} recall {hit / len(pids):.2f}")
+        seen = sum(p in touched for p in pids)
+        print(
+            f"{typology:<16} {hit:>3} / {len(pids):<3} recall {hit / len(pids):.2f}"
+            f"   {seen:>3} / {len(pids):<3} {alerts_on[typology]:>6}"
+        )
     total = sum(n for n, _ in per_rule.values())
     good = sum(g for _, g in per_rule.values())
     print(f"{'rule':<28} {'alerts':>7} {'with laundering':>16} {'precision':>9}")
