@@ -10,7 +10,9 @@ mappings/amlgentex.yaml and the pack is scanned. Printed, with the labels made f
   alerts of one scheme together, flagstone.schemes);
 - the pack's alerts and the cases they make, the largest case, and the time to link them.
 
-    .venv/bin/python bench/amlgentex.py [--data DIR ...] [--rules packs/aml-graph]
+    .venv/bin/python bench/amlgentex.py [--data DIR ...] [--rules packs/aml-graph] [--set RULE.PARAM=V]
+    .venv/bin/python bench/amlgentex.py --rules packs/aml-typologies/pass_through.yaml \
+        --set aml.pass_through.min_amount=500
 """
 
 from __future__ import annotations
@@ -49,12 +51,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, action="append", help="an AMLGentex set (repeatable; default both dev sets)")
     ap.add_argument("--rules", type=Path, default=REPO / "packs" / "aml-graph")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="RULE_ID.PARAM=VALUE, as for scan")
     args = ap.parse_args()
     console = Console(width=120, markup=False)
     for data in args.data or DEFAULT_SETS:
         work = Path(tempfile.mkdtemp(prefix="flagstone-amlgentex-"))
         try:
-            measure(data, args.rules, work, console)
+            measure(data, args.rules, args.overrides, work, console)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -75,12 +78,12 @@ def unlabelled(data: Path, work: Path) -> tuple[Path, Path]:
     return export, labels
 
 
-def measure(data: Path, rules_path: Path, work: Path, console: Console) -> None:
+def measure(data: Path, rules_path: Path, overrides: list[str], work: Path, console: Console) -> None:
     export, labels = unlabelled(data, work)
     console.rule(data.name)
     with Store(work / "store.duckdb") as store:
         console.print(ingest_file(store, export, REPO / "mappings" / "amlgentex.yaml", progress=False).summary())
-        rules = load_rules([rules_path])
+        rules = load_rules([rules_path], overrides=overrides)
         t = time.perf_counter()
         scan_store(store, rules, progress=False)
         console.print(f"scan: {len(rules)} rules in {time.perf_counter() - t:.1f}s")

@@ -14,7 +14,7 @@ from flagstone._yaml import LocatedYaml, load_located, load_text
 from flagstone.config import load_config
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
-from flagstone.rules import ir
+from flagstone.rules import ir, legs
 from flagstone.rules.expressions import to_predicate
 from flagstone.rules.kinds import KINDS
 from flagstone.rules.reader import (
@@ -193,7 +193,7 @@ def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.
         raise r.error("severity", f"severity must be one of {', '.join(ir.SEVERITIES)}", severity)
 
     params = read_params(r)
-    group_by = read_group_by(r)
+    group_by = read_group_by(r, legs.declared(r))
     r.profiles.update(read_profiles(r, params))
     match_scope = r.scope("match", params)
     match = to_predicate(r.text("match", "true"), match_scope)

@@ -182,15 +182,21 @@ def read_profiles(r: RuleReader, params: dict[str, ir.Value]) -> dict[str, ir.Pr
     return out
 
 
-def read_group_by(r: RuleReader) -> tuple[str, ...]:
-    raw = r.data.get("group_by", ["actor"])
+def read_group_by(r: RuleReader, legs: Mapping[str, ir.ValueType] | None = None) -> tuple[str, ...]:
+    """``group_by``; with the account view (``legs``: its fields) also by a leg field, and by
+    default by ``account``, the account whose legs are read."""
+    legs = legs or {}
+    raw = r.data.get("group_by", ["account"] if legs else ["actor"])
     fields = [raw] if isinstance(raw, str) else raw
     if not isinstance(fields, list) or not fields:
         raise r.error("group_by", "group_by must be a list of fields, e.g. [actor]", raw)
     for f in fields:
+        if isinstance(f, str) and f in legs:
+            continue
         col = EVENT_FIELDS.get(str(f))
         if col is None or col.type != "string" or f in ("event_id",):
-            allowed = ", ".join(c.name for c in EVENT_FIELDS.values() if c.type == "string" and c.name != "event_id")
+            text = [c.name for c in EVENT_FIELDS.values() if c.type == "string" and c.name != "event_id"]
+            allowed = ", ".join([*text, *legs])
             raise r.error("group_by", f"cannot group by '{f}' (text fields: {allowed})", f)
     return tuple(str(f) for f in fields)
 
