@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from amlgentex import unlabelled  # bench/ is the script's folder, so on the path
 
 from flagstone.engines.duckdb import DuckDBEngine
 from flagstone.evaluate import CURRENT_ALERTS_SQL, AlertTruth, alert_truth, load_labels
@@ -44,7 +45,6 @@ from flagstone.triage.measure import queue_measures
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
-TRANSACTIONS = "transactions_labelled.parquet"
 # A month holds more of a scheme than a week does (on both AMLGentex sets every candidate window
 # of 30 days could add at most 196/210 and 70/70 patterns, against 194 and 70 for 7 days);
 # 0.3 reads as "three in ten such windows are laundering", calibrated on the training set.
@@ -65,17 +65,7 @@ class Prepared:
 def prepare(data: Path, rules_path: Path, work: Path) -> Prepared:
     """Ingest a labelled set without its labels, scan, and compute features and truth per alert."""
     work.mkdir(parents=True)
-    export, labels_csv = work / "transactions.parquet", work / "patterns.csv"
-    source = data / TRANSACTIONS
-    # The export without its labels: neither rules nor features can see them.
-    duckdb.sql(
-        f"COPY (SELECT tx_id, tx_date, src, dst, is_a2a, channel, amount, bankOrig, bankDest FROM '{source}') "
-        f"TO '{export}' (FORMAT parquet)"
-    )
-    duckdb.sql(
-        f"COPY (SELECT pattern_id, typology, 'amlgentex' AS source, CAST(tx_id AS VARCHAR) AS event_id "
-        f"FROM '{source}' WHERE is_laundering) TO '{labels_csv}' (HEADER)"
-    )
+    export, labels_csv = unlabelled(data, work)
     with Store(work / "store.duckdb") as store:
         ingest_file(store, export, REPO / "mappings" / "amlgentex.yaml", progress=False)
         scan_store(store, load_rules([rules_path]), progress=False)

@@ -29,6 +29,22 @@ def kind_events(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
+@st.composite
+def ledger_events(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Events between accounts that both pay and receive (the counterparties are also actors),
+    some booked twice: a mirror of kind 'y' on the payee, with the same time, amount and currency
+    and its own id (which may sort before or after the original's)."""
+    out = draw(events(max_size=24))
+    for e in out:
+        e["counterparty"] = draw(st.sampled_from(["a", "b", "c", "k1", None]))
+    mirrors = []
+    for i, e in enumerate(out):
+        if e["counterparty"] is not None and draw(st.integers(0, 2)) == 0:
+            twin = f"{draw(st.integers(min_value=0, max_value=99)):02d}-m{i}"
+            mirrors.append({**e, "event_id": twin, "kind": "y", "actor": e["counterparty"], "counterparty": e["actor"]})
+    return out + mirrors
+
+
 def rule_text(**body: Any) -> str:
     return json.dumps({"id": "t.random", "version": 1, "title": "random", "severity": "low", **body})
 

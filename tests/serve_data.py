@@ -24,7 +24,12 @@ from flagstone.ingest import ingest_file
 from flagstone.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
-PACKS = [REPO / "packs" / p for p in ("aml", "precursors", "pep")]
+# Packs and the one rule of packs/aml-typologies that runs in real time (the others are deviation
+# and dormancy rules): a sequence over the account view.
+PACKS = [
+    *(REPO / "packs" / p for p in ("aml", "precursors", "pep")),
+    REPO / "packs" / "aml-typologies" / "pass_through.yaml",
+]
 SERVE_RULES = ["--rules", str(PACKS[0]), "--rules", str(PACKS[1])]
 
 

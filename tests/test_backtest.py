@@ -216,6 +216,7 @@ version: 1
 title: two payments of 100 or more within an hour
 severity: low
 kind: window
+typology: fan_in
 params:
   min_amount: 100
 match: amount >= $min_amount
@@ -269,13 +270,15 @@ def test_per_pattern_labels(pattern_store: Path, tmp_path: Path) -> None:
         result = run_backtest(st, [rule], labels, sweeps=["t.pairs.min_amount=100:200:100"])
     (row,) = result.rules
     s = row.score
-    assert (s.alerts, s.true_alerts, s.scenarios, s.detected) == (3, 2, 2, 1)
-    assert (s.precision, s.recall) == (pytest.approx(2 / 3), 0.5)
+    # The rule targets fan_in: P1 is its own (found), P2 a cycle; the alert on P2 is true for any
+    # rule but not for this one.
+    assert (s.alerts, s.true_alerts, s.true_any, s.scenarios, s.detected) == (3, 1, 2, 1, 1)
+    assert (s.precision, s.precision_any, s.recall) == (pytest.approx(1 / 3), pytest.approx(2 / 3), 1.0)
     assert row.per_1000 == pytest.approx(300.0)  # 3 alerts over the 10 events the store holds
     assert [(r.value, r.score.alerts) for r in result.sweeps[0].rows] == [(100, 3), (200, 0)]
     assert result.typologies == [
-        TypologyRecall("cycle", 1, {"t.pairs": 0}, 0),
-        TypologyRecall("fan_in", 1, {"t.pairs": 1}, 1),
+        TypologyRecall("cycle", 1, {"t.pairs": 0}, 0, 0, (), 0),
+        TypologyRecall("fan_in", 1, {"t.pairs": 1}, 1, 1, ("t.pairs",), 1),
     ]
     html = write_backtest_report(result, tmp_path / "bt.html").read_text(encoding="utf-8")
     assert "missed patterns" in html and "decoys fired" not in html and "Patterns detected by typology" in html
@@ -285,7 +288,8 @@ def test_per_pattern_labels(pattern_store: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["scan", "--store", str(pattern_store), "-r", str(rule)]).exit_code == 0
     shown = runner.invoke(app, ["evaluate", "--store", str(pattern_store), "--labels", str(labels)])
     assert shown.exit_code == 0, shown.output
-    assert "patterns" in shown.output and "0.67" in shown.output and "0.50" in shown.output
+    assert "patterns" in shown.output and "0.33" in shown.output and "0.67" in shown.output
+    assert "detected by typology" in shown.output  # the labels name typologies
     with Store(pattern_store, read_only=True) as st:
         (stored,) = evaluate_store(st, labels)
         page = write_report(st, tmp_path / "report.html", labels=labels).read_text(encoding="utf-8")

@@ -255,6 +255,35 @@ def test_jsonl_input(store: Store) -> None:
     assert json.loads(rows[0][3]) == ["a", "b"]
 
 
+def test_number_format_applies_to_text_in_every_format_and_never_to_numbers(store: Store) -> None:
+    """The mapping's decimal comma and thousands point read "1.234,56" in a JSON string and in a
+    Parquet text column as in CSV; a JSON number or a Parquet number is used as it is (stripping
+    '.' as thousands from 1234.56 would make it 123456)."""
+    mapping = """
+source: app
+csv: {decimal: ",", thousands: "."}
+fields: {event_id: id, ts: at, kind: {value: payment}, amount: amount, quantity: qty}
+"""
+    lines = [
+        {"id": "s", "at": "2024-07-01", "amount": "1.234,56", "qty": " 2,5 "},
+        {"id": "n", "at": "2024-07-01", "amount": 1234.56, "qty": 1e3},
+        {"id": "i", "at": "2024-07-01", "amount": -7, "qty": 0},
+    ]
+    ingest(store, "app.jsonl", "".join(json.dumps(x) + "\n" for x in lines), mapping)
+    table = pa.table({"id": ["ps", "pn"], "at": ["2024-07-01"] * 2, "amount": ["1.234,56", "-0,5"], "qty": [2.5, 3.0]})
+    pq.write_table(table, store.path.parent / "app.parquet")
+    (store.path.parent / "app.parquet.yaml").write_text(mapping.replace("source: app", "source: pq"))
+    ingest_file(store, store.path.parent / "app.parquet", store.path.parent / "app.parquet.yaml", progress=False)
+    rows = store.con.execute("SELECT event_id, amount, quantity FROM events ORDER BY event_id").fetchall()
+    assert rows == [
+        ("i", Decimal(-7), Decimal(0)),
+        ("n", Decimal("1234.56"), Decimal(1000)),
+        ("pn", Decimal("-0.5"), Decimal(3)),
+        ("ps", Decimal("1234.56"), Decimal("2.5")),
+        ("s", Decimal("1234.56"), Decimal("2.5")),
+    ]
+
+
 def test_parquet_input_with_typed_columns(store: Store) -> None:
     table = pa.table(
         {

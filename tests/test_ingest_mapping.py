@@ -58,6 +58,7 @@ def test_a_good_mapping_loads(tmp_path: Path) -> None:
         (("{value: EUR}", "{value: EURO}"), 10, "fields.currency.value", "unknown currency"),
         (("CASH_DEP: cash_deposit", "yes: cash_deposit"), 8, "fields.kind.map.True", "quotes"),
         (("amount: AMOUNT", "amount: {column: AMOUNT, format: iso}"), 9, "fields.amount.format", "timestamp"),
+        (("amount: AMOUNT", "amount: {column: AMOUNT, thousands: .}"), 9, "fields.amount.thousands", "must differ"),
         (("source: bank\n", ""), 1, None, "missing required key 'source'"),
         (("source: bank", "source: bank\ntarget: people"), 2, "target", "not one of"),
         (("fields:\n", "fields:\n  source: X\n"), 6, "fields.source", "top-level `source`"),
@@ -75,6 +76,15 @@ def test_mapping_errors_name_file_line_and_field(
     assert (e.line, e.field) == (line, field)
     assert message in str(e)
     assert str(e).startswith(f"{tmp_path / 'bank.yaml'}" + (f":{line}" if line else ""))
+
+
+def test_a_fields_decimal_mark_may_not_be_the_mappings_thousands_separator(tmp_path: Path) -> None:
+    text = GOOD.replace('delimiter: ";"', 'delimiter: ";"\n  thousands: ","')
+    with pytest.raises(MappingError) as err:
+        load(tmp_path, text.replace("amount: AMOUNT", 'amount: {column: AMOUNT, decimal: ","}'))
+    assert (err.value.line, err.value.field) == (10, "fields.amount")
+    assert "',' as both the decimal and the thousands separator" in str(err.value)
+    load(tmp_path, text.replace("amount: AMOUNT", 'amount: {column: AMOUNT, decimal: ",", thousands: "."}'))
 
 
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:

@@ -36,7 +36,16 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "window": [{"window": "3h", "aggregates": {"total": "sum(amount)", "n": "count(*)"}, "having": "n >= 2"}],
     "basket": [{"window": "4h", "categories": ["c1", "c2", "c3"], "min_distinct": 2}],
     "graph": [{**GRAPH, "typology": t} for t in TYPOLOGIES],
-    "sequence": [{"within": "3h", "first": "kind = 'x'", "then": "b.amount >= a.amount"}],
+    "sequence": [
+        {"within": "3h", "first": "kind = 'x'", "then": "b.amount >= a.amount"},
+        # The account view: money into an account (a credit on it, or a transfer naming it), then out.
+        {
+            "within": "3h",
+            "accounts": {"incoming": "kind = 'y'"},
+            "first": "direction = 'in'",
+            "then": "direction = 'out' and amount >= a.amount and other != a.other",
+        },
+    ],
     "deviation": [{"history": "12h", "min_history": 2, "having": "value > median"}],
     "dormancy": [{"dormant": "3h", "awake": "2h", "having": "events >= 1"}],
     # DETECTOR: a small trained detector model (tests/detector_model.py), made beside the rule files.
@@ -104,7 +113,15 @@ def test_every_kind_is_built_or_refused_on_every_engine(engine: str, rules: list
     if engine in ("duckdb", "spark"):
         assert built == {rule.meta.id for rule in rules}
     else:
-        assert built == {"t.condition.0", "t.window.0", "t.basket.0", "t.graph.0", "t.graph.1"}
+        assert built == {
+            "t.condition.0",
+            "t.window.0",
+            "t.basket.0",
+            "t.graph.0",
+            "t.graph.1",
+            "t.sequence.0",
+            "t.sequence.1",
+        }
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -17,7 +17,7 @@ from flagstone.audit import verify
 from flagstone.ingest import Pseudonymiser
 from flagstone.oversight import cases as ops
 from flagstone.oversight.goaml import validate
-from flagstone.oversight.schema import audit_entries, case_events, cases, vault
+from flagstone.oversight.schema import audit_entries, case_alerts, case_events, cases, vault
 from flagstone.oversight.sync import sync_alerts
 from flagstone.oversight.users import LoginError, authenticate, unlock
 from flagstone.oversight.workflow import StaleProposal, WorkflowError
@@ -247,6 +247,7 @@ def test_retention_holds_the_evidence_of_alerts_nobody_has_reviewed_yet(setup: S
     with s.ov.engine.begin() as con:
         alert_id = con.execute(select(cases.c.alert_id).where(cases.c.id == unsynced)).scalar_one()
         con.execute(delete(case_events).where(case_events.c.case_id == unsynced))
+        con.execute(delete(case_alerts).where(case_alerts.c.case_id == unsynced))
         con.execute(delete(cases).where(cases.c.id == unsynced))
     ops.act(s.ov, s.users["pat"], dismissed, "dismiss", "false positive")
     with Store(s.store) as st:

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from conftest import T0, ev, write_rule
 from hypothesis import HealthCheck, given, settings
+from kind_strategies import kind_events, ledger_events
 from rule_strategies import entities, events, rules
+from test_kind_sequence import PASS_THROUGH, accounts_rule, credits, one_sided, sequence_rule
 
 from flagstone.engines.realtime import RealtimeEngine, replay
 from flagstone.errors import UnsupportedError
@@ -33,6 +35,30 @@ def test_replay_equals_oracle(
     rule = load_rules([path]).rules[0]
     expected = sorted(run_rule(rule, evs, ents), key=_key)
     assert sorted(replay([rule], evs, ents), key=_key) == expected
+
+
+def _replay_equals_oracle(tmp: Path, rule_text: str, evs: list[dict[str, Any]], ents: dict[str, Any]) -> None:
+    path = tmp / "rule.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rule_text)
+    rule = load_rules([path]).rules[0]
+    assert sorted(replay([rule], evs, ents), key=_key) == sorted(run_rule(rule, evs, ents), key=_key)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rule_text=sequence_rule(), evs=kind_events(), ents=entities)
+def test_sequence_replay_equals_oracle(
+    tmp_path_factory: Any, rule_text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
+) -> None:
+    _replay_equals_oracle(tmp_path_factory.getbasetemp() / "realtime_sequence", rule_text, evs, ents)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rule_text=accounts_rule(), evs=ledger_events(), ents=entities)
+def test_account_view_replay_equals_oracle(
+    tmp_path_factory: Any, rule_text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
+) -> None:
+    _replay_equals_oracle(tmp_path_factory.getbasetemp() / "realtime_accounts", rule_text, evs, ents)
 
 
 def _window_rule(tmp: Path, evidence: str = "window") -> Any:
@@ -97,15 +123,8 @@ def test_memory_is_bounded_by_the_longest_window(tmp_path: Path) -> None:
 
 
 def test_unsupported_rules_name_rule_feature_and_engine(tmp_path: Path) -> None:
-    rule = write_rule(
-        tmp_path,
-        kind="sequence",
-        group_by=["actor"],
-        first="kind = 'x'",
-        then="kind = 'y'",
-        within="1d",
-    )
-    with pytest.raises(UnsupportedError, match=r"t\.rule.*sequence.*realtime"):
+    rule = write_rule(tmp_path, kind="deviation", history="1d", min_history=2, having="value > median")
+    with pytest.raises(UnsupportedError, match=r"t\.rule.*deviation.*realtime"):
         RealtimeEngine([rule])
 
 
@@ -115,3 +134,57 @@ def test_condition_rule_values_are_the_fields_it_reads(tmp_path: Path) -> None:
     d = engine.score({**ev("e1", 0, amount=150), "channel": "atm"})
     assert d.fired[0].values_dict == {"amount": 150, "channel": "atm"}
     assert d.fired[0].first_ts == d.fired[0].last_ts == T0
+
+
+def test_pass_through_decides_at_the_outgoing_payment() -> None:
+    engine = RealtimeEngine(load_rules([PASS_THROUGH]).rules)
+    first, second = (engine.score(e) for e in one_sided())
+    assert not first.fired
+    [alert] = second.fired
+    assert (alert.group_key, alert.evidence) == ("account=B", (("s", "t1"), ("s", "t2")))
+
+
+def test_pass_through_two_sided_in_real_time() -> None:
+    # Both bookings of each transfer, in time order: a credit and the transfer of the same instant
+    # pair at once, and the later of the two is left out.
+    engine = RealtimeEngine(load_rules([PASS_THROUGH]).rules)
+    (t1, t2), (c1, c2) = one_sided(), credits("c")
+    fired = [f for e in (c1, t1, c2, t2) for f in engine.score(e).fired]
+    assert [(f.group_key, f.fire, f.evidence) for f in fired] == [
+        ("account=B", ("s", "t2"), (("s", "c1"), ("s", "t2")))
+    ]
+
+
+def test_a_rolled_back_booking_leaves_no_trace() -> None:
+    # Undone, B's credit neither pairs with A's transfer (which would then be left out) nor
+    # remains a candidate.
+    engine = RealtimeEngine(load_rules([PASS_THROUGH]).rules)
+    (t1, t2), (c1, _) = one_sided(), credits("c")
+    engine.begin()
+    engine.score(c1)
+    engine.rollback()
+    fired = [f for e in (t1, t2) for f in engine.score(e).fired]
+    assert [f.evidence for f in fired] == [(("s", "t1"), ("s", "t2"))]
+
+
+def test_sequence_memory_is_bounded_by_within(tmp_path: Path) -> None:
+    """A month of hourly transfers between 20 accounts: the candidates held never exceed those of
+    the last 2 hours, and accounts with nothing left are forgotten."""
+    rule = write_rule(
+        tmp_path,
+        kind="sequence",
+        accounts={"incoming": "false"},
+        first="direction = 'in'",
+        then="direction = 'out' and amount >= a.amount",
+        within="2h",
+    )
+    engine = RealtimeEngine([rule], lateness=timedelta(0), evict_every=100)
+    most = 0
+    for hour in range(24 * 30):
+        for n in range(20):
+            payee = f"a{(n + hour) % 20}" if n % 2 else None  # half the accounts receive, every hour
+            engine.score(ev(f"{hour}-{n}", hour, kind="transfer", actor=f"a{n}", counterparty=payee, amount=1))
+        most = max(most, engine.state_events())
+    # Each hour holds 10 incoming legs; a 2-hour window holds at most two hours of them.
+    assert most <= 2 * 10
+    assert engine.open_groups() <= 20

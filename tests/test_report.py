@@ -142,6 +142,7 @@ def test_report_with_labels_has_evaluation(store: Store, tmp_path: Path) -> None
         "1.00",
         "2",
         "1.00",
+        "1.00",
         "0/0",
     ]
 

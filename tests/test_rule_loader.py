@@ -167,6 +167,10 @@ def test_basket_categories_from_list_parameters(tmp_path: Path) -> None:
     assert basket_values(rule) == ["p.a", "p.b", "c.z", "other"]
     rule = load_rules([write(tmp_path, WATCHED)], overrides=["t.watched.precursors=[p.q]"]).rules[0]
     assert basket_values(rule) == ["p.q", "c.a", "c.b", "other"]
+    # Other lists are another parameter set (their alerts get ids of their own); the same list is not.
+    assert rule.meta.param_set != ""
+    same = load_rules([write(tmp_path, WATCHED)], overrides=["t.watched.precursors=[p.a, p.b]"]).rules[0]
+    assert same.meta.param_set == ""
     one = WATCHED.replace("categories: [$precursors, $components, other]", "categories: $components")
     assert basket_values(load_rules([write(tmp_path, one)]).rules[0]) == ["c.a", "c.b"]
 

@@ -98,3 +98,60 @@ def test_missing_store_is_a_clear_error(tmp_path: Path, command: list[str]) -> N
     result = CliRunner().invoke(app, [*command, "--store", str(missing)])
     assert result.exit_code == 2 and "no such store" in result.output
     assert not missing.exists()
+
+
+def test_parameters_are_part_of_what_identifies_alerts(store: Store, tmp_path: Path) -> None:
+    # Re-scanning with other thresholds keeps the first alerts but does not mix them in: evaluate
+    # and report count one parameter set per rule, the latest, unless told which.
+    from flagstone.evaluate import current_alerts_sql, evaluate_store
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "scenario_id,rule_id,label,source,event_id\ns1,aml.structuring,suspicious,s,d1\n"
+        "s2,aml.structuring,suspicious,s,n1\n"
+    )
+    own = load_rules([AML])
+    scan_store(store, own, progress=False)
+    first = {a for (a,) in store.con.execute("SELECT alert_id FROM alerts").fetchall()}
+    assert own.by_id("aml.structuring").meta.param_set == ""  # the file's own: ids as they always were
+
+    two = load_rules([AML], overrides=["aml.structuring.min_deposits=2"])
+    set_id = two.by_id("aml.structuring").meta.param_set
+    assert len(set_id) == 12
+    result = scan_store(store, two, progress=False)
+    assert f"aml.structuring v1 (parameter set {set_id}): 2 alerts (2 new)" in "\n".join(result.summary_lines())
+    # The same finding (actor a) under other parameters is another alert; both are kept.
+    assert store.scalar("SELECT count(*) FROM alerts WHERE rule_id = 'aml.structuring'") == 3
+
+    def current(param_sets: dict[str, str] | None = None) -> set[str]:
+        sql = current_alerts_sql(param_sets)
+        return {
+            a
+            for (a,) in store.con.execute(f"SELECT alert_id FROM ({sql}) WHERE rule_id = 'aml.structuring'").fetchall()
+        }
+
+    latest = current()
+    assert len(latest) == 2 and not latest & first
+    assert current({"aml.structuring": ""}) == first  # told otherwise: the file's own
+    (score,) = [s for s in evaluate_store(store, labels) if s.rule_id == "aml.structuring"]
+    assert (score.alerts, score.detected) == (2, 2)
+    (score,) = [
+        s for s in evaluate_store(store, labels, param_sets={"aml.structuring": ""}) if s.rule_id == "aml.structuring"
+    ]
+    assert (score.alerts, score.detected) == (1, 1)
+
+    # Back to the file's own: nothing new is stored, and those are current again.
+    again = scan_store(store, own, progress=False)
+    assert sum(o.new for o in again.outcomes) == 0 and current() == first
+
+    cli = CliRunner()
+    path = str(store.path)
+    store.close()
+    shown = cli.invoke(
+        app, ["evaluate", "--store", path, "--labels", str(labels), "--param-set", f"aml.structuring={set_id}"]
+    )
+    assert shown.exit_code == 0, shown.output
+    row = next(line.split() for line in shown.output.splitlines() if line.strip().startswith("aml.structuring"))
+    assert row[1:5] == ["2", "2", "1.00", "2"]
+    bad = cli.invoke(app, ["evaluate", "--store", path, "--labels", str(labels), "--param-set", "nonsense"])
+    assert bad.exit_code != 0 and "--param-set" in bad.output

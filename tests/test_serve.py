@@ -93,7 +93,12 @@ def test_records_in_their_mapping_give_the_batch_scans_alerts(
     decisions = [f.result() for f in futures]
     expected = _alerts(batch_store)
     assert len(expected) > 15  # one precursor basket now, where there were two
-    assert {a[1] for a in expected} >= {"aml.structuring", "precursors.basket", "pep.spending_above_income"}
+    assert {a[1] for a in expected} >= {
+        "aml.structuring",
+        "precursors.basket",
+        "pep.spending_above_income",
+        "aml.pass_through",
+    }
     assert _alerts(service) == expected
     assert sum(len(d[0]["alerts"]) for d in decisions) == len(expected)
     assert _count(service, "events") == len(records)

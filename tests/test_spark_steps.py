@@ -1,4 +1,5 @@
-"""The Spark engine against the oracle on random sequence, dormancy and deviation rules.
+"""The Spark engine against the oracle on random sequence (with and without the account view),
+dormancy and deviation rules.
 
 The rules and events are those of the kinds' own DuckDB-vs-oracle property tests (coarse time
 grid, ties, exact window edges, NULLs, self-transfers, peer groups); fewer examples, since each
@@ -14,11 +15,11 @@ from typing import Any
 import pytest
 from conftest import HAVE_SPARK, ev, write_rule
 from hypothesis import HealthCheck, given, settings
-from kind_strategies import kind_events
+from kind_strategies import kind_events, ledger_events
 from rule_strategies import entities
 from test_kind_deviation import deviation_rule
 from test_kind_dormancy import dormancy_rule
-from test_kind_sequence import sequence_rule
+from test_kind_sequence import accounts_rule, sequence_rule
 
 from flagstone.rules import load_rules
 from flagstone.rules.oracle import run_rule
@@ -52,6 +53,14 @@ def test_sequence_spark_equals_oracle(
     spark: Any, tmp_path_factory: Any, text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
 ) -> None:
     spark_equals_oracle(spark, tmp_path_factory, "sequence", text, evs, ents)
+
+
+@SETTINGS
+@given(text=accounts_rule(), evs=ledger_events(), ents=entities)
+def test_account_view_spark_equals_oracle(
+    spark: Any, tmp_path_factory: Any, text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
+) -> None:
+    spark_equals_oracle(spark, tmp_path_factory, "accounts", text, evs, ents)
 
 
 @SETTINGS

@@ -40,14 +40,32 @@ ALERT_COLUMNS = (
 )
 
 
-def alert_id(f: Finding) -> str:
-    """Stable across re-scans: the same rule version firing at the same event is the same alert."""
-    return _alert_id(f, f.group_key)
+def alert_id(f: Finding, param_set: str = "") -> str:
+    """Stable across re-scans: the same rule version with the same parameters (``param_set``,
+    ``RuleMeta.param_set``) firing at the same event is the same alert. The rule file's own
+    parameters add nothing to the key, so those alerts keep the ids they always had."""
+    return _alert_id(f, f.group_key, param_set)
 
 
-def _alert_id(f: Finding, group_key: str) -> str:
-    key = "\x1f".join([f.rule_id, str(f.rule_version), group_key, *f.fire])
-    return hashlib.sha256(key.encode()).hexdigest()[:24]
+def _alert_id(f: Finding, group_key: str, param_set: str) -> str:
+    parts = [f.rule_id, str(f.rule_version), group_key, *f.fire]
+    if param_set:
+        parts.append(f"params={param_set}")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def scan_record(rule: ir.Rule, **extra: str) -> dict[str, Any]:
+    """What a scan records of each rule it runs (``scans.rules``): which rule, its version, file,
+    the typologies it targets and the parameters it ran with (effective values and their set)."""
+    return {
+        "id": rule.meta.id,
+        "version": rule.meta.version,
+        "path": rule.meta.path,
+        "typologies": list(rule.meta.typologies),
+        "param_set": rule.meta.param_set,
+        "params": {k: json_value(v) for k, v in rule.meta.params},
+        **extra,
+    }
 
 
 def format_value(value: Any) -> str:
@@ -102,7 +120,7 @@ def alert_rows(rule: ir.Rule, findings: Iterable[Finding], scan_id: int) -> list
         group_key = f.group_key
         rows.append(
             {
-                "alert_id": _alert_id(f, group_key),
+                "alert_id": _alert_id(f, group_key, rule.meta.param_set),
                 "scan_id": scan_id,
                 "rule_id": f.rule_id,
                 "rule_version": f.rule_version,

@@ -20,13 +20,25 @@ from pathlib import Path
 
 import pyarrow as pa
 from rich import box
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from flagstone.engines import DuckDBEngine
 from flagstone.errors import InputError
-from flagstone.evaluate import Labels, RuleScore, TypologyRecall, load_labels, ratio, score_alerts, typology_recall
+from flagstone.evaluate import (
+    LabelFormat,
+    Labels,
+    RuleScore,
+    TypologyRecall,
+    decoys_cell,
+    load_labels,
+    ratio,
+    recall_cell,
+    render_typologies,
+    score_alerts,
+    typology_recall,
+)
 from flagstone.rules import Rule, RuleSet, load_rules
 from flagstone.rules.finding import Finding
 from flagstone.rules.ir import Value
@@ -144,11 +156,11 @@ class Sweep:
 class BacktestResult:
     store: Path
     labels: Path
-    label_format: str
+    label_format: LabelFormat
     events: int  # every event the store holds, whatever the rules match
     rules: list[BacktestRow] = field(default_factory=list)
     sweeps: list[Sweep] = field(default_factory=list)
-    typologies: list[TypologyRecall] = field(default_factory=list)  # per-pattern labels only
+    typologies: list[TypologyRecall] = field(default_factory=list)  # labels that name typologies only
     seconds: float = 0.0
 
 
@@ -180,14 +192,16 @@ class _Runner:
         if keep is not None:
             keep.append(alerts)
         with self._view(alerts) as view:
-            (score,) = score_alerts(self.con, f"SELECT * FROM {view}", self.labels, [rule.meta.id])
+            targets = {rule.meta.id: rule.meta.typologies}
+            (score,) = score_alerts(self.con, f"SELECT * FROM {view}", self.labels, [rule.meta.id], targets)
         return BacktestRow(rule.meta.id, value, score, self.events)
 
-    def typologies(self, alerts: list[pa.Table], rule_ids: list[str]) -> list[TypologyRecall]:
-        if self.labels.format != "pattern" or not alerts:
+    def typologies(self, alerts: list[pa.Table], rules: Sequence[Rule]) -> list[TypologyRecall]:
+        if self.labels.names != "typology" or not alerts:
             return []
+        targets = {r.meta.id: r.meta.typologies for r in rules}
         with self._view(pa.concat_tables(alerts)) as view:
-            return typology_recall(self.con, f"SELECT * FROM {view}", self.labels, rule_ids)
+            return typology_recall(self.con, f"SELECT * FROM {view}", self.labels, list(targets), targets)
 
     @contextmanager
     def _view(self, table: pa.Table) -> Iterator[str]:
@@ -233,14 +247,14 @@ def run_backtest(
     runner = _Runner(store, labels, events)
     result = BacktestResult(store.path, Path(labels_path), labels.format, events)
     total = len(ruleset) + sum(len(s.values) for s in specs)
-    kept: list[pa.Table] | None = [] if labels.format == "pattern" else None
+    kept: list[pa.Table] | None = [] if labels.names == "typology" else None
     with _bar(total, progress) as (bar, task):
         for rule in ruleset:
             bar.update(task, description=rule.meta.id)
             result.rules.append(runner.row(rule, None, kept))
             bar.advance(task)
         if kept is not None:
-            result.typologies = runner.typologies(kept, [r.meta.id for r in ruleset])
+            result.typologies = runner.typologies(kept, list(ruleset))
             kept = None
         configured_rows = {row.rule_id: row for row in result.rules}
         for spec, current in zip(specs, configured, strict=True):
@@ -263,23 +277,20 @@ def _per_1000(row: BacktestRow) -> str:
     return "–" if row.per_1000 is None else f"{row.per_1000:.3f}"
 
 
-def _cells(row: BacktestRow, per_pattern: bool) -> list[str]:
+def _cells(row: BacktestRow, per_pattern: bool) -> list[str | Text]:
     s = row.score
-    recall = ratio(s.recall)
-    if s.recall is not None and s.recall < 1:
-        recall = f"[yellow]{recall}[/]"
-    cells = [
+    cells: list[str | Text] = [
         f"{s.alerts:,}",
         _per_1000(row),
         f"{s.true_alerts:,}",
         f"{row.false_alerts:,}",
         ratio(s.precision),
+        ratio(s.precision_any),
         f"{s.detected}/{s.scenarios}",
-        recall,
+        recall_cell(s.recall),
     ]
     if not per_pattern:
-        fired = f"{s.decoys_fired}/{s.decoys}"
-        cells.append(f"[bold red]{fired}[/]" if s.decoys_fired else fired)
+        cells.append(decoys_cell(s))
     return cells
 
 
@@ -293,6 +304,7 @@ def _table(title: str, first: str, per_pattern: bool, caption: str | None = None
         "true",
         "false",
         "prec.",
+        "any",
         "found",
         "recall",
         *(() if per_pattern else ("decoys",)),
@@ -306,23 +318,24 @@ def render_backtest(result: BacktestResult) -> list[Table]:
     per_pattern = result.label_format == "pattern"
     unit = "patterns" if per_pattern else "scenarios"
     found = (
-        "patterns of which one alert holds at least half the records / all patterns"
+        "targeted patterns of which one alert holds at least half the records / all of them"
         if per_pattern
         else "the rule's suspicious scenarios an alert overlaps / all of them"
     )
     caption = (
         f"per 1k: alerts per 1,000 events the store holds ({result.events:,}); true / false: alerts whose "
-        f"evidence does / does not hold a labelled {'' if per_pattern else 'suspicious '}{unit[:-1]}'s record; "
-        f"prec.: true / alerts; found: {found}; recall: found as a share"
+        f"evidence does / does not hold a record of a {'' if per_pattern else 'suspicious '}{unit[:-1]} the rule "
+        f"targets (its id or its typologies); prec.: true / alerts; any: the same for a {unit[:-1]} of any rule "
+        f"or typology; found: {found}; recall: found as a share"
         + ("" if per_pattern else "; decoys: near misses that fired / planted")
         + ". No alert was written to the store."
     )
     tables = [_table(f"Backtest against {result.labels.name}", "rule", per_pattern, caption)]
     for row in result.rules:
-        tables[0].add_row(escape(row.rule_id), *_cells(row, per_pattern))
+        tables[0].add_row(Text(row.rule_id), *_cells(row, per_pattern))
     for sweep in result.sweeps:
         table = _table(
-            f"Sweep of {escape(sweep.rule_id)} {sweep.param}",
+            f"Sweep of {sweep.rule_id} {sweep.param}",
             sweep.param,
             per_pattern,
             f"* the configured value, {sweep.configured}",
@@ -332,31 +345,5 @@ def render_backtest(result: BacktestResult) -> list[Table]:
             table.add_row(f"{row.value}{mark}", *_cells(row, per_pattern))
         tables.append(table)
     if result.typologies:
-        tables.append(_typology_table(result.typologies))
+        tables.append(render_typologies(result.typologies, result.label_format))
     return tables
-
-
-def _typology_table(typologies: list[TypologyRecall]) -> Table:
-    table = Table(
-        title="Patterns detected by typology",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        padding=0,
-        caption="detected: by one alert of any rule as configured; best rules: those detecting most",
-        caption_justify="left",
-    )
-    table.add_column("typology", no_wrap=True)
-    for name in ("patterns", "detected", "recall"):
-        table.add_column(name, justify="right", min_width=len(name))
-    table.add_column("best rules")
-    for t in typologies:
-        top = max(t.by_rule.values(), default=0)
-        best = ", ".join(f"{escape(r)} {n}" for r, n in t.by_rule.items() if n == top and n) or "–"
-        table.add_row(
-            escape(t.typology),
-            str(t.patterns),
-            str(t.any_rule),
-            ratio(t.any_rule / t.patterns if t.patterns else None),
-            best,
-        )
-    return table

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flagstone.alerts import alert_rows, insert_alerts
+from flagstone.alerts import alert_rows, insert_alerts, scan_record
 from flagstone.engines import DuckDBEngine
 from flagstone.rules import RuleSet
+from flagstone.schemes import store_schemes
 from flagstone.store import Store
 
 
@@ -22,6 +23,7 @@ class RuleOutcome:
     alerts: int
     new: int
     seconds: float
+    param_set: str = ""  # RuleMeta.param_set: "" for the rule file's own parameters
 
 
 @dataclass
@@ -31,6 +33,7 @@ class ScanResult:
     outcomes: list[RuleOutcome] = field(default_factory=list)
     seconds: float = 0.0
     # The active triage model, if any, and the new alerts it scored (in ``scoring_seconds``).
+    schemes: int = 0  # schemes over every stored alert after the scan (flagstone.schemes)
     model_id: str | None = None
     scored: int = 0
     scoring_seconds: float = 0.0
@@ -41,11 +44,13 @@ class ScanResult:
 
     def summary_lines(self) -> list[str]:
         lines = [
-            f"{o.rule_id} v{o.version}: {o.alerts} alerts ({o.new} new) in {o.seconds:.2f}s" for o in self.outcomes
+            f"{o.rule_id} v{o.version}{f' (parameter set {o.param_set})' if o.param_set else ''}: "
+            f"{o.alerts} alerts ({o.new} new) in {o.seconds:.2f}s"
+            for o in self.outcomes
         ]
         lines.append(
             f"scan {self.scan_id}: {len(self.outcomes)} rules over {self.events:,} events, "
-            f"{self.alerts} alerts in {self.seconds:.1f}s"
+            f"{self.alerts} alerts in {self.seconds:.1f}s; the store's alerts form {self.schemes:,} schemes"
         )
         if self.model_id:
             lines.append(
@@ -62,7 +67,7 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
     """Every rule on the DuckDB engine; alerts already stored (same alert id) are kept, not doubled."""
     con = store.con
     scan_id = store.next_id("scans", "scan_id")
-    rules_meta = [{"id": r.meta.id, "version": r.meta.version, "path": r.meta.path} for r in ruleset]
+    rules_meta = [scan_record(r) for r in ruleset]
     con.execute(
         "INSERT INTO scans (scan_id, started_at, rules) VALUES (?, ?, ?)", [scan_id, _now(), json.dumps(rules_meta)]
     )
@@ -87,11 +92,14 @@ def scan_store(store: Store, ruleset: RuleSet, *, progress: bool = True) -> Scan
             with store.transaction():
                 new = insert_alerts(store, alert_rows(rule, findings, scan_id))
             result.outcomes.append(
-                RuleOutcome(rule.meta.id, rule.meta.version, len(findings), new, time.perf_counter() - t0)
+                RuleOutcome(
+                    rule.meta.id, rule.meta.version, len(findings), new, time.perf_counter() - t0, rule.meta.param_set
+                )
             )
             bar.advance(task)
     result.seconds = time.perf_counter() - started
     con.execute("UPDATE scans SET finished_at = ?, alerts = ? WHERE scan_id = ?", [_now(), result.alerts, scan_id])
+    result.schemes = store_schemes(store)
     _score_new(store, result)
     return result
 

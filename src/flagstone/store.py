@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from flagstone.errors import StoreError
 from flagstone.events import CATALOGUE_COLUMNS, DECIMAL_SQL, ENTITY_COLUMNS, EVENT_COLUMNS, Column
@@ -119,6 +120,10 @@ CREATE TABLE IF NOT EXISTS triage_models (
   files JSON NOT NULL,
   active BOOLEAN NOT NULL DEFAULT FALSE
 );
+CREATE TABLE IF NOT EXISTS schemes (
+  alert_id VARCHAR PRIMARY KEY,
+  scheme_id VARCHAR NOT NULL
+);
 CREATE TABLE IF NOT EXISTS case_outcomes (
   account VARCHAR NOT NULL,
   outcome VARCHAR NOT NULL,
@@ -166,6 +171,8 @@ class Store:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
             raise StoreError(f"{self.path}: cannot open store: {exc}") from exc
+        # DuckDB's own bar would interleave with Flagstone's (and fill logs); ours say what runs.
+        self.con.execute("SET enable_progress_bar = false")
         if not read_only:
             self.con.execute(SCHEMA)
             self._add_columns()
@@ -200,6 +207,17 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+    def replace_rows(self, table: str, rows: pa.Table) -> None:
+        """Replace every row of ``table`` with ``rows`` (its columns, in order), in one transaction."""
+        view = f"new_{table}"
+        with self.transaction() as con:
+            con.execute(f"DELETE FROM {table}")
+            con.register(view, rows)
+            try:
+                con.execute(f"INSERT INTO {table} SELECT {', '.join(rows.column_names)} FROM {view}")
+            finally:
+                con.unregister(view)
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         """The one value a query returns (fetching it whole, so no result is left open)."""

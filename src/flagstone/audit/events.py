@@ -98,6 +98,17 @@ class CaseCreated(AuditEvent):
 
 
 @dataclass(frozen=True)
+class AlertJoinedCase(AuditEvent):
+    """A new alert of the same scheme as an open case's alerts was added to that case (schemes.py)."""
+
+    action = "alert_joined_case"
+    target_field = "case_id"
+    case_id: int
+    alert_id: str
+    rule_id: str
+
+
+@dataclass(frozen=True)
 class AlertViewed(AuditEvent):
     action = "alert_viewed"
     target_field = "case_id"

@@ -41,6 +41,16 @@ def alerts(
         err.print(f"wrote {n} alerts to {out_path}")
 
 
+ParamSetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param-set",
+        help="RULE_ID=SET: count that rule's alerts of this parameter set (as `flagstone scan` prints it, or "
+        "`file` for the rule file's own) instead of those of its latest scan (repeatable).",
+    ),
+]
+
+
 @friendly
 def evaluate(
     labels: Annotated[
@@ -52,14 +62,41 @@ def evaluate(
         ),
     ],
     store: StoreOpt = None,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rules",
+            "-r",
+            help="Rule files or packs whose `typology` declarations say what each rule targets "
+            "(default: as the latest scan of each rule recorded them).",
+        ),
+    ] = None,
+    param_set: ParamSetOpt = None,
 ) -> None:
-    """Per-rule precision and recall of the stored alerts against labelled scenarios or patterns."""
-    from flagstone.evaluate import evaluate_store, render_scores
+    """Per-rule precision and recall of the stored alerts against labelled scenarios or patterns.
+
+    Each rule is scored on what it targets (scenarios labelled with its id, and the typologies it
+    declares), with the precision over any labelled record beside it; labels that name typologies
+    add a table per typology (docs/backtest.md)."""
+    from flagstone.evaluate import (
+        evaluate_store,
+        evaluate_typologies,
+        load_labels,
+        parse_param_sets,
+        render_scores,
+        render_typologies,
+    )
+    from flagstone.rules import load_rules
     from flagstone.store import Store
 
+    targets = {r.meta.id: r.meta.typologies for r in load_rules(rules)} if rules else None
+    chosen = parse_param_sets(param_set or [])
     with Store(store, read_only=True) as st:
-        scores = evaluate_store(st, labels)
+        scores = evaluate_store(st, labels, targets, param_sets=chosen)
+        typologies = evaluate_typologies(st, labels, targets, param_sets=chosen)
     out.print(render_scores(scores))
+    if typologies:
+        out.print(render_typologies(typologies, load_labels(labels).format))
 
 
 @friendly
@@ -110,16 +147,19 @@ def report(
     labels: Annotated[
         Path | None, typer.Option("--labels", help="Optional labels.csv to include precision/recall.")
     ] = None,
+    param_set: ParamSetOpt = None,
 ) -> None:
     """Write one self-contained HTML report (opens offline): alerts over time, severities, top groups,
     and each alert's evidence timeline."""
     from flagstone.audit.events import Exported
+    from flagstone.evaluate import parse_param_sets
     from flagstone.oversight.activity import record
     from flagstone.report import write_report
     from flagstone.store import Store
 
+    chosen = parse_param_sets(param_set or [])
     with Store(store, read_only=True) as st:
-        path = write_report(st, out_path, labels=labels)
+        path = write_report(st, out_path, labels=labels, param_sets=chosen)
         n = int(st.scalar("SELECT count(*) FROM alerts"))
         store_path = st.path
     record(store_path, [Exported("report (html)", str(path), n)])

@@ -22,10 +22,12 @@ def ingest(
 ) -> None:
     """Load files into the store: validate, quarantine bad records, pseudonymise identifiers.
 
-    Prints one reconciliation line per file: read N = loaded L + quarantined Q + duplicates D.
+    Prints one reconciliation line per file: read N = loaded L + quarantined Q + duplicates D;
+    under it, when records were quarantined, the most frequent reasons, each with an example.
     Loading the same file twice adds nothing; a killed ingest leaves the store as it was.
     """
     from flagstone.audit.events import Ingested
+    from flagstone.cli.quarantine import top_reasons
     from flagstone.ingest import ingest_file
     from flagstone.oversight.activity import record
     from flagstone.store import Store, resolve_store_path
@@ -36,6 +38,9 @@ def ingest(
             for f in files:
                 r = ingest_file(st, f, mapping, batch_size=batch_size, progress=not quiet)
                 out.print(printable(r.summary()), markup=False, highlight=False, soft_wrap=True)
+                if r.quarantined:  # why, at once: "quarantined 121825" alone leaves a new user guessing
+                    for line in top_reasons(st, r.batch_id, store):
+                        out.print(line, markup=False, highlight=False, soft_wrap=True)
                 loaded.append(Ingested(r.source, r.file, r.batch_id, r.read, r.loaded, r.quarantined, r.duplicates))
     finally:  # the files loaded before a failure are audited too; the case database is opened once
         if loaded:

@@ -45,13 +45,13 @@ class Conversion:
     columns: tuple[Column, ...]  # canonical output columns, in table order
 
 
-def build(mapping: Mapping, source: Source, file_format: str) -> Conversion:
+def build(mapping: Mapping, source: Source) -> Conversion:
     specs = mapping.specs()
     # The reference tables carry `source` too, though it is not one of their documented columns.
     columns = mapping.columns
     if "source" not in {c.name for c in columns}:
         columns = (*columns, EVENT_FIELDS["source"])
-    steps, checks = _steps(mapping, source, file_format)
+    steps, checks = _steps(mapping, source)
     index = {s.name: i for i, s in enumerate(specs)}
 
     joins = [f"LEFT JOIN {PSEUDONYMS} AS pz_{i} ON pz_{i}.v = val.v_{i}" for i, s in enumerate(specs) if s.personal]
@@ -69,7 +69,7 @@ def build(mapping: Mapping, source: Source, file_format: str) -> Conversion:
     return Conversion(rows_sql, personal_sql, columns)
 
 
-def _steps(mapping: Mapping, source: Source, file_format: str) -> tuple[str, list[str]]:
+def _steps(mapping: Mapping, source: Source) -> tuple[str, list[str]]:
     """The ``WITH src, txt, val`` prefix, and the error checks (``WHEN ...`` branches) over ``val``."""
     specs = mapping.specs()
     source_columns = list(dict.fromkeys(c for s in specs for c in s.reads))
@@ -83,14 +83,15 @@ def _steps(mapping: Mapping, source: Source, file_format: str) -> tuple[str, lis
     for i, spec in enumerate(specs):
         p = projected[spec.column] if spec.column is not None else None
         src += _source_exprs(i, spec, p)
-        text = _text_expr(i, spec, p, mapping, file_format)
+        text = _text_expr(i, spec, p, mapping)
         if spec.compute is not None:
-            src += [f"{_blank_is_null(projected[c].text)} AS a_{i}_{k}" for k, c in enumerate(spec.compute.operands)]
-            result, more = _compute_steps(i, spec, projected, mapping, file_format, computed)
+            for k, c in enumerate(spec.compute.operands):  # each operand's text and its typed value
+                src += [f"{_blank_is_null(projected[c].text)} AS a_{i}_{k}", f"{projected[c].typed} AS b_{i}_{k}"]
+            result, more = _compute_steps(i, spec, projected, mapping, computed)
             text, checks = _compute.units_text(result), checks + more
         txt.append(f"{text} AS t_{i}")
         val.append(f"{_value_expr(i, spec, p, mapping)} AS v_{i}")
-        checks += _checks(i, spec, p, mapping, file_format)
+        checks += _checks(i, spec, p, mapping)
     ctes = [f"src AS (SELECT {', '.join(src)} FROM {relation})"]
     for h, columns in enumerate(computed):
         ctes.append(f"cmp{h} AS (SELECT *, {', '.join(columns)} FROM {'src' if h == 0 else f'cmp{h - 1}'})")
@@ -104,7 +105,6 @@ def _compute_steps(
     spec: FieldSpec,
     projected: dict[str, Projected],
     mapping: Mapping,
-    file_format: str,
     computed: list[list[str]],
 ) -> tuple[str, list[str]]:
     """Add field ``i``'s computation to the steps (``computed[h]``: the columns of step h); return
@@ -117,7 +117,7 @@ def _compute_steps(
     checks: list[str] = []
     for k, column in enumerate(spec.compute.operands):
         a = f"a_{i}_{k}"
-        number = _number_text(a, spec, projected[column], mapping, file_format)
+        number = _number_text(a, f"b_{i}_{k}", spec, projected[column], mapping)
         computed[0].append(f"{_compute.units_sql(number)} AS u_{i}_{k}")
         units[column] = f"u_{i}_{k}"
         d12, d24 = f"try_cast({number} AS DECIMAL(38,12))", f"try_cast({number} AS DECIMAL(38,24))"
@@ -159,14 +159,15 @@ def _blank_is_null(text: str) -> str:
     return f"CASE WHEN regexp_full_match({text}, '\\s*') THEN NULL ELSE {text} END"
 
 
-def _number_format(spec: FieldSpec, mapping: Mapping, file_format: str) -> tuple[str, str | None]:
-    csv = mapping.csv if file_format == "csv" else None
-    decimal = spec.decimal or (csv.decimal if csv else ".")
-    thousands = spec.thousands if spec.thousands is not None else (csv.thousands if csv else None)
+def _number_format(spec: FieldSpec, mapping: Mapping) -> tuple[str, str | None]:
+    """The field's own format, else the mapping's (``csv.decimal``, ``csv.thousands``): one source
+    writes its numbers one way, whether it sends a CSV file, JSON lines or a posted record."""
+    decimal = spec.decimal or mapping.csv.decimal
+    thousands = spec.thousands if spec.thousands is not None else mapping.csv.thousands
     return decimal, thousands
 
 
-def _text_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file_format: str) -> str:
+def _text_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping) -> str:
     text = f"o_{i}"
     if spec.map:
         whens = " ".join(
@@ -175,21 +176,25 @@ def _text_expr(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, f
         other = text if spec.unmapped == "keep" else "NULL"
         text = f"(CASE {text} {whens} ELSE {other} END)"
     if spec.type == "decimal":
-        return _number_text(text, spec, p, mapping, file_format)
+        return _number_text(text, f"y_{i}", spec, p, mapping)
     return text
 
 
-def _number_text(text: str, spec: FieldSpec, p: Projected | None, mapping: Mapping, file_format: str) -> str:
-    """A number's text with the thousands separator removed and '.' as the decimal point."""
+def _number_text(text: str, typed: str, spec: FieldSpec, p: Projected | None, mapping: Mapping) -> str:
+    """A number's text (``typed``: its value as the source has it) with the thousands separator
+    removed and '.' as the decimal point."""
     if p is not None and p.kind != "text":
         return text
-    decimal, thousands = _number_format(spec, mapping, file_format)
-    text = f"trim({text})"
+    decimal, thousands = _number_format(spec, mapping)
+    formatted = f"trim({text})"
     if thousands:
-        text = f"replace({text}, {quote_str(thousands)}, '')"
+        formatted = f"replace({formatted}, {quote_str(thousands)}, '')"
     if decimal != ".":
-        text = f"replace({text}, {quote_str(decimal)}, '.')"
-    return text
+        formatted = f"replace({formatted}, {quote_str(decimal)}, '.')"
+    if p is not None and p.json:
+        # A JSON number is a number already: stripping '.' as thousands would multiply it.
+        return f"(CASE WHEN json_type({typed}) = 'VARCHAR' THEN {formatted} ELSE {text} END)"
+    return formatted
 
 
 def _local_to_utc(expr: str, tz: str) -> str:
@@ -251,7 +256,7 @@ def _reason(spec: FieldSpec, message: str) -> str:
     return quote_str(f"{spec.label}: {message}")
 
 
-def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file_format: str) -> list[str]:
+def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping) -> list[str]:
     """``WHEN bad THEN {field, value, reason}`` branches, most basic problem first."""
     o, t, v = f"o_{i}", f"t_{i}", f"v_{i}"
     field = quote_str(spec.name)
@@ -285,7 +290,7 @@ def _checks(i: int, spec: FieldSpec, p: Projected | None, mapping: Mapping, file
         when(f"{t} IS NOT NULL AND {v} IS NULL", unparsed)
         when(f"{v} NOT BETWEEN TIMESTAMP '{TS_MIN}' AND TIMESTAMP '{TS_MAX}'", out_of_range)
     elif spec.type == "decimal":
-        decimal, thousands = _number_format(spec, mapping, file_format)
+        decimal, thousands = _number_format(spec, mapping)
         sep = f"'{decimal}' as decimal separator" + (f" and '{thousands}' for thousands" if thousands else "")
         too_big = _reason(spec, "too large for DECIMAL(18,4): at most 14 digits before the decimal point")
         not_number = _reason(spec, f"not a number; expected e.g. 1234{decimal}56 ({sep})")

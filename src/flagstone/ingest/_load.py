@@ -120,7 +120,7 @@ def ingest_file(
     with pseudonymiser.bound(store.con), store.transaction() as con, _progress_bar(path, source, progress) as tick:
         seal_legacy(con, pseudonymiser)
         batch_id = store.next_id("ingest_batches", "batch_id")
-        loader = _Loader(con, m, source, Identities(con, pseudonymiser), build(m, source, fmt), batch_id, str(path))
+        loader = _Loader(con, m, source, Identities(con, pseudonymiser), build(m, source), batch_id, str(path))
         try:
             loader.run(batch_size, tick)
         except NeedsExactReader as exc:

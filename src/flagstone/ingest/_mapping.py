@@ -238,6 +238,16 @@ def load_mapping(path: str | Path, config: Config | None = None) -> Mapping:
         elif col.required and col.name not in IMPLICIT_FIELDS:
             raise r.fail(f"required field '{col.name}' is not mapped; every {target} record needs it", "fields")
 
+    for s in specs:  # a field's own decimal mark against the mapping's thousands, or the reverse
+        thousands = s.thousands if s.thousands is not None else csv.thousands
+        if s.type == "decimal" and thousands is not None and thousands == (s.decimal or csv.decimal):
+            raise r.fail(
+                f"'{s.name}' would read '{thousands}' as both the decimal and the thousands separator; "
+                "set both `decimal` and `thousands` on the field",
+                "fields",
+                s.name,
+            )
+
     attrs: list[FieldSpec] = []
     attrs_data = top.get("attrs", {})
     if attrs_data and target != "events":

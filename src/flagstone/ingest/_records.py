@@ -50,7 +50,7 @@ class RecordConverter:
         self.con = con
         self.mapping = mapping
         self.source = JsonLinesSource(Path(f"<{mapping.source} records>"))
-        self.conversion = build(mapping, self.source, "jsonl")
+        self.conversion = build(mapping, self.source)
         self.identities = Identities(con, pseudonymiser)
         self.columns = [c.name for c in self.conversion.columns]
         self._since_clear = 0

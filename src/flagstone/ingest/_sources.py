@@ -65,6 +65,9 @@ class Projected:
     text: str
     typed: str
     kind: str  # text | timestamp | timestamptz | number | other
+    # Whether ``typed`` is a JSON value, whose type may differ from record to record: a number
+    # format (decimal comma, thousands) then applies only to the records that hold text.
+    json: bool = False
 
 
 def quote_ident(name: str) -> str:
@@ -262,7 +265,7 @@ class JsonLinesSource(Source):
 
     def project(self, column: str) -> Projected:
         i = self._columns.index(column) + 1
-        return Projected(f"__fs_text[{i}]", f"__fs_json[{i}]", "text")
+        return Projected(f"__fs_text[{i}]", f"__fs_json[{i}]", "text", json=True)
 
     def record_error_sql(self) -> str:
         kind = f"try(json_type({RAW}))"

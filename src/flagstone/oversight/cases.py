@@ -37,7 +37,17 @@ from flagstone.audit.events import (
 from flagstone.oversight import proposals
 from flagstone.oversight.context import Oversight
 from flagstone.oversight.roles import REVIEWERS, allowed
-from flagstone.oversight.schema import audit_entries, case_events, cases, comments, reveals, users, utcnow, vault
+from flagstone.oversight.schema import (
+    audit_entries,
+    case_alerts,
+    case_events,
+    cases,
+    comments,
+    reveals,
+    users,
+    utcnow,
+    vault,
+)
 from flagstone.oversight.schema import proposals as proposal_table
 from flagstone.oversight.users import User
 from flagstone.oversight.workflow import (
@@ -121,6 +131,8 @@ class CaseSummary:
     priority: float | None = None  # the active triage model's, 0-1; it orders, it decides nothing
     explanation: str | None = None
     review_sample: bool = False  # drawn at random for review, whatever the priority
+    rules: tuple[str, ...] = ()  # of its alerts: a case holds one scheme's alerts (schemes.py)
+    alerts: int = 1
 
 
 @dataclass
@@ -137,6 +149,7 @@ class CaseView:
     reveal_reasons: dict[str, str] = field(default_factory=dict)
     parties: list[str] = field(default_factory=list)
     people: dict[int, str] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # every alert of the case's scheme, in order
 
 
 def _visible(user: User) -> ColumnElement[bool]:
@@ -176,6 +189,7 @@ def queue(
     )
     with ov.engine.connect() as con:
         rows = con.execute(query).all()
+        schemes = _alerts_of(con, [r.id for r in rows])
     return [
         CaseSummary(
             r.id,
@@ -191,9 +205,23 @@ def queue(
             r.priority,
             r.explanation,
             bool(r.review_sample),
+            *schemes.get(r.id, ((r.rule_id,), 1)),
         )
         for r in rows
     ]
+
+
+def _alerts_of(con: Connection, case_ids: list[int]) -> dict[int, tuple[tuple[str, ...], int]]:
+    """Per case: the rules of its alerts (first seen first) and how many alerts it holds."""
+    found: dict[int, list[str]] = {}
+    query = (
+        select(case_alerts.c.case_id, case_alerts.c.rule_id)
+        .where(case_alerts.c.case_id.in_(case_ids))
+        .order_by(case_alerts.c.case_id, case_alerts.c.first_ts, case_alerts.c.alert_id)
+    )
+    for case_id, rule_id in con.execute(query):
+        found.setdefault(case_id, []).append(rule_id)
+    return {case_id: (tuple(dict.fromkeys(rules)), len(rules)) for case_id, rules in found.items()}
 
 
 def default_sort(ov: Oversight) -> str:
@@ -209,8 +237,10 @@ def _queue_filter(user: User, state: str, rule: str | None, severity: str | None
         conds.append(cases.c.state.not_in(CLOSED))
     elif state:
         conds.append(cases.c.state == state)
-    if rule:
-        conds.append(cases.c.rule_id.startswith(rule, autoescape=True))
+    if rule:  # any alert of the case's scheme
+        conds.append(
+            cases.c.id.in_(select(case_alerts.c.case_id).where(case_alerts.c.rule_id.startswith(rule, autoescape=True)))
+        )
     if severity:
         conds.append(cases.c.severity == severity)
     return conds
@@ -267,6 +297,14 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
         ]  # fmt: skip
         revealed, reasons = _revealed(ov, con, user, case_id)
         people = _people(con)
+        alerts = [
+            {**r._mapping, "values": json.loads(r.values_json)}
+            for r in con.execute(
+                select(case_alerts)
+                .where(case_alerts.c.case_id == case_id)
+                .order_by(case_alerts.c.first_ts, case_alerts.c.alert_id)
+            )
+        ]
     for h in history:
         h["details"] = json.loads(h["details"])
     parties = sorted({p for e in evidence for p in (e["actor"], e["counterparty"]) if p})
@@ -288,6 +326,7 @@ def view_case(ov: Oversight, user: User, case_id: int) -> CaseView:
         reveal_reasons=reasons,
         parties=parties,
         people=people,
+        alerts=alerts,
     )
 
 

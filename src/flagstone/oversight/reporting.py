@@ -32,7 +32,7 @@ from flagstone.oversight.goaml import (
     build_report,
 )
 from flagstone.oversight.proposals import bound
-from flagstone.oversight.schema import utcnow, vault
+from flagstone.oversight.schema import case_alerts, utcnow, vault
 from flagstone.oversight.users import User
 from flagstone.oversight.workflow import WorkflowError
 
@@ -144,15 +144,25 @@ def case_report_xml(
                 receiver=receiver,
             )
         )
+    alerts: list[Any] = list(
+        con.execute(
+            select(case_alerts.c.rule_id, case_alerts.c.rule_version, case_alerts.c.reason)
+            .where(case_alerts.c.case_id == case.id)
+            .order_by(case_alerts.c.first_ts, case_alerts.c.alert_id)
+        ).all()
+    ) or [SimpleNamespace(rule_id=case.rule_id, rule_version=case.rule_version, reason=case.reason)]
+    # One scheme, every alert of it: each rule's reason, and each rule once among the indicators.
+    reasons = "\n".join(f"- {a.reason} ({a.rule_id})" for a in alerts) if len(alerts) > 1 else case.reason
+    rules = list(dict.fromkeys(f"{a.rule_id} v{a.rule_version}" for a in alerts))
     report = StrReport(
         entity=entity,
         person=person,
         reference=f"FLAGSTONE-CASE-{case.id}",
         submitted=utcnow(),
-        reason=f"{case.reason}\n\nReviewer's proposal: {text}",
-        action=f"Detected by rule {case.rule_id} v{case.rule_version}; report proposed by {proposer} "
+        reason=f"{reasons}\n\nReviewer's proposal: {text}",
+        action=f"Detected by rule{'s' if len(rules) > 1 else ''} {', '.join(rules)}; report proposed by {proposer} "
         f"(proposal v{version}) and approved by {approver.username} (four eyes).",
-        indicators=(case.rule_id,),
+        indicators=tuple(dict.fromkeys(a.rule_id for a in alerts)),
         transactions=tuple(transactions),
     )
     try:

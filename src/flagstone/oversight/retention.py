@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from flagstone.audit.events import RetentionPurged
 from flagstone.ingest._pseudonym import HEX_DIGITS, PREFIX
 from flagstone.oversight.context import Oversight, cli_actor
-from flagstone.oversight.schema import case_events, cases, comments, proposals, reveals, utcnow, vault
+from flagstone.oversight.schema import case_alerts, case_events, cases, comments, proposals, reveals, utcnow, vault
 from flagstone.oversight.workflow import DISMISSED, FILED
 from flagstone.store import Store
 
@@ -155,8 +155,10 @@ def _held_events(ov: Oversight, released: ColumnElement[bool]) -> list[tuple[str
 
 
 def _released_alerts(ov: Oversight, released: ColumnElement[bool]) -> list[str]:
+    """Every alert of the released cases (a case holds its scheme's alerts, case_alerts)."""
     with ov.engine.connect() as con:
-        return list(con.execute(select(cases.c.alert_id).where(released)).scalars())
+        query = select(case_alerts.c.alert_id).join(cases, cases.c.id == case_alerts.c.case_id).where(released)
+        return list(con.execute(query).scalars())
 
 
 def _old_released(ov: Oversight, cutoff: datetime, released: ColumnElement[bool], *, count_only: bool) -> int:
@@ -166,7 +168,7 @@ def _old_released(ov: Oversight, cutoff: datetime, released: ColumnElement[bool]
         ids = list(con.execute(select(cases.c.id).where(released, cases.c.last_ts < cutoff)).scalars())
         if count_only or not ids:
             return len(ids)
-        for table in (case_events, comments, reveals, proposals):
+        for table in (case_events, case_alerts, comments, reveals, proposals):
             con.execute(delete(table).where(table.c.case_id.in_(ids)))
         con.execute(delete(cases).where(cases.c.id.in_(ids)))
         still = select(func.coalesce(case_events.c.actor, "")).union(

@@ -162,8 +162,9 @@ login_limits = Table(
     Column("expires_at", DateTime, nullable=False),
 )
 
-# One case per alert: the alert's facts are copied in when it is synced from the event store, so
-# the review works while the store is busy (DuckDB allows one process) and after retention.
+# One case per scheme: its first alert's facts are copied in when it is synced from the event store
+# (so the review works while the store is busy, DuckDB allowing one process, and after retention);
+# the alerts of the same scheme that follow join it (case_alerts).
 cases = Table(
     "cases",
     metadata,
@@ -196,6 +197,27 @@ cases = Table(
     Column("triage_model", Str(), nullable=True),
     # Marked by the draw of the active model's review sample: read whatever its priority (triage).
     Column("review_sample", Boolean, nullable=True),
+)
+
+# Every alert of a case: the first (cases.alert_id) and those of the same scheme that joined it
+# later (schemes.py). ``evidence_count``: the alert's evidence length when last synced, so that an
+# ongoing episode's new evidence is copied in.
+case_alerts = Table(
+    "case_alerts",
+    metadata,
+    Column("alert_id", Str(), primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("rule_id", Str(), nullable=False),
+    Column("rule_version", Integer, nullable=False),
+    Column("severity", Str(), nullable=False),
+    Column("group_key", Str(), nullable=False),
+    Column("reason", Str(), nullable=False),
+    Column("values_json", Str(), nullable=False),
+    Column("typologies", Str(), nullable=False),  # the rule's typology declarations, ", "-joined
+    Column("first_ts", DateTime, nullable=False),
+    Column("last_ts", DateTime, nullable=False),
+    Column("evidence_count", Integer, nullable=False),
+    Column("added_at", DateTime, nullable=False),
 )
 
 case_events = Table(

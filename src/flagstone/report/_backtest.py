@@ -138,6 +138,7 @@ def _rows_html(rows: list[BacktestRow], first: list[str], per_pattern: bool) -> 
             f"{s.true_alerts:,}",
             f"{row.false_alerts:,}",
             ratio(s.precision),
+            ratio(s.precision_any),
             f"{s.detected}/{s.scenarios}",
             recall,
         ]
@@ -155,6 +156,7 @@ def _table(first: str, unit: str, per_pattern: bool, body: str) -> str:
         "true alerts",
         "false alerts",
         "precision",
+        "any-rule precision",
         f"{unit} detected",
         "recall",
         *(() if per_pattern else ("decoys fired",)),
@@ -172,16 +174,28 @@ def _typologies_html(result: BacktestResult) -> str:
     rows = "".join(
         f"<tr><td>{escape(t.typology)}</td><td class='r'>{t.patterns}</td>"
         + "".join(f"<td class='r'>{t.by_rule.get(r, 0)}</td>" for r in rules)
+        + f"<td class='r'>{t.own}</td><td class='r'>{ratio(t.own / t.patterns if t.patterns else None)}</td>"
         + f"<td class='r'>{t.any_rule}</td><td class='r'>{ratio(t.any_rule / t.patterns if t.patterns else None)}"
+        f"</td><td class='r'>{t.by_case}</td><td class='r'>{ratio(t.by_case / t.patterns if t.patterns else None)}"
         "</td></tr>"
         for t in result.typologies
     )
+    unit = "patterns" if result.label_format == "pattern" else "scenarios"
+    detected = (
+        "a pattern is detected when one alert's evidence holds at least half its records"
+        if result.label_format == "pattern"
+        else "a scenario is detected when an alert's evidence overlaps it"
+    )
     return (
-        "<section><h2>Patterns detected by typology</h2><p class='note'>For each typology: the labelled "
-        "patterns, how many each rule (as configured) detects, and how many any rule detects (a pattern is "
-        "detected when one alert's evidence holds at least half its records).</p><table><thead><tr>"
-        f"<th>typology</th><th class='r'>patterns</th>{heads}<th class='r'>any rule</th>"
-        f"<th class='r'>recall</th></tr></thead><tbody>{rows}</tbody></table></section>"
+        f"<section><h2>{unit.capitalize()} detected by typology</h2><p class='note'>For each typology: the "
+        f"labelled {unit}, how many each rule (as configured) detects, how many its own rules (those that "
+        f"target it) detect together, how many any rule detects ({detected}), and how many one case "
+        "detects: the alerts of one scheme together (alerts with mostly the same evidence, which the review "
+        "queue shows as one case).</p><table><thead><tr>"
+        f"<th>typology</th><th class='r'>{unit}</th>{heads}<th class='r'>own rules</th><th class='r'>recall</th>"
+        "<th class='r'>any rule</th><th class='r'>recall</th><th class='r'>per case</th><th class='r'>recall</th>"
+        "</tr></thead><tbody>"
+        f"{rows}</tbody></table></section>"
     )
 
 
@@ -190,15 +204,17 @@ def render_backtest_page(result: BacktestResult) -> str:
     per_pattern = result.label_format == "pattern"
     unit = "patterns" if per_pattern else "scenarios"
     recall_def = (
-        "share of all labelled patterns of which one alert's evidence covers at least half the records"
+        "share of the patterns it targets of which one alert's evidence covers at least half the records"
         if per_pattern
-        else "share of the rule's suspicious scenarios that an alert's evidence overlaps"
+        else "share of the suspicious scenarios it targets that an alert's evidence overlaps"
     )
+    one = "pattern" if per_pattern else "suspicious scenario"
     definitions = (
-        f"<p class='note'>Alerts per 1,000 events divide by every event the store holds "
+        f"<p class='note'>A rule targets the {unit} labelled with its id or with a typology it declares "
+        f"(<code>typology</code>). Alerts per 1,000 events divide by every event the store holds "
         f"({result.events:,}), not only the events a rule looks at. True alerts: evidence holds a record of "
-        f"a labelled {'pattern' if per_pattern else 'suspicious scenario'}; false alerts: the rest. "
-        f"Precision: true alerts / alerts. Recall: {recall_def}."
+        f"a {one} the rule targets; false alerts: the rest. Precision: true alerts / alerts; any-rule "
+        f"precision: alerts holding a record of any {one} / alerts. Recall: {recall_def}."
         + ("" if per_pattern else " Decoys fired: near-miss decoys of the rule that an alert overlaps.")
         + " No alert was written to the store.</p>"
     )

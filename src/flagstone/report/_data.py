@@ -6,12 +6,13 @@ Only pseudonyms ever leave the store here: the identities table is never read.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from flagstone.evaluate import CURRENT_ALERTS_SQL
+from flagstone.evaluate import current_alerts_sql
 from flagstone.store import Store
 
 # Most severe first; unknown severities sort after these.
@@ -80,9 +81,9 @@ class ReportData:
     shown: list[AlertView]
 
 
-def load(store: Store, *, top_alerts: int, top_groups: int) -> ReportData:
+def load(store: Store, *, top_alerts: int, top_groups: int, param_sets: Mapping[str, str] | None = None) -> ReportData:
     con = store.con
-    cur = f"({CURRENT_ALERTS_SQL})"
+    cur = f"({current_alerts_sql(param_sets)})"
     sources = [
         SourceStats(*row)
         for row in con.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from html import escape
@@ -204,7 +205,7 @@ def _evaluation(scores: list[RuleScore], labels: Path) -> str:
         rows.append(
             f"<tr><td><code>{escape(s.rule_id)}</code></td><td class='r'>{s.scenarios}</td>"
             f"<td class='r'>{s.detected}</td><td class='r'>{recall}</td><td class='r'>{s.alerts:,}</td>"
-            f"<td class='r'>{ratio(s.precision)}</td>"
+            f"<td class='r'>{ratio(s.precision)}</td><td class='r'>{ratio(s.precision_any)}</td>"
             + (
                 ""
                 if per_pattern
@@ -215,21 +216,23 @@ def _evaluation(scores: list[RuleScore], labels: Path) -> str:
     if per_pattern:
         title, unit = "patterns", "patterns"
         note = (
-            "Recall: labelled patterns of which one of the rule's alerts holds at least half the records. "
-            "Precision: the rule's alerts whose evidence holds any labelled record."
+            "Patterns: those of the typologies the rule targets. Recall: of which one of the rule's alerts "
+            "holds at least half the records. Precision: the rule's alerts whose evidence holds a record of "
+            "them; any: of any labelled pattern."
         )
     else:
         title, unit = "scenarios", "scenarios"
         note = (
-            "Recall: suspicious scenarios covered by the rule's alerts. Precision: the rule's alerts whose "
-            "evidence overlaps any suspicious scenario. Decoys fired: near misses that should not have fired."
+            "Scenarios: those labelled for the rule or the typologies it targets. Recall: covered by the "
+            "rule's alerts. Precision: the rule's alerts whose evidence overlaps one of them; any: any "
+            "suspicious scenario. Decoys fired: near misses that should not have fired."
         )
     return (
         f"<section><h2>Evaluation against labelled {title}</h2><p class='note'>Labels from "
         f"<code>{escape(labels.name)}</code>. {note}</p><table><thead><tr><th>rule</th>"
         f"<th class='r'>{unit}</th>"
         "<th class='r'>detected</th><th class='r'>recall</th><th class='r'>alerts</th>"
-        "<th class='r'>precision</th>"
+        "<th class='r'>precision</th><th class='r'>any</th>"
         + ("" if per_pattern else "<th class='r'>decoys fired</th>")
         + "</tr></thead><tbody>"
         + "".join(rows)
@@ -255,8 +258,15 @@ def _alert(page: _Page, n: int, alert: AlertView, colour: str) -> str:
     )
 
 
-def render(store: Store, *, labels: Path | None, top_alerts: int = TOP_ALERTS, top_groups: int = TOP_GROUPS) -> str:
-    data = load(store, top_alerts=top_alerts, top_groups=top_groups)
+def render(
+    store: Store,
+    *,
+    labels: Path | None,
+    top_alerts: int = TOP_ALERTS,
+    top_groups: int = TOP_GROUPS,
+    param_sets: Mapping[str, str] | None = None,
+) -> str:
+    data = load(store, top_alerts=top_alerts, top_groups=top_groups, param_sets=param_sets)
     page = _Page()
     colours = _figures.rule_colour([r for r, *_ in data.by_rule])
     parts = [_summary(data)]
@@ -286,7 +296,7 @@ def render(store: Store, *, labels: Path | None, top_alerts: int = TOP_ALERTS, t
     if data.alerts:
         parts.append(triage_section(store))
     if labels is not None:
-        parts.append(_evaluation(evaluate_store(store, labels), labels))
+        parts.append(_evaluation(evaluate_store(store, labels, param_sets=param_sets), labels))
     if data.shown:
         hidden = data.alerts - len(data.shown)
         note = (
@@ -318,10 +328,20 @@ def render(store: Store, *, labels: Path | None, top_alerts: int = TOP_ALERTS, t
     )
 
 
-def write_report(store: Store, out: Path, *, labels: Path | None = None, top_alerts: int = TOP_ALERTS) -> Path:
-    """Write the HTML report to ``out`` (parents created) and return its path."""
+def write_report(
+    store: Store,
+    out: Path,
+    *,
+    labels: Path | None = None,
+    top_alerts: int = TOP_ALERTS,
+    param_sets: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the HTML report to ``out`` (parents created) and return its path. ``param_sets``: as
+    ``evaluate.current_alerts_sql``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    html = render(store, labels=Path(labels) if labels is not None else None, top_alerts=top_alerts)
+    html = render(
+        store, labels=Path(labels) if labels is not None else None, top_alerts=top_alerts, param_sets=param_sets
+    )
     private_output(out).write_text(html, encoding="utf-8")
     return out

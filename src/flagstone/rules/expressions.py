@@ -45,6 +45,8 @@ class Scope:
     fields_read: set[str] = dc_field(default_factory=set)
     # The rule's ``profiles``, readable as actor.<name> / counterparty.<name>.
     profiles: dict[str, ir.Profile] = dc_field(default_factory=dict)
+    # Fields of the account view's legs (ir.LEG_FIELDS), where an expression reads legs.
+    leg_fields: dict[str, ir.ValueType] = dc_field(default_factory=dict)
 
     def error(self, message: str, value: object = None) -> RuleError:
         return RuleError(message, path=self.path, line=self.line, field=self.field, value=value)
@@ -260,6 +262,9 @@ def _column(node: exp.Column, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
     if not table:
         if name in scope.aggregates:
             return ir.AggregateRef(name), scope.aggregates[name]
+        if name in scope.leg_fields:
+            scope.fields_read.add(name)
+            return ir.Field(name), scope.leg_fields[name]
         if name in EVENT_FIELDS:
             if scope.group_only is not None and name not in scope.group_only:
                 raise scope.error(
@@ -273,6 +278,11 @@ def _column(node: exp.Column, scope: Scope) -> tuple[ir.Expr, ir.ValueType]:
             scope.fields_read.add(name)
             return ir.Field(name), _EVENT_TYPES[col.type]
         hint = " (aggregates: " + ", ".join(scope.aggregates) + ")" if scope.aggregates else ""
+        if name in ir.LEG_FIELDS:
+            hint = (
+                " (a field of the account view's legs: a sequence with 'accounts' reads it in first and "
+                "then; match chooses events before they become legs)"
+            )
         raise scope.error(f"unknown field '{name}'{hint}", text)
     if table == "attrs":
         if (stem := protected_match(name)) is not None:

@@ -184,6 +184,29 @@ class Aggregate:
 
 
 @dataclass(frozen=True)
+class AccountView:
+    """A rule's events seen from the accounts they move money between (``docs/rules.md``, "The
+    account view"), for ledgers that book a transfer once (on the payer) or twice (on both sides).
+
+    Every matched event is a *leg* of the account it is booked on, its ``actor``: incoming when
+    ``incoming`` is true (a credit), else outgoing. An outgoing event is also an incoming leg of
+    its ``counterparty`` (when that differs from the actor), since a one-sided ledger has no other
+    record of the money arriving. When the payee booked the same movement itself (an incoming
+    event with the same time, other party, amount and currency), the payee's two incoming legs
+    are paired, and of each pair the later in event order is left out: the money arrives once.
+    Outgoing legs are always the account's own bookings. A leg holds its event's fields and the
+    ``LEG_FIELDS``: ``account`` (whose leg), ``other`` (the other party) and ``direction``
+    (``'in'`` or ``'out'``).
+    """
+
+    incoming: Expr
+
+
+LEG_FIELDS: dict[str, ValueType] = {"account": "string", "other": "string", "direction": "string"}
+LEG_IDENTIFIERS = ("account", "other")  # pseudonyms, like actor and counterparty: never shown as values
+
+
+@dataclass(frozen=True)
 class RuleMeta:
     id: str
     version: int
@@ -197,6 +220,16 @@ class RuleMeta:
     path: str
     reason: str | None = None
     params: tuple[tuple[str, ParamValue], ...] = ()
+    typologies: tuple[str, ...] = ()  # what it targets, as labels name typologies (``targets``)
+    # "" when the parameters are the rule file's own; else a digest of the effective ones, which
+    # then is part of the alerts' identity: other thresholds, other alerts (alerts.alert_id).
+    param_set: str = ""
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What the rule's alerts are meant to find: scenarios labelled with its own id, and the
+        typologies it declares. Evaluation counts a hit on anything else as another rule's find."""
+        return (self.id, *self.typologies)
 
 
 class Rule(Protocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from flagstone._yaml import LocatedYaml, load_located, load_text
 from flagstone.config import load_config
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
-from flagstone.rules import ir
+from flagstone.rules import ir, legs
 from flagstone.rules.expressions import to_predicate
 from flagstone.rules.kinds import KINDS
 from flagstone.rules.reader import (
@@ -20,6 +22,7 @@ from flagstone.rules.reader import (
     Common,
     RuleReader,
     check_reason,
+    param_value,
     parse_duration,
     read_group_by,
     read_params,
@@ -143,6 +146,29 @@ def _deployment_params(params_file: str | Path | None, overrides: Sequence[str])
     return merged
 
 
+def _param_set(r: RuleReader, params: dict[str, ir.ParamValue]) -> str:
+    """ "" for the file's own parameters, else 12 hex digits of a digest of all effective ones."""
+    own = r.data.get("params") or {}
+    if all(params[name] == param_value(own[name]) for name in r.overrides):
+        return ""
+    canonical = json.dumps({k: str(v) for k, v in sorted(params.items())}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _typologies(r: RuleReader) -> tuple[str, ...]:
+    """``typology``: one name or a list of names (labels' spelling), each like a rule id."""
+    raw = r.data.get("typology")
+    if raw is None:
+        return ()
+    names = raw if isinstance(raw, list) else [raw]
+    for name in names:
+        if not isinstance(name, str) or not _ID.match(name):
+            raise r.error("typology", f"a typology is a name of a-z, 0-9, '.', '_' and '-', got {name!r}", name)
+    if not names:
+        raise r.error("typology", "an empty list: name at least one typology or leave the key out", raw)
+    return tuple(dict.fromkeys(names))
+
+
 def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.Rule:
     r = RuleReader(doc, overrides or {})
     for key in REQUIRED:
@@ -167,7 +193,7 @@ def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.
         raise r.error("severity", f"severity must be one of {', '.join(ir.SEVERITIES)}", severity)
 
     params = read_params(r)
-    group_by = read_group_by(r)
+    group_by = read_group_by(r, legs.declared(r))
     r.profiles.update(read_profiles(r, params))
     match_scope = r.scope("match", params)
     match = to_predicate(r.text("match", "true"), match_scope)
@@ -184,6 +210,8 @@ def parse_rule(doc: LocatedYaml, overrides: dict[str, Any] | None = None) -> ir.
         path=r.path,
         reason=r.text("reason") if "reason" in r.data else None,
         params=tuple(params.items()),
+        typologies=_typologies(r),
+        param_set=_param_set(r, params),
     )
     rule, names = KINDS[kind].build(Common(r, meta, match, group_by, params, match_scope))
     check_reason(r, names | set(params) | {"group"})

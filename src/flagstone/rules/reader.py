@@ -36,6 +36,7 @@ COMMON_KEYS = {
     "profiles": "named per-account measures over the scanned events, read as actor.<name> / counterparty.<name>",
     "group_by": "fields whose values make a group; default [actor]",
     "reason": "one-sentence explanation with {placeholders}",
+    "typology": "the typology (or list of typologies) the rule targets, as labels name them",
 }
 _DURATION = re.compile(r"^\s*(\d+)\s*(us|ms|s|m|h|d|w)\s*$")
 _UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
@@ -50,10 +51,12 @@ def parse_duration(text: Any) -> int:
     return int(m.group(1)) * _UNIT_US[m.group(2)]
 
 
-def param_value(value: Any) -> ir.Value:
+def param_value(value: Any) -> ir.ParamValue:
     # YAML floats become exact decimals: a threshold of 0.1 must mean 0.1 on every engine.
     if isinstance(value, float):
         return Decimal(repr(value))
+    if isinstance(value, list):  # a list parameter (checked by read_params)
+        return tuple(param_value(v) for v in value)  # type: ignore[misc]
     return value  # type: ignore[no-any-return]
 
 
@@ -157,7 +160,7 @@ def _param(r: RuleReader, name: str, value: Any, default: Any) -> ir.ParamValue:
             raise r.error(where, f"parameter {name} mixes text and numbers", value)
         if default is not None and not isinstance(default, list):
             raise r.error(where, f"parameter {name} is one value in the rule file, not a list", value)
-        return tuple(param_value(v) for v in value)
+        return param_value(value)
     if not _scalar(value):
         raise r.error(where, f"parameter {name} must be a number, text, true/false or a list", value)
     if isinstance(default, list):
@@ -201,15 +204,21 @@ def read_profiles(r: RuleReader, params: dict[str, ir.ParamValue]) -> dict[str, 
     return out
 
 
-def read_group_by(r: RuleReader) -> tuple[str, ...]:
-    raw = r.data.get("group_by", ["actor"])
+def read_group_by(r: RuleReader, legs: Mapping[str, ir.ValueType] | None = None) -> tuple[str, ...]:
+    """``group_by``; with the account view (``legs``: its fields) also by a leg field, and by
+    default by ``account``, the account whose legs are read."""
+    legs = legs or {}
+    raw = r.data.get("group_by", ["account"] if legs else ["actor"])
     fields = [raw] if isinstance(raw, str) else raw
     if not isinstance(fields, list) or not fields:
         raise r.error("group_by", "group_by must be a list of fields, e.g. [actor]", raw)
     for f in fields:
+        if isinstance(f, str) and f in legs:
+            continue
         col = EVENT_FIELDS.get(str(f))
         if col is None or col.type != "string" or f in ("event_id",):
-            allowed = ", ".join(c.name for c in EVENT_FIELDS.values() if c.type == "string" and c.name != "event_id")
+            text = [c.name for c in EVENT_FIELDS.values() if c.type == "string" and c.name != "event_id"]
+            allowed = ", ".join([*text, *legs])
             raise r.error("group_by", f"cannot group by '{f}' (text fields: {allowed})", f)
     return tuple(str(f) for f in fields)
 

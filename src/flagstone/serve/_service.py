@@ -39,7 +39,7 @@ from typing import Any
 
 import duckdb
 
-from flagstone.alerts import alert_id, alert_rows
+from flagstone.alerts import alert_id, alert_rows, scan_record
 from flagstone.engines.realtime import RealtimeEngine, order_key
 from flagstone.errors import FlagstoneError, InputError
 from flagstone.events import EVENT_COLUMNS
@@ -249,10 +249,7 @@ class ScoringService:
     def _register_scan(self) -> int:
         con = self.store.con
         scan_id = self.store.next_id("scans", "scan_id")
-        meta = [
-            {"id": r.meta.id, "version": r.meta.version, "path": r.meta.path, "engine": "realtime"}
-            for r in self.rules.values()
-        ]
+        meta = [scan_record(r, engine="realtime") for r in self.rules.values()]
         con.execute(
             "INSERT INTO scans (scan_id, started_at, rules) VALUES (?, ?, ?)", [scan_id, _now(), json.dumps(meta)]
         )
@@ -586,7 +583,7 @@ class ScoringService:
                 "event_id": event["event_id"],
                 "status": "late" if decision.late else "scored",
                 "alerts": [self.alert(f) for f in decision.fired],
-                "updated_alerts": [alert_id(f) for f in decision.updated],
+                "updated_alerts": [alert_id(f, self.rules[f.rule_id].meta.param_set) for f in decision.updated],
                 "retry": False,
             }
         for s, i, other, j in self._copies:

@@ -26,10 +26,10 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flagstone.errors import InputError
-from flagstone.oversight.schema import cases
+from flagstone.oversight.schema import case_alerts, cases
 from flagstone.oversight.workflow import APPROVED, DISMISSED, FILED
 from flagstone.triage.features import feature_table
 
@@ -60,9 +60,15 @@ class Reviewed:
 
 
 def case_rows(engine: Any) -> list[CaseRow]:
-    c = cases.c
+    """One row per alert of every case (a case holds its scheme's alerts, case_alerts): a decision
+    on the case labels each of them."""
+    c, a = cases.c, case_alerts.c
     with engine.connect() as con:
-        rows = con.execute(select(c.alert_id, c.state, c.closing_reason, c.priority).order_by(c.id)).all()
+        rows = con.execute(
+            select(func.coalesce(a.alert_id, c.alert_id), c.state, c.closing_reason, c.priority)
+            .select_from(cases.outerjoin(case_alerts, a.case_id == c.id))
+            .order_by(c.id, a.alert_id)
+        ).all()
     return [CaseRow(str(a), str(s), r, None if p is None else float(p)) for a, s, r, p in rows]
 
 

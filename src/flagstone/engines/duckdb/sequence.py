@@ -3,14 +3,17 @@
 Candidate pairs come from one self-join of the group's events: A before B in event order
 (``seq``), A inside B's window ``(ts(B) - T, ts(B)]``, A passing ``first``, the pair passing
 ``then``. Cost grows with the number of (A candidate, B) pairs within T per group: about
-N × (A candidates per group within T), plus one sort of the events.
+N × (A candidates per group within T), plus one sort of the events. With the account view the
+statement reads the legs of ``engines/legs.py`` instead of the events.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlglot import exp
 
-from flagstone.engines.duckdb.sql import event_sql
+from flagstone.engines.duckdb.sql import event_sql, from_events
 from flagstone.engines.duckdb.steps import (
     Carried,
     as_double,
@@ -20,6 +23,7 @@ from flagstone.engines.duckdb.steps import (
     partition,
     same_group,
 )
+from flagstone.engines.legs import legs_ctes
 from flagstone.rules import ir
 from flagstone.rules.kinds.sequence import EARLIER, SequenceRule
 
@@ -41,7 +45,7 @@ def sequence_sql(rule: SequenceRule, events: str, entities: str) -> str:
     values += [f"{as_double('gap_us')} / {as_double('3600000000')} AS value_gap_hours"]
     values += ["earlier_events AS value_earlier_events"]
     return f"""
-WITH {numbered_ctes(rule, events, entities, computed, carried, rule.first)}, pairs AS (
+WITH {_numbered(rule, events, entities, computed, carried)}, pairs AS (
   SELECT {partition(rule, "b")}, b.seq AS b_seq, a.seq AS a_seq, a.source AS a_source,
     a.event_id AS a_event_id, a.ts AS a_ts, {micros_between("b.ts", "a.ts")} AS gap_us{a_cols},
     row_number() OVER (PARTITION BY {partition(rule, "b")}, b.seq ORDER BY a.seq DESC) AS recency
@@ -67,3 +71,19 @@ SELECT {groups}, source, event_id, ts, first_ts,
   {", ".join(values)}
 FROM fired
 """
+
+
+def _numbered(rule: SequenceRule, events: str, entities: str, computed: str, carried: Carried) -> str:
+    """The numbered events, or with the account view the numbered legs (``match`` already chose
+    their events)."""
+    if rule.accounts is None:
+        return numbered_ctes(rule, events, entities, computed, carried, rule.first)
+    incoming = rule.accounts.incoming
+    legs = legs_ctes(
+        from_events(events, entities, rule.match, incoming),
+        event_sql(rule.match),
+        event_sql(incoming),
+        "IS NOT DISTINCT FROM",
+    )
+    legged = replace(rule, match=ir.TRUE)
+    return f"{legs}, {numbered_ctes(legged, events, entities, computed, carried, rule.first, rows='legs')}"

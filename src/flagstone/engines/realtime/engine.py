@@ -21,48 +21,39 @@ Two things differ from batch, on purpose:
 scores a group of requests before it writes them to its log, and a group that cannot be written
 must leave no trace. Undoing copies only the groups those events touched, never the whole state.
 
-Rules this back end cannot run (profiles, which count over all events; the sequence, deviation,
-dormancy kinds and the path typologies of the graph kind) raise ``UnsupportedError``.
+Sequence rules (with or without the account view) keep candidate events instead of a window;
+they are scored by ``sequence.SequenceScorer``, the other kinds here.
+
+Rules this back end cannot run (profiles, which count over all events; the deviation and dormancy
+kinds and the path typologies of the graph kind) raise ``UnsupportedError``.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from flagstone.engines.graph import lower_fan
 from flagstone.engines.realtime.aggregates import Accumulator, accumulator
+from flagstone.engines.realtime.decision import ENGINE, Decision, Event, OrderKey, finding, order_key
 from flagstone.engines.realtime.expr import Compiled, Entities, compile_expr
+from flagstone.engines.realtime.sequence import SequenceScorer
 from flagstone.errors import UnsupportedError
 from flagstone.rules import ir
 from flagstone.rules.finding import Finding
 from flagstone.rules.kinds.condition import ConditionRule, shown_leaf
 from flagstone.rules.kinds.graph.rule import GraphRule
+from flagstone.rules.kinds.sequence import SequenceRule
 from flagstone.rules.kinds.window import WindowRule
 
-ENGINE = "realtime"
-Event = Mapping[str, Any]
-OrderKey = tuple[datetime, str, str]
+Runnable = ConditionRule | WindowRule | SequenceRule
 
 
-def order_key(event: Event) -> OrderKey:
-    return (event["ts"], event["event_id"], event["source"])
-
-
-@dataclass
-class Decision:
-    """What one event did: alerts it fired, episode alerts whose evidence it extended."""
-
-    fired: list[Finding] = field(default_factory=list)
-    updated: list[Finding] = field(default_factory=list)
-    late: bool = False  # too old to be tested, for every rule or for one of its groups
-
-
-def check_supported(rule: ir.Rule) -> ConditionRule | WindowRule:
+def check_supported(rule: ir.Rule) -> Runnable:
     """The rule in the form this back end runs, or ``UnsupportedError`` naming what it cannot."""
     if ir.rule_profiles(rule):
         raise UnsupportedError(rule.meta.id, "profiles (counted over all scanned events)", ENGINE)
@@ -80,11 +71,36 @@ def _fan(rule: GraphRule) -> WindowRule:
 
 # Each kind this back end runs, in the form it runs it (fans are window rules); a registered kind
 # missing here is refused with UnsupportedError (tests/test_kind_registry.py).
-BUILDERS: dict[type, Callable[[Any], ConditionRule | WindowRule]] = {
+BUILDERS: dict[type, Callable[[Any], Runnable]] = {
     ConditionRule: lambda rule: rule,
     WindowRule: lambda rule: rule,
     GraphRule: _fan,
+    SequenceRule: lambda rule: rule,
 }
+
+
+class Scorer(Protocol):
+    """One rule's state over all its groups, as ``RealtimeEngine`` drives it."""
+
+    groups: dict[tuple[Any, ...], Any]
+
+    def score(self, event: Event, late: bool, decision: Decision) -> None:
+        """Update the state with ``event`` (``late``: too old to be tested) and add what it did."""
+
+    def begin(self) -> None:
+        """Score tentatively from here: remember how each group touched from now on was."""
+
+    def commit(self) -> None:
+        """Keep what was scored since ``begin``."""
+
+    def undo(self) -> None:
+        """Put everything touched since ``begin`` back as it was."""
+
+    def evict(self, horizon: datetime) -> None:
+        """Drop what no event at or after ``horizon`` can see."""
+
+    def state_events(self) -> int:
+        """Events held in windows, candidates and open episodes."""
 
 
 @dataclass
@@ -170,6 +186,12 @@ class _RuleScorer:
     def _accumulators(self) -> list[Accumulator]:
         return [] if self.window is None else [accumulator(a) for a in self.aggregates]
 
+    def begin(self) -> None:
+        self.saved = {}
+
+    def commit(self) -> None:
+        self.saved = None
+
     @staticmethod
     def _save(group: _Group) -> _Saved:
         episode = None if group.episode is None else (group.episode.fire, tuple(group.episode.entries))
@@ -254,16 +276,7 @@ class _RuleScorer:
         return self._finding(key, episode.fire, [e.key for e in episode.entries], values)
 
     def _finding(self, key: tuple[Any, ...], fire: Event, evidence: list[OrderKey], values: dict[str, Any]) -> Finding:
-        return Finding(
-            rule_id=self.meta.id,
-            rule_version=self.meta.version,
-            group=tuple(zip(self.group_by, key, strict=True)),
-            fire=(fire["source"], fire["event_id"]),
-            first_ts=evidence[0][0],
-            last_ts=fire["ts"],
-            evidence=tuple((source, event_id) for _, event_id, source in evidence),
-            values=tuple(values.items()),
-        )
+        return finding(self.meta, self.group_by, key, fire, evidence, values)
 
     def evict(self, horizon: datetime) -> None:
         """Drop what no event at or after ``horizon`` can see; forget groups with nothing left."""
@@ -283,6 +296,12 @@ class _RuleScorer:
         return sum(len(g.window) + (len(g.episode.entries) if g.episode else 0) for g in self.groups.values())
 
 
+def _scorer(rule: Runnable, entities: Entities) -> Scorer:
+    if isinstance(rule, SequenceRule):
+        return SequenceScorer(rule, entities)
+    return _RuleScorer(rule, entities)
+
+
 class RealtimeEngine:
     """Scores events one at a time against a rule set; see the module docstring for semantics."""
 
@@ -298,7 +317,7 @@ class RealtimeEngine:
     ) -> None:
         self.entities: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (entities or {}).items()}
         self.rules = list(rules)
-        self.scorers = [_RuleScorer(check_supported(r), self.entities) for r in self.rules]
+        self.scorers = [_scorer(check_supported(r), self.entities) for r in self.rules]
         self.lateness = lateness
         self.clock: datetime | None = None  # the newest event time seen
         self.evict_every = evict_every
@@ -323,12 +342,12 @@ class RealtimeEngine:
         """Score tentatively from here: ``commit`` keeps what was scored, ``rollback`` forgets it."""
         self._begun = (self.clock, self._since_evict)
         for scorer in self.scorers:
-            scorer.saved = {}
+            scorer.begin()
 
     def commit(self) -> None:
         self._begun = None
         for scorer in self.scorers:
-            scorer.saved = None
+            scorer.commit()
         if self._since_evict >= self.evict_every:
             self.evict()
 

@@ -5,14 +5,18 @@ Candidate pairs come from one self-join of the group's events: A before B in eve
 ``first``, the pair passing ``then``. The latest A (``recency`` 1) gives the values; the As'
 ids are gathered in ``seq`` order by sorting structs. Cost grows with the number of
 (A candidate, B) pairs within T per group: about N x (A candidates per group within T), plus a
-few sorts of the events.
+few sorts of the events. With the account view the statement reads the legs of
+``engines/legs.py`` instead of the events.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlglot import exp
 
-from flagstone.engines.spark.sql import event_leaf, spark_sql
+from flagstone.engines.legs import legs_ctes
+from flagstone.engines.spark.sql import entity_joins, event_leaf, spark_sql
 from flagstone.engines.spark.steps import (
     Carried,
     as_double,
@@ -47,7 +51,7 @@ def sequence_sql(rule: SequenceRule, events: str, entities: str) -> str:
     values += [f"{as_double('gap_us')} / {as_double('3600000000')} AS value_gap_hours"]
     values += ["earlier_events AS value_earlier_events"]
     return f"""
-WITH {numbered_ctes(rule, events, entities, computed, carried, rule.first)}, pairs AS (
+WITH {_numbered(rule, events, entities, computed, carried)}, pairs AS (
   SELECT {partition(rule, "b")}, b.seq AS b_seq, a.seq AS a_seq, a.source AS a_source,
     a.event_id AS a_event_id, a.ts AS a_ts, {micros_between("b.ts_us", "a.ts_us")} AS gap_us{a_cols},
     row_number() OVER (PARTITION BY {partition(rule, "b")}, b.seq ORDER BY a.seq DESC) AS recency
@@ -74,3 +78,15 @@ SELECT {groups}, source, event_id, ts, first_ts,
   {", ".join(values)}
 FROM fired
 """
+
+
+def _numbered(rule: SequenceRule, events: str, entities: str, computed: str, carried: Carried) -> str:
+    """The numbered events, or with the account view the numbered legs (``match`` already chose
+    their events)."""
+    if rule.accounts is None:
+        return numbered_ctes(rule, events, entities, computed, carried, rule.first)
+    incoming = rule.accounts.incoming
+    source = f"FROM {events} AS e {entity_joins(events, entities, rule.match, incoming)}"
+    legs = legs_ctes(source, spark_sql(rule.match), spark_sql(incoming), "<=>")
+    legged = replace(rule, match=ir.TRUE)
+    return f"{legs}, {numbered_ctes(legged, events, entities, computed, carried, rule.first, rows='legs')}"

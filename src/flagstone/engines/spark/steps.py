@@ -46,15 +46,17 @@ def same_group(rule: GroupedRule, left: str, right: str) -> str:
 
 
 def numbered_ctes(
-    rule: GroupedRule, events: str, entities: str, computed: str, carried: Carried, *exprs: ir.Expr
+    rule: GroupedRule, events: str, entities: str, computed: str, carried: Carried, *exprs: ir.Expr, rows: str = ""
 ) -> str:
-    """``matched`` and ``numbered``; ``computed`` is extra select items over ``e`` (may be empty)."""
+    """``matched`` and ``numbered``; ``computed`` is extra select items over ``e`` (may be empty).
+    ``rows``: what to read instead of ``events`` (the account view's legs); profiles are still
+    counted over ``events``."""
     joins = entity_joins(events, entities, rule.match, *exprs, *carried.cols)
     cols = ", ".join(f"e.{ident(g)} AS {ident('group_' + g)}" for g in rule.group_by)
     not_null = " AND ".join(f"e.{ident(g)} IS NOT NULL" for g in rule.group_by)
     return f"""matched AS (
   SELECT e.source, e.event_id, e.ts, {micros("e.ts")} AS ts_us, {cols}{computed}{carried.select()}
-  FROM {events} AS e {joins}
+  FROM {rows or events} AS e {joins}
   WHERE ({spark_sql(rule.match)}) AND {not_null}
 ), numbered AS (
   SELECT *, row_number() OVER (PARTITION BY {partition(rule)} ORDER BY {ORDER}) AS seq FROM matched
