@@ -368,3 +368,19 @@ def test_a_column_the_file_lacks_is_named(store: Store, tmp_path: Path) -> None:
     data.write_text("id,ts,qty,unit_price\n1,2024-01-01,1,2\n")
     with pytest.raises(InputError, match=re.escape("the mapping reads column 'price', which d.csv does not have")):
         ingest_file(store, data, mapping, progress=False)
+
+
+def test_json_numbers_are_used_as_they_are_and_text_follows_the_mappings_format(store: Store, tmp_path: Path) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        HEAD.replace("fields:", 'csv: {decimal: ",", thousands: "."}\nfields:')
+        + "  amount: {compute: 'qty * unit_price'}\n"
+    )
+    lines = [
+        {"id": "n", "ts": "2024-01-01", "qty": 2, "unit_price": 1.5},  # not 15: a JSON number has no thousands
+        {"id": "t", "ts": "2024-01-01", "qty": "2", "unit_price": "1.234,5"},
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    ingest_file(store, data, mapping, progress=False)
+    assert loaded(store) == {"n": Decimal("3"), "t": Decimal("2469")}
