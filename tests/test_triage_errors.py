@@ -55,7 +55,7 @@ def test_empty_one_class_and_unlabelled_input_is_refused() -> None:
     refused("row 1: expected a finite number", weights=[1, 10**400] + [1.0] * 398)
     # Positives only in the earliest alerts: the later periods cannot validate anything.
     refused("the calibration period .* 0 positive", labels=[1] * 100 + [0] * 300)
-    refused("negative labels \\(of weight > 0\\)", weights=[0.0] * 400)
+    refused("negative labels \\(of weight > 0, and more than a billionth", weights=[0.0] * 400)
 
 
 def test_bad_tables_are_refused_naming_the_column() -> None:
@@ -235,3 +235,13 @@ def test_hostile_model_files_load_or_are_refused(
             assert len(loaded.score(DATA.table)) == 400
         except FlagstoneError as exc:
             assert str(exc)
+
+
+def test_a_class_of_vanishing_weight_counts_as_absent() -> None:
+    # Found by the hostile-input test: negatives weighing 5e-324 each passed the "weight > 0"
+    # check, and the model's base rate came out as exactly 1.
+    data = synthetic(600, seed=3)
+    weights = [1.0 if y else 5e-324 for y in data.labels]
+    with pytest.raises(InputError) as info:
+        train(data.table, data.labels, weights=weights, descriptions=SENTENCES)
+    assert "a billionth" in str(info.value) and info.value.field == "labels"

@@ -134,6 +134,9 @@ def _weights(weights: Values | None, n: int) -> FloatArray:
     return w
 
 
+_NEGLIGIBLE = 1e-9  # a class weighing less than this share of a period counts as absent
+
+
 def _iso(micros: int) -> str:
     return (EPOCH + timedelta(microseconds=micros)).isoformat()
 
@@ -417,11 +420,15 @@ def train(
     for name, part in periods:
         summary = _summary(y[part], w[part], fire_us[part])
         summaries[name] = summary
-        if summary["positive_weight"] <= 0 or summary["negative_weight"] <= 0:
+        # A class whose weight is a vanishing share of the period's is as good as absent: its base
+        # rate would round to 0 or 1 and nothing could be validated on it.
+        least = _NEGLIGIBLE * (summary["positive_weight"] + summary["negative_weight"])
+        if summary["positive_weight"] <= least or summary["negative_weight"] <= least:
             raise InputError(
                 f"the {name} period ({summary['alerts']} alerts, {summary['from']} to {summary['to']}) "
                 f"holds {summary['positives']} positive and {summary['negatives']} negative labels "
-                "(of weight > 0): time-ordered validation needs both in each period; give more labelled history",
+                "(of weight > 0, and more than a billionth of the period's): time-ordered validation needs "
+                "both in each period; give more labelled history",
                 field="labels",
             )
     fit, cal, test = (part for _, part in periods)
