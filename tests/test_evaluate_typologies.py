@@ -100,7 +100,7 @@ def write_labels(path: Path, units: list[tuple[str, str, list[str]]], per_patter
     return path
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(alerts_st, units_st, targets_st, st.booleans())
 def test_scores_equal_the_oracle(
     tmp_path: Path, alerts: Any, raw_units: Any, targets: dict[str, list[str]], per_pattern: bool

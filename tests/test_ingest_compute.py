@@ -163,7 +163,7 @@ def service_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[St
     store.close()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     expr=expressions(),
     rows=st.lists(st.fixed_dictionaries({}, optional=dict.fromkeys(COLUMNS, values)), min_size=1, max_size=20),

@@ -89,7 +89,7 @@ def test_account_view_duckdb_equals_oracle(
     target(float(min(found, 5)))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=sequence_rule(), evs=kind_events(), ents=entities)
 def test_duckdb_equals_oracle(
     con: duckdb.DuckDBPyConnection, tmp_path_factory: Any, text: str, evs: list[dict[str, Any]], ents: dict[str, Any]

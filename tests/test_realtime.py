@@ -45,7 +45,7 @@ def _replay_equals_oracle(tmp: Path, rule_text: str, evs: list[dict[str, Any]], 
     assert sorted(replay([rule], evs, ents), key=_key) == sorted(run_rule(rule, evs, ents), key=_key)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rule_text=sequence_rule(), evs=kind_events(), ents=entities)
 def test_sequence_replay_equals_oracle(
     tmp_path_factory: Any, rule_text: str, evs: list[dict[str, Any]], ents: dict[str, Any]
@@ -53,7 +53,7 @@ def test_sequence_replay_equals_oracle(
     _replay_equals_oracle(tmp_path_factory.getbasetemp() / "realtime_sequence", rule_text, evs, ents)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rule_text=accounts_rule(), evs=ledger_events(), ents=entities)
 def test_account_view_replay_equals_oracle(
     tmp_path_factory: Any, rule_text: str, evs: list[dict[str, Any]], ents: dict[str, Any]

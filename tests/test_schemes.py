@@ -57,7 +57,7 @@ def oracle(evidence: list[list[str]], cap: int) -> dict[str, str]:
     return {a: min(g) for a, g in groups.items()}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(alerts_st, st.sampled_from([2, 3, MAX_ALERTS]))
 def test_link_alerts_equals_the_oracle(evidence: list[list[str]], cap: int) -> None:
     got = link_alerts(alerts_con(evidence), max_size=cap)
@@ -68,7 +68,7 @@ def test_link_alerts_equals_the_oracle(evidence: list[list[str]], cap: int) -> N
     assert all(n <= cap for n in sizes.values())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=20))
 def test_group_without_a_cap_is_connected_components(pairs: list[tuple[int, int]]) -> None:
     ids = [f"n{i}" for i in range(10)]

@@ -102,7 +102,7 @@ bad_text = st.sampled_from(["12a", "1,2,3.4.5", "--1", "1.5e", "0,00001", "0.000
         max_size=8,
     )
 )
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_posted_records_convert_as_the_csv_file_does(
     served: Served, rows: list[tuple[str, Decimal, Decimal, str, str]]
 ) -> None:
