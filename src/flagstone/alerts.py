@@ -54,6 +54,16 @@ def _alert_id(f: Finding, group_key: str, param_set: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
+# ``scans.rules`` as ``scan_record`` writes it, one row per scan and rule; a scan made before a
+# field existed gives its default (the file's own parameter set "", no typologies).
+SCAN_RULES_SQL = """
+  SELECT scan_id, r ->> 'id' AS rule_id, CAST(r ->> 'version' AS INTEGER) AS rule_version,
+         coalesce(r ->> 'param_set', '') AS param_set,
+         coalesce(CAST(r -> 'typologies' AS VARCHAR[]), []) AS typologies
+  FROM (SELECT scan_id, unnest(CAST(rules AS JSON[])) AS r FROM scans)
+"""
+
+
 def scan_record(rule: ir.Rule, **extra: str) -> dict[str, Any]:
     """What a scan records of each rule it runs (``scans.rules``): which rule, its version, file,
     the typologies it targets and the parameters it ran with (effective values and their set)."""

@@ -48,6 +48,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from flagstone.alerts import SCAN_RULES_SQL
 from flagstone.errors import InputError
 from flagstone.schemes import link_alerts
 from flagstone.store import Store
@@ -73,25 +74,19 @@ def current_alerts_sql(param_sets: Mapping[str, str] | None = None) -> str:
     return f"""
 SELECT t.* EXCLUDE (param_set_) FROM (
   SELECT a.*, coalesce(s.param_set, '') AS param_set_
-  FROM alerts a LEFT JOIN ({_SCAN_RULES}) s ON s.scan_id = a.scan_id AND s.rule_id = a.rule_id
+  FROM alerts a LEFT JOIN ({SCAN_RULES_SQL}) s ON s.scan_id = a.scan_id AND s.rule_id = a.rule_id
 ) t
 JOIN (
-  SELECT rule_id, rule_version, param_set FROM ({_SCAN_RULES}) WHERE true{chosen}
+  SELECT rule_id, rule_version, param_set FROM ({SCAN_RULES_SQL}) WHERE true{chosen}
   QUALIFY row_number() OVER (PARTITION BY rule_id ORDER BY scan_id DESC) = 1
   UNION ALL
   SELECT rule_id, max(rule_version), '' FROM alerts
-  WHERE rule_id NOT IN (SELECT rule_id FROM ({_SCAN_RULES})) GROUP BY rule_id
+  WHERE rule_id NOT IN (SELECT rule_id FROM ({SCAN_RULES_SQL})) GROUP BY rule_id
 ) latest ON latest.rule_id = t.rule_id AND latest.rule_version = t.rule_version AND latest.param_set = t.param_set_
 """
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-# Each scan's rules, as ``scan_record`` wrote them; scans before parameter sets have none ("").
-_SCAN_RULES = """
-  SELECT scan_id, r ->> 'id' AS rule_id, CAST(r ->> 'version' AS INTEGER) AS rule_version,
-         coalesce(r ->> 'param_set', '') AS param_set
-  FROM (SELECT scan_id, unnest(CAST(rules AS JSON[])) AS r FROM scans)
-"""
 CURRENT_ALERTS_SQL = current_alerts_sql()
 
 
@@ -547,10 +542,9 @@ def alert_truth(con: duckdb.DuckDBPyConnection, alerts_sql: str, labels: Labels)
 def stored_targets(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, ...]]:
     """The typologies each rule declared in the latest scan that ran it (``scans.rules``)."""
     rows = con.execute(
-        """
-        SELECT r ->> 'id', CAST(r -> 'typologies' AS VARCHAR[]) FROM (
-          SELECT scan_id, unnest(CAST(rules AS JSON[])) AS r FROM scans
-        ) QUALIFY row_number() OVER (PARTITION BY r ->> 'id' ORDER BY scan_id DESC) = 1
+        f"""
+        SELECT rule_id, typologies FROM ({SCAN_RULES_SQL})
+        QUALIFY row_number() OVER (PARTITION BY rule_id ORDER BY scan_id DESC) = 1
         """
     ).fetchall()
     return {str(rule_id): tuple(map(str, typologies or ())) for rule_id, typologies in rows}

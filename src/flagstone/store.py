@@ -152,6 +152,17 @@ ADDED_COLUMNS = (
 )
 
 
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the store on ``con`` has table ``name`` (a store opened read-only is not upgraded, so
+    a table added since it was made may be missing)."""
+    found = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND table_name = ?",
+        [name],
+    ).fetchall()
+    return bool(found)
+
+
 def resolve_store_path(path: str | Path | None) -> Path:
     """``--store`` wins, then ``$FLAGSTONE_STORE``, then ``./flagstone.duckdb``."""
     return Path(path or os.environ.get(STORE_ENV) or DEFAULT_STORE)

@@ -18,13 +18,13 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy import bindparam, func, insert, select, update
 
-from flagstone.alerts import active_scores
+from flagstone.alerts import SCAN_RULES_SQL, active_scores
 from flagstone.audit.events import AlertJoinedCase, CaseCreated
 from flagstone.oversight.context import Oversight
 from flagstone.oversight.schema import case_alerts, case_events, cases, event_key, utcnow, vault
 from flagstone.oversight.workflow import CLOSED, OPEN
 from flagstone.rules.ir import SEVERITIES
-from flagstone.store import Store
+from flagstone.store import Store, has_table
 
 SYSTEM = "system"
 EVIDENCE_COLUMNS = (
@@ -127,7 +127,7 @@ def sync_alerts(ov: Oversight, store: Store | duckdb.DuckDBPyConnection) -> Sync
 
 @dataclass(frozen=True)
 class Alert:
-    """A stored alert as sync reads it (``_ALERTS_SQL``)."""
+    """A stored alert as sync reads it (``_alerts_sql``)."""
 
     alert_id: str
     rule_id: str
@@ -146,29 +146,15 @@ class Alert:
 
 
 def _alerts_sql(con: duckdb.DuckDBPyConnection) -> str:
-    """``_ALERTS_SQL``; a store opened read-only before schemes existed links no alerts."""
-    found = con.execute(
-        "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'schemes'"
-    ).fetchall()
-    return (
-        _ALERTS_SQL
-        if found
-        else _ALERTS_SQL.replace("LEFT JOIN schemes sc USING (alert_id)", "").replace(
-            "coalesce(sc.scheme_id, a.alert_id)", "a.alert_id"
-        )
-    )
-
-
-_ALERTS_SQL = """
-WITH scan_rules AS (
-  SELECT scan_id, r ->> 'id' AS rule_id, coalesce(CAST(r -> 'typologies' AS VARCHAR[]), []) AS typologies
-  FROM (SELECT scan_id, unnest(CAST(rules AS JSON[])) AS r FROM scans)
-)
+    """The store's alerts as ``Alert`` reads them; a store opened read-only before schemes existed
+    links no alerts (each is its own scheme)."""
+    schemes = "schemes" if has_table(con, "schemes") else "(SELECT NULL AS alert_id, NULL AS scheme_id WHERE false)"
+    return f"""
 SELECT a.alert_id, a.rule_id, a.rule_version, a.severity, a.group_key, a.first_ts, a.last_ts, a."values", a.reason,
        coalesce(s.finished_at, s.started_at) AS scanned_at, s.finished_at IS NULL, len(a.evidence),
        coalesce(sc.scheme_id, a.alert_id), array_to_string(coalesce(r.typologies, []), ', ')
-FROM alerts a LEFT JOIN scans s USING (scan_id) LEFT JOIN schemes sc USING (alert_id)
-LEFT JOIN scan_rules r ON r.scan_id = a.scan_id AND r.rule_id = a.rule_id
+FROM alerts a LEFT JOIN scans s USING (scan_id) LEFT JOIN {schemes} sc USING (alert_id)
+LEFT JOIN ({SCAN_RULES_SQL}) r ON r.scan_id = a.scan_id AND r.rule_id = a.rule_id
 ORDER BY a.first_ts, a.alert_id"""
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from flagstone.errors import RuleError
 from flagstone.protected import PROTECTED_REFUSAL, configured_match, protected_match
+from flagstone.store import has_table
 from flagstone.triage._sql import EVENT_READS, HUB_DEGREE, feature_sql, more_events_sql, relevant_events_sql
 from flagstone.triage._sql import GRAPH as GRAPH
 
@@ -208,7 +209,7 @@ def feature_table(
     context. ``graph=False`` leaves the features of ``GRAPH`` NULL and reads no neighbour's events
     (for a model that does not read them)."""
     check_protected(FEATURES, protected)
-    if outcomes == STORE_OUTCOMES and not _has_table(con, STORE_OUTCOMES):
+    if outcomes == STORE_OUTCOMES and not has_table(con, STORE_OUTCOMES):
         outcomes = None
     if alert_ids is None:
         table = con.sql(feature_sql(alerts, events, outcomes, "duckdb", hub_degree, graph=graph)).to_arrow_table()
@@ -249,15 +250,6 @@ def _relevant_events(con: duckdb.DuckDBPyConnection, alerts: str, events: str, g
                 f"SELECT * FROM {_RELEVANT} UNION SELECT {EVENT_READS} FROM {events} "
                 f"WHERE actor IN (SELECT acct FROM {_MORE}) OR counterparty IN (SELECT acct FROM {_MORE})"
             ).to_arrow_table()
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    found = con.execute(
-        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
-        "AND table_name = ?",
-        [name],
-    ).fetchall()
-    return bool(found)
 
 
 def spark_feature_table(
